@@ -1,0 +1,81 @@
+//! Pieces shared by the derives: the runtime crate path attribute, error
+//! collection and the `const _` wrapper.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// Collects errors so that all of them are reported in one build.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, e: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    pub(crate) fn spanned(&mut self, tokens: impl quote::ToTokens, msg: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, msg));
+    }
+
+    pub(crate) fn finish(self) -> Result<(), syn::Error> {
+        match self.0 {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The default path of the runtime crate.
+pub(crate) fn default_crate_path() -> syn::Path {
+    syn::parse_quote!(::state_runtime)
+}
+
+/// Parses `crate = path` or `crate = "path"` inside a container attribute.
+pub(crate) fn parse_crate_path(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
+    let value = meta.value()?;
+    if value.peek(syn::LitStr) {
+        let s: syn::LitStr = value.parse()?;
+        s.parse()
+    } else {
+        value.parse()
+    }
+}
+
+/// Reads the container attribute `#[<name>(crate = path)]`, reporting anything
+/// else as an unknown option.
+pub(crate) fn crate_path_attr(
+    attrs: &[syn::Attribute],
+    name: &str,
+    errors: &mut Errors,
+) -> syn::Path {
+    let mut path = default_crate_path();
+    for attr in attrs.iter().filter(|a| a.path().is_ident(name)) {
+        let res = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("crate") {
+                path = parse_crate_path(&meta)?;
+                Ok(())
+            } else {
+                Err(meta.error(format!(
+                    "unknown option in #[{name}(...)]: expected `crate = path`"
+                )))
+            }
+        });
+        if let Err(e) = res {
+            errors.push(e);
+        }
+    }
+    path
+}
+
+/// Wraps generated items in `const _: () = { ... };`.
+pub(crate) fn wrap_const(body: TokenStream) -> TokenStream {
+    quote! {
+        #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
+        const _: () = {
+            #body
+        };
+    }
+}

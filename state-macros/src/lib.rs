@@ -1,0 +1,29 @@
+//! Derive macros for `state-runtime`. Use them through `state_runtime`
+//! (`use state_runtime::prelude::*;`), which re-exports them; the generated code
+//! names the runtime as `::state_runtime` (override with `crate = path`).
+//!
+//! Every derive follows the same stages: parse the input into a model
+//! (reporting all attribute errors at once, with spans), check it, then
+//! generate code. On error, the `compile_error!`s come with a minimal impl of
+//! the trait so that one mistake does not cascade into many.
+
+mod common;
+mod stable_hash;
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+/// Derives `state_runtime::StableHash` (and `StateKey`): a 64-bit hash that
+/// is the same on every machine, build and run.
+///
+/// Structs hash their fields in declaration order; enums hash the variant's
+/// declaration index as `u32`, then its fields. Names are not hashed. See
+/// `state_runtime::hash` for the byte-for-byte specification.
+///
+/// Container attribute: `#[stable_hash(crate = path)]` names the runtime crate
+/// when it is not reachable as `::state_runtime`.
+#[proc_macro_derive(StableHash, attributes(stable_hash))]
+pub fn derive_stable_hash(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    stable_hash::expand(&input).into()
+}

@@ -1,0 +1,103 @@
+//! `#[derive(StableHash)]`: parse the container attribute, check the shape,
+//! generate field-by-field hashing.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::{Data, DeriveInput, Fields};
+
+use crate::common::{Errors, crate_path_attr, wrap_const};
+
+pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
+    let mut errors = Errors::default();
+    let krate = crate_path_attr(&input.attrs, "stable_hash", &mut errors);
+    let ident = &input.ident;
+
+    let body = match &input.data {
+        Data::Struct(s) => {
+            let (pat, writes) = destructure(&s.fields, &krate);
+            quote! {
+                let #ident #pat = self;
+                #(#writes)*
+            }
+        }
+        Data::Enum(e) => {
+            if e.variants.len() > u32::MAX as usize {
+                errors.spanned(ident, "too many variants for StableHash");
+            }
+            let arms = e.variants.iter().enumerate().map(|(idx, v)| {
+                let idx = idx as u32;
+                let vid = &v.ident;
+                let (pat, writes) = destructure(&v.fields, &krate);
+                quote! {
+                    #ident::#vid #pat => {
+                        #krate::__private::StableHasher::write_u32(__hasher, #idx);
+                        #(#writes)*
+                    }
+                }
+            });
+            quote! {
+                match self {
+                    #(#arms)*
+                }
+            }
+        }
+        Data::Union(u) => {
+            errors.spanned(
+                u.union_token,
+                "StableHash cannot be derived for a union: its active field is unknown",
+            );
+            quote!()
+        }
+    };
+
+    let mut generics = input.generics.clone();
+    for tp in generics.type_params_mut() {
+        tp.bounds
+            .push(syn::parse_quote!(#krate::__private::StableHash));
+    }
+    let (impl_g, ty_g, where_c) = generics.split_for_impl();
+
+    let result = errors.finish();
+    let body = if result.is_err() {
+        quote!(let _ = __hasher;)
+    } else {
+        body
+    };
+    let impls = quote! {
+        #[automatically_derived]
+        impl #impl_g #krate::__private::StableHash for #ident #ty_g #where_c {
+            #[allow(unused_variables)]
+            fn stable_hash_into(&self, __hasher: &mut #krate::__private::StableHasher) {
+                #body
+            }
+        }
+        #[automatically_derived]
+        impl #impl_g #krate::__private::StateKey for #ident #ty_g #where_c {}
+    };
+    let compile_errors = result.err().map(|e| e.to_compile_error());
+    let wrapped = wrap_const(impls);
+    quote! {
+        #compile_errors
+        #wrapped
+    }
+}
+
+/// A pattern binding every field, and one hashing call per field in order.
+fn destructure(fields: &Fields, krate: &syn::Path) -> (TokenStream, Vec<TokenStream>) {
+    let names: Vec<_> = (0..fields.len())
+        .map(|i| format_ident!("__f{}", i))
+        .collect();
+    let writes = names
+        .iter()
+        .map(|n| quote!(#krate::__private::StableHash::stable_hash_into(#n, __hasher);))
+        .collect();
+    let pat = match fields {
+        Fields::Named(named) => {
+            let idents = named.named.iter().map(|f| f.ident.as_ref().expect("named"));
+            quote!({ #(#idents: #names),* })
+        }
+        Fields::Unnamed(_) => quote!(( #(#names),* )),
+        Fields::Unit => quote!(),
+    };
+    (pat, writes)
+}

@@ -1,0 +1,426 @@
+//! Stable key hashing: a 64-bit hash that is the same on every machine,
+//! endianness, process, build and Rust version.
+//!
+//! # Specification
+//!
+//! The stable hash of a value is **XXH3-64 with seed 0** (as implemented by
+//! `xxhash-rust`, matching the reference `XXH3_64bits`) of the value's
+//! *canonical encoding*, defined here byte for byte. Changing any of these
+//! rules changes which key group a key lands in, so it is a format break; the
+//! golden values in the tests pin them.
+//!
+//! | type | canonical encoding |
+//! |---|---|
+//! | `u8 u16 u32 u64 u128`, `i8 .. i128` | the value, little-endian, fixed width |
+//! | `usize` / `isize` | as `u64` / `i64` (the same on 32- and 64-bit targets) |
+//! | `bool` | one byte, `0` or `1` |
+//! | `char` | its scalar value as `u32` |
+//! | `str`, `String` | length in bytes as `u64`, then the UTF-8 bytes |
+//! | `[T]`, `Vec<T>`, `VecDeque<T>` | length as `u64`, then each element |
+//! | `[T; N]` | each element (the length is part of the type) |
+//! | `Option<T>` | `0u8` for `None`; `1u8` then the value for `Some` |
+//! | tuples, `()` | each element in order (nothing for `()`) |
+//! | `&T`, `Box<T>`, `Rc<T>`, `Arc<T>` | as `T` |
+//! | `#[derive(StableHash)]` struct | each field in declaration order (names are not hashed) |
+//! | `#[derive(StableHash)]` enum | variant index in declaration order as `u32`, then its fields |
+//!
+//! Renaming a field or a variant keeps hashes; reordering fields or variants,
+//! or changing a field's type, changes them.
+//!
+//! `std`'s `DefaultHasher`, `ahash` and `foldhash` are never used: their output
+//! may change between versions or processes.
+//!
+//! ```
+//! use state_runtime::hash::StableHash;
+//!
+//! // Pinned by the specification: the same on every machine, forever.
+//! assert_eq!(42u64.stable_hash(), xxhash_rust::xxh3::xxh3_64(&42u64.to_le_bytes()));
+//! assert_eq!(("a", 1u8).stable_hash(), {
+//!     let mut bytes = 1u64.to_le_bytes().to_vec();
+//!     bytes.extend_from_slice(b"a");
+//!     bytes.push(1);
+//!     xxhash_rust::xxh3::xxh3_64(&bytes)
+//! });
+//! ```
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+
+/// Size of the hasher's inline buffer: encodings up to this many bytes are
+/// hashed in one shot from the stack, longer ones are streamed.
+const INLINE: usize = 128;
+
+/// Collects a canonical encoding and hashes it with XXH3-64 (seed 0).
+///
+/// Short encodings (up to 128 bytes, which covers nearly every key) stay in a
+/// stack buffer and are hashed in one call; longer ones spill into a streaming
+/// XXH3 state, which gives the same result. Nothing is allocated.
+pub struct StableHasher {
+    buf: [u8; INLINE],
+    len: usize,
+    stream: Option<Xxh3>,
+}
+
+impl Default for StableHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StableHasher {
+    /// An empty hasher.
+    #[inline]
+    pub fn new() -> Self {
+        Self {
+            buf: [0; INLINE],
+            len: 0,
+            stream: None,
+        }
+    }
+
+    /// Appends raw bytes to the canonical encoding.
+    #[inline]
+    pub fn write_bytes(&mut self, bytes: &[u8]) {
+        if self.stream.is_none() && self.len + bytes.len() <= INLINE {
+            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            self.spill().update(bytes);
+        }
+    }
+
+    #[cold]
+    fn spill(&mut self) -> &mut Xxh3 {
+        if self.stream.is_none() {
+            let mut s = Xxh3::new();
+            s.update(&self.buf[..self.len]);
+            self.len = 0;
+            self.stream = Some(s);
+        }
+        self.stream.as_mut().expect("just set")
+    }
+
+    /// Appends a `u8`.
+    #[inline]
+    pub fn write_u8(&mut self, v: u8) {
+        self.write_bytes(&[v]);
+    }
+
+    /// Appends a `u32`, little-endian.
+    #[inline]
+    pub fn write_u32(&mut self, v: u32) {
+        self.write_bytes(&v.to_le_bytes());
+    }
+
+    /// Appends a `u64`, little-endian.
+    #[inline]
+    pub fn write_u64(&mut self, v: u64) {
+        self.write_bytes(&v.to_le_bytes());
+    }
+
+    /// Appends a length (as `u64`), as written before strings and sequences.
+    #[inline]
+    pub fn write_len(&mut self, len: usize) {
+        self.write_u64(len as u64);
+    }
+
+    /// The XXH3-64 hash of everything written.
+    #[inline]
+    pub fn finish(&self) -> u64 {
+        match &self.stream {
+            None => xxh3_64(&self.buf[..self.len]),
+            Some(s) => s.digest(),
+        }
+    }
+}
+
+/// A type with a stable 64-bit hash, specified in the [module docs](self).
+///
+/// Derive it for your key types with `#[derive(StableHash)]`; implement
+/// [`stable_hash_into`](StableHash::stable_hash_into) by hand only if you
+/// document your encoding as carefully.
+///
+/// ```
+/// use state_runtime::hash::StableHash;
+///
+/// #[derive(StableHash)]
+/// struct CustomerKey { region: u16, id: u64 }
+///
+/// let k = CustomerKey { region: 3, id: 77 };
+/// assert_eq!(k.stable_hash(), (3u16, 77u64).stable_hash());
+/// ```
+pub trait StableHash {
+    /// Writes this value's canonical encoding.
+    fn stable_hash_into(&self, hasher: &mut StableHasher);
+
+    /// The stable hash: XXH3-64 of the canonical encoding.
+    #[inline]
+    fn stable_hash(&self) -> u64 {
+        let mut h = StableHasher::new();
+        self.stable_hash_into(&mut h);
+        h.finish()
+    }
+}
+
+/// A type that can key keyed state: it has a [`StableHash`] for the native
+/// assigner and, optionally, a Java `hashCode()` for the Flink-compatible one.
+///
+/// `#[derive(StableHash)]` implements it (without a Java hash code); `i32`,
+/// `i64` and `String` have both.
+pub trait StateKey: StableHash {
+    /// Whether [`java_hash_code`](StateKey::java_hash_code) returns `Some`.
+    const HAS_JAVA_HASH_CODE: bool = false;
+
+    /// Java's `Object.hashCode()` of the equivalent Java value, if there is one.
+    #[inline]
+    fn java_hash_code(&self) -> Option<i32> {
+        None
+    }
+}
+
+macro_rules! int_impls {
+    ($($t:ty => $as:ty),* $(,)?) => {$(
+        impl StableHash for $t {
+            #[inline]
+            fn stable_hash_into(&self, h: &mut StableHasher) {
+                h.write_bytes(&(*self as $as).to_le_bytes());
+            }
+            #[inline]
+            fn stable_hash(&self) -> u64 {
+                xxh3_64(&(*self as $as).to_le_bytes())
+            }
+        }
+    )*};
+}
+
+int_impls!(
+    u8 => u8, u16 => u16, u32 => u32, u64 => u64, u128 => u128, usize => u64,
+    i8 => i8, i16 => i16, i32 => i32, i64 => i64, i128 => i128, isize => i64,
+);
+
+impl StableHash for bool {
+    #[inline]
+    fn stable_hash_into(&self, h: &mut StableHasher) {
+        h.write_u8(*self as u8);
+    }
+}
+
+impl StableHash for char {
+    #[inline]
+    fn stable_hash_into(&self, h: &mut StableHasher) {
+        h.write_u32(*self as u32);
+    }
+}
+
+impl StableHash for str {
+    #[inline]
+    fn stable_hash_into(&self, h: &mut StableHasher) {
+        h.write_len(self.len());
+        h.write_bytes(self.as_bytes());
+    }
+}
+
+impl StableHash for String {
+    #[inline]
+    fn stable_hash_into(&self, h: &mut StableHasher) {
+        self.as_str().stable_hash_into(h);
+    }
+}
+
+impl<T: StableHash> StableHash for [T] {
+    #[inline]
+    fn stable_hash_into(&self, h: &mut StableHasher) {
+        h.write_len(self.len());
+        for item in self {
+            item.stable_hash_into(h);
+        }
+    }
+}
+
+impl<T: StableHash> StableHash for Vec<T> {
+    #[inline]
+    fn stable_hash_into(&self, h: &mut StableHasher) {
+        self.as_slice().stable_hash_into(h);
+    }
+}
+
+impl<T: StableHash> StableHash for VecDeque<T> {
+    fn stable_hash_into(&self, h: &mut StableHasher) {
+        h.write_len(self.len());
+        for item in self {
+            item.stable_hash_into(h);
+        }
+    }
+}
+
+impl<T: StableHash, const N: usize> StableHash for [T; N] {
+    #[inline]
+    fn stable_hash_into(&self, h: &mut StableHasher) {
+        for item in self {
+            item.stable_hash_into(h);
+        }
+    }
+}
+
+impl<T: StableHash> StableHash for Option<T> {
+    #[inline]
+    fn stable_hash_into(&self, h: &mut StableHasher) {
+        match self {
+            None => h.write_u8(0),
+            Some(v) => {
+                h.write_u8(1);
+                v.stable_hash_into(h);
+            }
+        }
+    }
+}
+
+macro_rules! deref_impls {
+    ($($t:ident),*) => {$(
+        impl<T: StableHash + ?Sized> StableHash for $t<T> {
+            #[inline]
+            fn stable_hash_into(&self, h: &mut StableHasher) {
+                (**self).stable_hash_into(h);
+            }
+            #[inline]
+            fn stable_hash(&self) -> u64 {
+                (**self).stable_hash()
+            }
+        }
+    )*};
+}
+deref_impls!(Box, Rc, Arc);
+
+impl<T: StableHash + ?Sized> StableHash for &T {
+    #[inline]
+    fn stable_hash_into(&self, h: &mut StableHasher) {
+        (**self).stable_hash_into(h);
+    }
+    #[inline]
+    fn stable_hash(&self) -> u64 {
+        (**self).stable_hash()
+    }
+}
+
+impl StableHash for () {
+    #[inline]
+    fn stable_hash_into(&self, _: &mut StableHasher) {}
+}
+
+macro_rules! tuple_impls {
+    ($(($($n:tt $t:ident),+))*) => {$(
+        impl<$($t: StableHash),+> StableHash for ($($t,)+) {
+            #[inline]
+            fn stable_hash_into(&self, h: &mut StableHasher) {
+                $(self.$n.stable_hash_into(h);)+
+            }
+        }
+        impl<$($t: StableHash),+> StateKey for ($($t,)+) {}
+    )*};
+}
+tuple_impls! {
+    (0 A)
+    (0 A, 1 B)
+    (0 A, 1 B, 2 C)
+    (0 A, 1 B, 2 C, 3 D)
+    (0 A, 1 B, 2 C, 3 D, 4 E)
+    (0 A, 1 B, 2 C, 3 D, 4 E, 5 F)
+    (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G)
+    (0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G, 7 H)
+}
+
+macro_rules! plain_state_keys {
+    ($($t:ty),*) => {$( impl StateKey for $t {} )*};
+}
+plain_state_keys!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i128,
+    isize,
+    bool,
+    char,
+    ()
+);
+
+impl<T: StableHash> StateKey for Vec<T> {}
+impl<T: StableHash> StateKey for Option<T> {}
+impl<T: StableHash, const N: usize> StateKey for [T; N] {}
+
+macro_rules! java_state_keys {
+    ($($t:ty),*) => {$(
+        impl StateKey for $t {
+            const HAS_JAVA_HASH_CODE: bool = true;
+            #[inline]
+            fn java_hash_code(&self) -> Option<i32> {
+                Some(crate::flink::JavaHashCode::java_hash_code(self))
+            }
+        }
+    )*};
+}
+java_state_keys!(i32, i64, str, String);
+
+impl<T: StateKey + ?Sized> StateKey for &T {
+    const HAS_JAVA_HASH_CODE: bool = T::HAS_JAVA_HASH_CODE;
+    #[inline]
+    fn java_hash_code(&self) -> Option<i32> {
+        (**self).java_hash_code()
+    }
+}
+
+impl<T: StateKey + ?Sized> StateKey for Box<T> {
+    const HAS_JAVA_HASH_CODE: bool = T::HAS_JAVA_HASH_CODE;
+    #[inline]
+    fn java_hash_code(&self) -> Option<i32> {
+        (**self).java_hash_code()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streaming_spill_equals_one_shot() {
+        for len in [
+            0usize, 1, 100, 119, 120, 121, 128, 129, 240, 241, 1000, 10_000,
+        ] {
+            let s = "x".repeat(len);
+            let mut bytes = (len as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(s.as_bytes());
+            assert_eq!(s.stable_hash(), xxh3_64(&bytes), "len {len}");
+            // Split over many small writes, crossing the inline boundary.
+            let mut h = StableHasher::new();
+            for chunk in bytes.chunks(7) {
+                h.write_bytes(chunk);
+            }
+            assert_eq!(h.finish(), xxh3_64(&bytes), "chunked len {len}");
+        }
+    }
+
+    #[test]
+    fn overridden_fast_paths_match_generic_path() {
+        fn generic<T: StableHash + ?Sized>(v: &T) -> u64 {
+            let mut h = StableHasher::new();
+            v.stable_hash_into(&mut h);
+            h.finish()
+        }
+        assert_eq!(7u8.stable_hash(), generic(&7u8));
+        assert_eq!((-9i64).stable_hash(), generic(&-9i64));
+        assert_eq!(5usize.stable_hash(), 5u64.stable_hash());
+        assert_eq!((-5isize).stable_hash(), (-5i64).stable_hash());
+        assert_eq!(u128::MAX.stable_hash(), generic(&u128::MAX));
+        assert_eq!(Box::new(3u32).stable_hash(), 3u32.stable_hash());
+        assert_eq!((&"k").stable_hash(), "k".stable_hash());
+        assert_eq!(String::from("k").stable_hash(), "k".stable_hash());
+        assert_eq!(vec![1u8, 2].stable_hash(), [1u8, 2][..].stable_hash());
+    }
+}

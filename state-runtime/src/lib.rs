@@ -1,0 +1,40 @@
+//! Rescalable state for Rust stream operators.
+//!
+//! A job runs each operator as N parallel instances. A checkpoint captures
+//! every instance's state; restoring it into M instances gives each new
+//! instance exactly the state it is now responsible for. This crate holds the
+//! runtime: key groups and stable key hashing, keyed and operator state, the
+//! repartitioner and checkpoints. The derives (`Checkpointed`, `Keyed`,
+//! `StableHash`) are re-exported from `state-macros` behind the default
+//! `derive` feature.
+
+#![warn(missing_docs)]
+
+mod codec;
+pub mod error;
+pub mod flink;
+pub mod hash;
+pub mod keygroup;
+
+pub use error::StateError;
+pub use hash::{StableHash, StateKey};
+pub use keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
+
+#[cfg(feature = "derive")]
+pub use state_macros::StableHash;
+
+/// The names most programs need: `use state_runtime::prelude::*;`.
+pub mod prelude {
+    pub use crate::error::StateError;
+    pub use crate::hash::{StableHash, StateKey};
+    pub use crate::keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
+    #[cfg(feature = "derive")]
+    pub use state_macros::StableHash;
+}
+
+/// Not public API: what the derives' generated code names by absolute path.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::hash::{StableHash, StableHasher, StateKey};
+    pub use core;
+}
