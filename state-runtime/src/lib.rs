@@ -15,6 +15,7 @@ pub mod error;
 pub mod flink;
 pub mod hash;
 pub mod keygroup;
+pub mod storage;
 
 pub use error::StateError;
 pub use hash::{StableHash, StateKey};
