@@ -144,7 +144,7 @@ impl StableHasher {
 /// document your encoding as carefully.
 ///
 /// ```
-/// use state_runtime::hash::StableHash;
+/// use state_runtime::StableHash; // the trait and its derive
 ///
 /// #[derive(StableHash)]
 /// struct CustomerKey { region: u16, id: u64 }
@@ -152,6 +152,11 @@ impl StableHasher {
 /// let k = CustomerKey { region: 3, id: 77 };
 /// assert_eq!(k.stable_hash(), (3u16, 77u64).stable_hash());
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no stable hash",
+    label = "this type does not implement `StableHash`",
+    note = "derive it with `#[derive(StableHash)]`; floats have none on purpose (NaN and -0.0 have several encodings)"
+)]
 pub trait StableHash {
     /// Writes this value's canonical encoding.
     fn stable_hash_into(&self, hasher: &mut StableHasher);
