@@ -153,7 +153,7 @@ fn java_string_hash(s: &str) -> i32 {
 /// (Flink's `computeKeyGroupForKeyHash`).
 #[inline]
 pub const fn key_group_for_hash_code(code: i32, max_parallelism: MaxParallelism) -> KeyGroup {
-    (murmur_hash(code) as u32) % max_parallelism.get()
+    max_parallelism.reduce(murmur_hash(code) as u32)
 }
 
 /// Flink's `KeyGroupRangeAssignment.assignToKeyGroup(key, maxParallelism)`.
