@@ -39,3 +39,8 @@ pub mod __private {
     pub use crate::hash::{StableHash, StableHasher, StateKey};
     pub use core;
 }
+
+/// The README's Rust examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme_doctests {}
