@@ -10,12 +10,12 @@
 
 #![warn(missing_docs)]
 
-#[allow(dead_code)] // its users, the state modules, arrive in the next changes
 mod codec;
 pub mod error;
 pub mod flink;
 pub mod hash;
 pub mod keygroup;
+pub mod runner;
 
 pub use error::StateError;
 pub use hash::{StableHash, StateKey};
