@@ -79,3 +79,23 @@ pub(crate) fn wrap_const(body: TokenStream) -> TokenStream {
         };
     }
 }
+
+/// The tokens of `tokens` with every span set to `span`, so that an error about
+/// them (for example an unmet trait bound in `<T as path::Trait>`) points at
+/// the user's code rather than at the derive.
+pub(crate) fn respan(tokens: impl quote::ToTokens, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .to_token_stream()
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = proc_macro2::TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
+}

@@ -2,10 +2,11 @@
 //! generate field-by-field hashing.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields};
 
-use crate::common::{Errors, crate_path_attr, wrap_const};
+use crate::common::{Errors, crate_path_attr, respan, wrap_const};
 
 pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
@@ -83,13 +84,22 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
 }
 
 /// A pattern binding every field, and one hashing call per field in order.
+/// Each call is spanned at the field's type, so a type without a stable hash
+/// is reported there.
 fn destructure(fields: &Fields, krate: &syn::Path) -> (TokenStream, Vec<TokenStream>) {
     let names: Vec<_> = (0..fields.len())
         .map(|i| format_ident!("__f{}", i))
         .collect();
     let writes = names
         .iter()
-        .map(|n| quote!(#krate::__private::StableHash::stable_hash_into(#n, __hasher);))
+        .zip(fields.iter())
+        .map(|(n, f)| {
+            let ty = &f.ty;
+            let krate = respan(krate, ty.span());
+            quote_spanned! {ty.span()=>
+                <#ty as #krate::__private::StableHash>::stable_hash_into(#n, __hasher);
+            }
+        })
         .collect();
     let pat = match fields {
         Fields::Named(named) => {

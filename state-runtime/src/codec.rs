@@ -43,6 +43,7 @@ pub(crate) fn decode_exact<T: DeserializeOwned>(
     Ok(value)
 }
 
+#[allow(dead_code)] // for readers of length-less sequences
 /// Decodes one value from the front of `bytes`, returning it and the number of
 /// bytes it used.
 pub(crate) fn decode_prefix<T: DeserializeOwned>(

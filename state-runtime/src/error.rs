@@ -76,6 +76,17 @@ pub enum StateError {
         message: String,
     },
 
+    /// A record of an input log is cut short or fails its checksum.
+    #[error("corrupt log {path} at offset {offset}: {reason}")]
+    CorruptLog {
+        /// The partition file (or the log folder).
+        path: PathBuf,
+        /// Byte offset of the bad record.
+        offset: u64,
+        /// What was expected and what was found.
+        reason: String,
+    },
+
     /// An I/O error, with the file it happened on.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -110,9 +110,10 @@ const P8: u32 = P7.wrapping_mul(31);
 
 /// Java's `String.hashCode()` of `s`.
 ///
-/// ASCII runs (one UTF-16 unit per byte) are hashed eight bytes at a time:
-/// `h * 31^8 + b0 * 31^7 + ... + b7`, which breaks the serial `* 31`
-/// dependency chain; anything else goes through `encode_utf16`.
+/// ASCII runs (one UTF-16 unit per byte) are hashed eight bytes at a time,
+/// `h * 31^8 + b0 * 31^7 + ... + b7`, then four, then one by one: the
+/// products are independent, which breaks the serial `* 31` dependency chain.
+/// Anything after the first non-ASCII byte goes through `encode_utf16`.
 #[inline]
 fn java_string_hash(s: &str) -> i32 {
     let bytes = s.as_bytes();
@@ -135,6 +136,18 @@ fn java_string_hash(s: &str) -> i32 {
         h = h.wrapping_mul(P8).wrapping_add(sum);
         i += 8;
     }
+    if let Some(chunk) = bytes.get(i..i + 4) {
+        let word = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
+        if word & 0x8080_8080 == 0 {
+            let b = |k: usize| chunk[k] as u32;
+            let sum = (b(0).wrapping_mul(P3))
+                .wrapping_add(b(1).wrapping_mul(P2))
+                .wrapping_add(b(2).wrapping_mul(P1))
+                .wrapping_add(b(3));
+            h = h.wrapping_mul(P4).wrapping_add(sum);
+            i += 4;
+        }
+    }
     while let Some(&b) = bytes.get(i) {
         if b >= 0x80 {
             // Everything before `i` was ASCII, so `i` is a char boundary.
@@ -153,7 +166,7 @@ fn java_string_hash(s: &str) -> i32 {
 /// (Flink's `computeKeyGroupForKeyHash`).
 #[inline]
 pub const fn key_group_for_hash_code(code: i32, max_parallelism: MaxParallelism) -> KeyGroup {
-    (murmur_hash(code) as u32) % max_parallelism.get()
+    max_parallelism.reduce(murmur_hash(code) as u32)
 }
 
 /// Flink's `KeyGroupRangeAssignment.assignToKeyGroup(key, maxParallelism)`.

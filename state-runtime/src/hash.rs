@@ -144,7 +144,7 @@ impl StableHasher {
 /// document your encoding as carefully.
 ///
 /// ```
-/// use state_runtime::hash::StableHash;
+/// use state_runtime::StableHash; // the trait and its derive
 ///
 /// #[derive(StableHash)]
 /// struct CustomerKey { region: u16, id: u64 }
@@ -152,6 +152,11 @@ impl StableHasher {
 /// let k = CustomerKey { region: 3, id: 77 };
 /// assert_eq!(k.stable_hash(), (3u16, 77u64).stable_hash());
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no stable hash",
+    label = "this type does not implement `StableHash`",
+    note = "derive it with `#[derive(StableHash)]`; floats have none on purpose (NaN and -0.0 have several encodings)"
+)]
 pub trait StableHash {
     /// Writes this value's canonical encoding.
     fn stable_hash_into(&self, hasher: &mut StableHasher);
@@ -221,12 +226,34 @@ impl StableHash for str {
         h.write_len(self.len());
         h.write_bytes(self.as_bytes());
     }
+
+    /// The same value as the generic path; short strings (most keys) are laid
+    /// out in a small stack buffer and hashed in one call.
+    #[inline]
+    fn stable_hash(&self) -> u64 {
+        const SHORT: usize = 56;
+        let bytes = self.as_bytes();
+        if bytes.len() <= SHORT {
+            let mut buf = [0u8; SHORT + 8];
+            buf[..8].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+            buf[8..8 + bytes.len()].copy_from_slice(bytes);
+            xxh3_64(&buf[..8 + bytes.len()])
+        } else {
+            let mut h = StableHasher::new();
+            self.stable_hash_into(&mut h);
+            h.finish()
+        }
+    }
 }
 
 impl StableHash for String {
     #[inline]
     fn stable_hash_into(&self, h: &mut StableHasher) {
         self.as_str().stable_hash_into(h);
+    }
+    #[inline]
+    fn stable_hash(&self) -> u64 {
+        self.as_str().stable_hash()
     }
 }
 
@@ -421,6 +448,10 @@ mod tests {
         assert_eq!(Box::new(3u32).stable_hash(), 3u32.stable_hash());
         assert_eq!((&"k").stable_hash(), "k".stable_hash());
         assert_eq!(String::from("k").stable_hash(), "k".stable_hash());
+        for len in [0, 1, 12, 55, 56, 57, 200] {
+            let s = "é".repeat(len / 2) + &"a".repeat(len % 2);
+            assert_eq!(s.stable_hash(), generic(s.as_str()), "len {len}");
+        }
         assert_eq!(vec![1u8, 2].stable_hash(), [1u8, 2][..].stable_hash());
     }
 }

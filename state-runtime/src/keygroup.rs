@@ -161,9 +161,10 @@ impl fmt::Debug for KeyGroupRange {
 
 impl fmt::Display for KeyGroupRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad` so that width and alignment flags work in tables.
         match self.last() {
-            Some(last) => write!(f, "[{}..={}]", self.start, last),
-            None => f.write_str("[empty]"),
+            Some(last) => f.pad(&format!("[{}..={}]", self.start, last)),
+            None => f.pad("[empty]"),
         }
     }
 }
@@ -177,8 +178,12 @@ impl fmt::Display for KeyGroupRange {
 /// assert!(MaxParallelism::new(0).is_err());
 /// # Ok::<(), state_runtime::StateError>(())
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub struct MaxParallelism(u32);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MaxParallelism {
+    value: u32,
+    /// `ceil(2^64 / value)`, for a division-free `x % value` (Lemire's fastmod).
+    mod_magic: u64,
+}
 
 impl MaxParallelism {
     /// Checks that `value` is in `1..=32768`.
@@ -186,8 +191,23 @@ impl MaxParallelism {
         if value == 0 || value > UPPER_BOUND_MAX_PARALLELISM {
             Err(StateError::InvalidMaxParallelism { got: value as u64 })
         } else {
-            Ok(Self(value))
+            Ok(Self::new_unchecked(value))
         }
+    }
+
+    const fn new_unchecked(value: u32) -> Self {
+        Self {
+            value,
+            mod_magic: (u64::MAX / value as u64).wrapping_add(1),
+        }
+    }
+
+    /// `x % max_parallelism` without a division instruction (exact for every
+    /// `u32`; Lemire, Kaser & Kurz, "Faster remainder by direct computation").
+    #[inline]
+    pub const fn reduce(self, x: u32) -> u32 {
+        let low = self.mod_magic.wrapping_mul(x as u64);
+        ((low as u128 * self.value as u128) >> 64) as u32
     }
 
     /// Flink's default for an operator of the given parallelism:
@@ -209,22 +229,22 @@ impl MaxParallelism {
             DEFAULT_LOWER_BOUND_MAX_PARALLELISM as u64,
             UPPER_BOUND_MAX_PARALLELISM as u64,
         );
-        Ok(Self(clamped as u32))
+        Ok(Self::new_unchecked(clamped as u32))
     }
 
     /// The number of key groups.
     pub const fn get(self) -> u32 {
-        self.0
+        self.value
     }
 
     /// Checks that `parallelism` is in `1..=self`.
     pub fn check_parallelism(self, parallelism: u32) -> Result<(), StateError> {
         if parallelism == 0 {
             Err(StateError::ZeroParallelism)
-        } else if parallelism > self.0 {
+        } else if parallelism > self.value {
             Err(StateError::ParallelismAboveMax {
                 parallelism,
-                max_parallelism: self.0,
+                max_parallelism: self.value,
             })
         } else {
             Ok(())
@@ -233,7 +253,13 @@ impl MaxParallelism {
 
     /// All key groups: `[0, max_parallelism)`.
     pub const fn all_key_groups(self) -> KeyGroupRange {
-        KeyGroupRange::from_exclusive(0, self.0)
+        KeyGroupRange::from_exclusive(0, self.value)
+    }
+}
+
+impl serde::Serialize for MaxParallelism {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(s)
     }
 }
 
@@ -246,7 +272,7 @@ impl<'de> serde::Deserialize<'de> for MaxParallelism {
 
 impl fmt::Display for MaxParallelism {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        fmt::Display::fmt(&self.value, f)
     }
 }
 
@@ -490,6 +516,34 @@ mod tests {
                 prev_hi = hi;
             }
             assert_eq!(prev_hi, 1u64 << 32);
+        }
+    }
+
+    #[test]
+    fn reduce_equals_remainder() {
+        let probes = [
+            0u32,
+            1,
+            2,
+            127,
+            128,
+            129,
+            1000,
+            32767,
+            32768,
+            1 << 31,
+            u32::MAX - 1,
+            u32::MAX,
+        ];
+        for m in (1..=300).chain([1000, 4095, 4096, 32767, 32768]) {
+            let mp = MaxParallelism::new(m).unwrap();
+            for x in probes
+                .iter()
+                .copied()
+                .chain((0..2000u32).map(|i| i.wrapping_mul(2_654_435_761)))
+            {
+                assert_eq!(mp.reduce(x), x % m, "{x} % {m}");
+            }
         }
     }
 

@@ -16,6 +16,7 @@ pub mod error;
 pub mod flink;
 pub mod hash;
 pub mod keygroup;
+pub mod runner;
 pub mod storage;
 
 pub use error::StateError;
@@ -40,3 +41,8 @@ pub mod __private {
     pub use crate::hash::{StableHash, StableHasher, StateKey};
     pub use core;
 }
+
+/// The README's Rust examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme_doctests {}

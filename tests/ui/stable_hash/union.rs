@@ -1,0 +1,9 @@
+use state_runtime::StableHash;
+
+#[derive(StableHash)]
+union Bits {
+    int: u32,
+    float: f32,
+}
+
+fn main() {}
