@@ -164,7 +164,7 @@ pub fn derive_stable_hash(input: TokenStream) -> TokenStream {
 ///
 /// let b = Buffer { items: vec!['x', 'y'], config: std::rc::Rc::new(()) };
 /// let cp = Checkpoint::from_subtasks(vec![b.snapshot()?])?;
-/// let mut c = Buffer { items: vec![], config: std::rc::Rc::new(()) };
+/// let mut c = Buffer { items: Vec::<char>::new(), config: std::rc::Rc::new(()) };
 /// cp.restore_into(&mut c, 0, 1)?;
 /// assert_eq!(c.items, ['x', 'y']);
 /// # Ok::<(), StateError>(())

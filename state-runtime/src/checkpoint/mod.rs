@@ -92,11 +92,11 @@ impl StateMeta {
     /// use state_runtime::SnapshotWriter;
     ///
     /// let mut w = SnapshotWriter::new();
-    /// w.split("s", &vec![1u8, 200u8])?;
+    /// w.split("s", &vec![1u32, 300u32])?;
     /// let snap = w.finish();
     /// let meta = &snap.states()[0];
     /// assert_eq!(meta.item_range(0), Some(0..1));
-    /// assert_eq!(meta.item_range(1), Some(1..3)); // 200 takes a 2-byte varint
+    /// assert_eq!(meta.item_range(1), Some(1..4)); // 300: a 3-byte varint
     /// assert_eq!(meta.item_range(2), None);
     /// # Ok::<(), state_runtime::StateError>(())
     /// ```
