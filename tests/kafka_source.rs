@@ -39,7 +39,9 @@ impl KafkaSource {
         KafkaSource {
             offsets: Vec::new(),
             watermarks: BTreeMap::new(),
-            client: Client { brokers: "localhost:9092".into() },
+            client: Client {
+                brokers: "localhost:9092".into(),
+            },
             restored_with: None,
         }
     }
@@ -69,7 +71,10 @@ fn start(partitions: u32, p: usize) -> Vec<KafkaSource> {
             let mut s = KafkaSource::new();
             s.offsets = (0..partitions)
                 .filter(|q| *q as usize % p == i)
-                .map(|partition| PartitionOffset { partition, offset: 0 })
+                .map(|partition| PartitionOffset {
+                    partition,
+                    offset: 0,
+                })
                 .collect();
             s
         })
@@ -88,7 +93,12 @@ fn rescale(cp: &Checkpoint, p: usize) -> Vec<KafkaSource> {
             let mut s = KafkaSource::new();
             let report = cp.restore_into(&mut s, i, p).unwrap();
             assert_eq!(Some(report.context), s.restored_with);
-            assert_eq!(s.client, Client { brokers: "localhost:9092".into() });
+            assert_eq!(
+                s.client,
+                Client {
+                    brokers: "localhost:9092".into()
+                }
+            );
             s
         })
         .collect()
@@ -103,12 +113,10 @@ fn all_offsets(subtasks: &[KafkaSource]) -> Vec<PartitionOffset> {
 #[test]
 fn chained_rescales_keep_every_partition_offset_exactly_once() {
     let mut job = start(7, 3);
-    let mut records = 1;
     for (id, p) in [2usize, 5, 1, 3, 16].into_iter().enumerate() {
         for s in &mut job {
-            s.poll(records);
+            s.poll(id as u64 + 1);
         }
-        records += 1;
         let before = all_offsets(&job);
         assert_eq!(before.len(), 7);
         let cp = checkpoint(&job, id as u64 + 1);
@@ -164,14 +172,20 @@ fn renamed_field_restores_and_mismatches_are_reported() {
         s.poll(2);
     }
     let cp = checkpoint(&job, 3);
-    let mut v2 = KafkaSourceV2 { positions: vec![], topics: vec!["kept".into()] };
+    let mut v2 = KafkaSourceV2 {
+        positions: vec![],
+        topics: vec!["kept".into()],
+    };
 
     // `watermarks` is in the checkpoint but not declared any more.
     match cp.restore_into(&mut v2, 0, 1) {
         Err(StateError::UnknownState { state }) => assert_eq!(state, "watermarks"),
         other => panic!("{other:?}"),
     }
-    assert!(v2.positions.is_empty(), "a failed restore leaves the operator alone");
+    assert!(
+        v2.positions.is_empty(),
+        "a failed restore leaves the operator alone"
+    );
 
     let options = RestoreOptions::default().allow_non_restored_state(true);
     let report = cp.restore_into_with(&mut v2, 0, 1, &options).unwrap();
@@ -195,38 +209,70 @@ struct WrongMode {
 fn restore_errors_are_typed() {
     let cp = checkpoint(&start(4, 2), 1);
     let mut s = KafkaSource::new();
-    assert!(matches!(cp.restore_into(&mut s, 0, 0), Err(StateError::ZeroParallelism)));
+    assert!(matches!(
+        cp.restore_into(&mut s, 0, 0),
+        Err(StateError::ZeroParallelism)
+    ));
     assert!(matches!(
         cp.restore_into(&mut s, 3, 3),
-        Err(StateError::SubtaskOutOfRange { subtask: 3, parallelism: 3 })
+        Err(StateError::SubtaskOutOfRange {
+            subtask: 3,
+            parallelism: 3
+        })
     ));
-    let mut w = WrongMode { offsets: vec![], watermarks: BTreeMap::new() };
-    for options in [RestoreOptions::default(), RestoreOptions::default().allow_non_restored_state(true)] {
+    let mut w = WrongMode {
+        offsets: vec![],
+        watermarks: BTreeMap::new(),
+    };
+    for options in [
+        RestoreOptions::default(),
+        RestoreOptions::default().allow_non_restored_state(true),
+    ] {
         match cp.restore_into_with(&mut w, 0, 1, &options) {
-            Err(StateError::ModeMismatch { state, declared, found }) => {
+            Err(StateError::ModeMismatch {
+                state,
+                declared,
+                found,
+            }) => {
                 assert_eq!(state, "partition-offsets");
                 assert_eq!((declared, found), (StateMode::Union, StateMode::Split));
             }
             other => panic!("{other:?}"),
         }
     }
-    assert!(matches!(Checkpoint::from_subtasks(vec![]), Err(StateError::ZeroParallelism)));
+    assert!(matches!(
+        Checkpoint::from_subtasks(vec![]),
+        Err(StateError::ZeroParallelism)
+    ));
 }
 
 #[test]
 fn subtasks_of_different_operators_do_not_make_a_checkpoint() {
     let a = KafkaSource::new().snapshot().unwrap();
-    let b = KafkaSourceV2 { positions: vec![], topics: vec![] }.snapshot().unwrap();
+    let b = KafkaSourceV2 {
+        positions: vec![],
+        topics: vec![],
+    }
+    .snapshot()
+    .unwrap();
     match Checkpoint::from_subtasks(vec![a.clone(), b]) {
         Err(StateError::SubtaskMismatch { subtask: 1, detail }) => {
             assert!(detail.contains("topics"), "{detail}")
         }
         other => panic!("{other:?}"),
     }
-    let w = WrongMode { offsets: vec![], watermarks: BTreeMap::new() }.snapshot().unwrap();
+    let w = WrongMode {
+        offsets: vec![],
+        watermarks: BTreeMap::new(),
+    }
+    .snapshot()
+    .unwrap();
     match Checkpoint::from_subtasks(vec![a, w]) {
         Err(StateError::SubtaskMismatch { subtask: 1, detail }) => {
-            assert!(detail.contains("partition-offsets") && detail.contains("union"), "{detail}")
+            assert!(
+                detail.contains("partition-offsets") && detail.contains("union"),
+                "{detail}"
+            )
         }
         other => panic!("{other:?}"),
     }

@@ -67,7 +67,11 @@ fn run<T: Checkpointed + Default>(
     let old_p = case["oldParallelism"].as_u64().unwrap() as usize;
     let new_p = case["newParallelism"].as_u64().unwrap() as usize;
     let snapshots = (0..old_p)
-        .map(|i| make(origins(&case["input_elements"][i]["s"])).snapshot().unwrap())
+        .map(|i| {
+            make(origins(&case["input_elements"][i]["s"]))
+                .snapshot()
+                .unwrap()
+        })
         .collect();
     let checkpoint = Checkpoint::from_subtasks(snapshots).unwrap();
     (0..new_p)
@@ -94,7 +98,11 @@ fn single_state_cases_match_flink() {
     let mut checked = 0;
     for case in v["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let single = case["java_hashmap_state_name_order"].as_array().unwrap().len() == 1
+        let single = case["java_hashmap_state_name_order"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
             && case["input_elements"][0].get("s").is_some();
         if !single || name == "BROADCAST_partly_reported_3to3" {
             continue;
@@ -130,22 +138,32 @@ struct ThreeSplits {
 #[test]
 fn three_split_states_rotate_like_flink_when_declared_in_its_order() {
     let v = vectors();
-    for name in ["SPLIT_DISTRIBUTE_three_states_3to2", "SPLIT_DISTRIBUTE_three_states_3to4"] {
+    for name in [
+        "SPLIT_DISTRIBUTE_three_states_3to2",
+        "SPLIT_DISTRIBUTE_three_states_3to4",
+    ] {
         let case = v["cases"]
             .as_array()
             .unwrap()
             .iter()
             .find(|c| c["name"] == name)
             .unwrap();
-        assert_eq!(case["java_hashmap_state_name_order"], serde_json::json!(["a", "b", "c"]));
+        assert_eq!(
+            case["java_hashmap_state_name_order"],
+            serde_json::json!(["a", "b", "c"])
+        );
         let old_p = case["oldParallelism"].as_u64().unwrap() as usize;
         let new_p = case["newParallelism"].as_u64().unwrap() as usize;
         let snaps = (0..old_p)
             .map(|i| {
                 let e = &case["input_elements"][i];
-                ThreeSplits { a: origins(&e["a"]), b: origins(&e["b"]), c: origins(&e["c"]) }
-                    .snapshot()
-                    .unwrap()
+                ThreeSplits {
+                    a: origins(&e["a"]),
+                    b: origins(&e["b"]),
+                    c: origins(&e["c"]),
+                }
+                .snapshot()
+                .unwrap()
             })
             .collect();
         let cp = Checkpoint::from_subtasks(snaps).unwrap();
@@ -178,13 +196,15 @@ fn chained_rescales_lose_nothing_where_flink_vectors_lose_items() {
     assert!(flink_out < all.len(), "the Flink chain loses items");
 
     let mut ops: Vec<SplitOp> = (0..first["oldParallelism"].as_u64().unwrap() as usize)
-        .map(|i| SplitOp { s: origins(&first["input_elements"][i]["s"]) })
+        .map(|i| SplitOp {
+            s: origins(&first["input_elements"][i]["s"]),
+        })
         .collect();
     for step in chain {
         let new_p = step["newParallelism"].as_u64().unwrap() as usize;
         assert_eq!(ops.len(), step["oldParallelism"].as_u64().unwrap() as usize);
-        let cp = Checkpoint::from_subtasks(ops.iter().map(|o| o.snapshot().unwrap()).collect())
-            .unwrap();
+        let cp =
+            Checkpoint::from_subtasks(ops.iter().map(|o| o.snapshot().unwrap()).collect()).unwrap();
         ops = (0..new_p)
             .map(|j| {
                 let mut op = SplitOp::default();

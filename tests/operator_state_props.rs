@@ -65,6 +65,7 @@ proptest! {
         let mut first = Vec::new();
         let mut second = Vec::new();
         let all_union: Vec<Origin> = (0..old_p).flat_map(|i| items(i, counts[i].2)).collect();
+        #[allow(clippy::needless_range_loop)] // `j` is a subtask index first
         for j in 0..new_p {
             let mut op = Op { untouched: 7, ..Op::default() };
             let report = cp.restore_into(&mut op, j, new_p).unwrap();

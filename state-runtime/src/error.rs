@@ -77,7 +77,9 @@ pub enum StateError {
     },
 
     /// One operator declared two states with the same name.
-    #[error("operator state `{state}` is written twice in one snapshot; state names must be unique")]
+    #[error(
+        "operator state `{state}` is written twice in one snapshot; state names must be unique"
+    )]
     DuplicateState {
         /// The repeated name.
         state: String,

@@ -52,8 +52,10 @@ pub mod __private {
     pub use crate::checkpoint::{RestoredState, SnapshotWriter, SubtaskSnapshot};
     pub use crate::error::StateError;
     pub use crate::hash::{StableHash, StableHasher, StateKey};
-    pub use crate::operator::derive_support::{broadcast_descriptor, list_descriptor};
-    pub use crate::operator::{Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode};
+    pub use crate::operator::derive_support::{broadcast_ops, list_ops};
+    pub use crate::operator::{
+        Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode,
+    };
     pub use core;
     pub use serde::Serialize;
     pub use serde::de::DeserializeOwned;

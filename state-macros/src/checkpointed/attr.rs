@@ -57,8 +57,7 @@ pub(crate) struct FieldAttr {
     pub(crate) broken: bool,
 }
 
-const FIELD_EXPECTED: &str =
-    "expected `split`, `union`, `broadcast`, `skip` or `name = \"...\"`";
+const FIELD_EXPECTED: &str = "expected `split`, `union`, `broadcast`, `skip` or `name = \"...\"`";
 
 impl FieldAttr {
     pub(crate) fn from_attrs(attrs: &[Attribute], errors: &mut Errors) -> Self {
@@ -68,9 +67,15 @@ impl FieldAttr {
                 if meta.path.is_ident("name") {
                     let lit: LitStr = meta.value()?.parse()?;
                     if out.name.is_some() {
-                        return Err(syn::Error::new_spanned(&lit, "duplicate `name` in #[state(...)]"));
+                        return Err(syn::Error::new_spanned(
+                            &lit,
+                            "duplicate `name` in #[state(...)]",
+                        ));
                     } else if lit.value().is_empty() {
-                        return Err(syn::Error::new_spanned(&lit, "a state name cannot be empty"));
+                        return Err(syn::Error::new_spanned(
+                            &lit,
+                            "a state name cannot be empty",
+                        ));
                     } else {
                         out.name = Some(lit);
                     }
@@ -79,9 +84,9 @@ impl FieldAttr {
                 let word = meta.path.get_ident().map(Ident::to_string);
                 let Some(kind) = word.as_deref().and_then(ModeKind::from_word) else {
                     let shown = word.unwrap_or_else(|| "this".to_owned());
-                    return Err(meta.error(format!(
-                        "unknown state option `{shown}`: {FIELD_EXPECTED}"
-                    )));
+                    return Err(
+                        meta.error(format!("unknown state option `{shown}`: {FIELD_EXPECTED}"))
+                    );
                 };
                 let span = syn::spanned::Spanned::span(&meta.path);
                 if let Some(prev) = &out.mode {

@@ -38,42 +38,35 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
     let span = ty.span();
     match mode {
         StateMode::Split | StateMode::Union => {
-            let (mode_variant, write_fn) = match mode {
-                StateMode::Split => (quote!(Split), quote!(split)),
-                _ => (quote!(Union), quote!(union)),
+            let mode_variant = match mode {
+                StateMode::Split => quote!(Split),
+                _ => quote!(Union),
             };
+            let ops = quote_spanned!(span=> #p::list_ops::<#ty>());
+            let mode = quote!(#p::StateMode::#mode_variant);
             StateCode {
-                descriptor: quote_spanned! {span=>
-                    #p::list_descriptor::<#ty>(#name, #p::StateMode::#mode_variant)
-                },
-                write: quote_spanned! {span=>
-                    #p::SnapshotWriter::#write_fn::<#ty>(&mut __writer, #name, &self.#ident)?;
-                },
-                read: quote_spanned! {span=>
-                    let #local = #p::RestoredState::list::<#ty>(__state, #name)?;
-                },
+                descriptor: quote!((#ops.descriptor)(#name, #mode)),
+                write: quote!((#ops.write)(&mut __writer, #name, #mode, &self.#ident)?;),
+                read: quote!(let #local = (#ops.read)(__state, #name)?;),
                 assign: quote!(self.#ident = #local;),
                 bound: quote_spanned!(span=> #ty: #p::ListState),
             }
         }
-        StateMode::Broadcast => StateCode {
-            descriptor: quote_spanned! {span=>
-                #p::broadcast_descriptor::<#ty>(#name)
-            },
-            write: quote_spanned! {span=>
-                #p::SnapshotWriter::broadcast::<#ty>(&mut __writer, #name, &self.#ident)?;
-            },
-            read: quote_spanned! {span=>
-                let #local = #p::RestoredState::broadcast::<#ty>(__state, #name)?;
-            },
-            // A broadcast state the checkpoint lacks keeps the constructed value.
-            assign: quote! {
-                if let #p::core::option::Option::Some(__value) = #local {
-                    self.#ident = __value;
-                }
-            },
-            bound: quote_spanned!(span=> #ty: #p::Serialize + #p::DeserializeOwned),
-        },
+        StateMode::Broadcast => {
+            let ops = quote_spanned!(span=> #p::broadcast_ops::<#ty>());
+            StateCode {
+                descriptor: quote!((#ops.descriptor)(#name)),
+                write: quote!((#ops.write)(&mut __writer, #name, &self.#ident)?;),
+                read: quote!(let #local = (#ops.read)(__state, #name)?;),
+                // A broadcast state the checkpoint lacks keeps the constructed value.
+                assign: quote! {
+                    if let #p::core::option::Option::Some(__value) = #local {
+                        self.#ident = __value;
+                    }
+                },
+                bound: quote_spanned!(span=> #ty: #p::Serialize + #p::DeserializeOwned),
+            }
+        }
         StateMode::Keyed => unreachable!("keyed state is rejected by check"),
     }
 }

@@ -237,13 +237,22 @@ impl SnapshotWriter {
     }
 
     /// Writes a `broadcast` state: `value` as one item.
-    pub fn broadcast<T: Serialize>(&mut self, name: &str, value: &T) -> Result<&mut Self, StateError> {
+    pub fn broadcast<T: Serialize>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<&mut Self, StateError> {
         self.check_new(name)?;
         let data = &mut self.snapshot.data;
         let start = data.len() as u64;
         codec::encode_into(value, data, name)?;
         let end = data.len() as u64;
-        self.push_meta(name, StateMode::Broadcast, std::any::type_name::<T>(), vec![start, end]);
+        self.push_meta(
+            name,
+            StateMode::Broadcast,
+            std::any::type_name::<T>(),
+            vec![start, end],
+        );
         Ok(self)
     }
 

@@ -194,7 +194,8 @@ impl RestoredState<'_> {
             self.bytes_read += bytes.len() as u64;
             for i in run.items.clone() {
                 let item = meta.items_range(&(i..i + 1));
-                let slice = &bytes[(item.start - range.start) as usize..(item.end - range.start) as usize];
+                let slice =
+                    &bytes[(item.start - range.start) as usize..(item.end - range.start) as usize];
                 let value = codec::decode_exact(slice, name).map_err(|e| match e {
                     StateError::Decode { state, message } => StateError::Decode {
                         state,
@@ -385,7 +386,10 @@ mod tests {
             let shapes: Vec<_> = metas[0]
                 .iter()
                 .zip(&counts)
-                .map(|(s, c)| StateShape { mode: s.mode(), counts: c })
+                .map(|(s, c)| StateShape {
+                    mode: s.mode(),
+                    counts: c,
+                })
                 .collect();
             let _ = plan_subtask(&shapes, j, 5);
         }

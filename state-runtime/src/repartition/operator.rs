@@ -189,8 +189,16 @@ mod tests {
                     (0..old_p)
                         .map(|i| {
                             let input = &case["input_elements"][i][*s];
-                            let o = if input.is_null() { vec![] } else { origins(input) };
-                            assert!(o.iter().enumerate().all(|(j, p)| *p == (i as u64, j as u64)));
+                            let o = if input.is_null() {
+                                vec![]
+                            } else {
+                                origins(input)
+                            };
+                            assert!(
+                                o.iter()
+                                    .enumerate()
+                                    .all(|(j, p)| *p == (i as u64, j as u64))
+                            );
                             o.len() as u64
                         })
                         .collect()
@@ -208,7 +216,11 @@ mod tests {
                 let plan = plan_subtask(&shapes, j, new_p);
                 for (s, runs) in order.iter().zip(&plan) {
                     let want = &case["output_elements_sorted_by_origin"][j][*s];
-                    let want = if want.is_null() { vec![] } else { origins(want) };
+                    let want = if want.is_null() {
+                        vec![]
+                    } else {
+                        origins(want)
+                    };
                     assert_eq!(expand(runs), want, "{name}: new subtask {j}, state {s}");
                 }
             }
@@ -227,9 +239,24 @@ mod tests {
         let plans: Vec<_> = (0..2).map(|j| plan_subtask(&shape, j, 2)).collect();
         assert_eq!(
             plans[0][0],
-            vec![ItemRun { old_subtask: 0, items: 0..3 }, ItemRun { old_subtask: 2, items: 0..1 }]
+            vec![
+                ItemRun {
+                    old_subtask: 0,
+                    items: 0..3
+                },
+                ItemRun {
+                    old_subtask: 2,
+                    items: 0..1
+                }
+            ]
         );
-        assert_eq!(plans[1][0], vec![ItemRun { old_subtask: 2, items: 1..4 }]);
+        assert_eq!(
+            plans[1][0],
+            vec![ItemRun {
+                old_subtask: 2,
+                items: 1..4
+            }]
+        );
     }
 
     #[test]
@@ -242,7 +269,10 @@ mod tests {
             counts: &counts,
         };
         let sizes = |j| -> Vec<usize> {
-            plan_subtask(&[shape; 3], j, 2).iter().map(|r| expand(r).len()).collect()
+            plan_subtask(&[shape; 3], j, 2)
+                .iter()
+                .map(|r| expand(r).len())
+                .collect()
         };
         assert_eq!(sizes(0), vec![2, 1, 2]);
         assert_eq!(sizes(1), vec![1, 2, 1]);
