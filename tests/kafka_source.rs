@@ -277,3 +277,33 @@ fn subtasks_of_different_operators_do_not_make_a_checkpoint() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The item type of a state changed incompatibly: the restore fails with a
+/// decode error naming the state, and the operator is left as constructed.
+#[derive(Checkpointed)]
+struct ChangedItemType {
+    #[state(split, name = "partition-offsets")]
+    offsets: Vec<String>,
+    #[state(union)]
+    watermarks: BTreeMap<u32, i64>,
+}
+
+#[test]
+fn an_incompatible_item_type_is_a_decode_error_and_changes_nothing() {
+    let mut job = start(3, 1);
+    job[0].poll(1000);
+    let cp = checkpoint(&job, 1);
+    let mut op = ChangedItemType {
+        offsets: vec!["constructed".into()],
+        watermarks: BTreeMap::from([(9, 9)]),
+    };
+    match cp.restore_into(&mut op, 0, 1) {
+        Err(StateError::Decode { state, message }) => {
+            assert_eq!(state, "partition-offsets");
+            assert!(message.starts_with("old subtask 0, item 0:"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(op.offsets, ["constructed"]);
+    assert_eq!(op.watermarks, BTreeMap::from([(9, 9)]));
+}
