@@ -376,7 +376,7 @@ where
 /// Helpers the derive's generated code calls; not public API.
 ///
 /// Each state field's type meets its trait bound in exactly one generic
-/// function, [`list_ops`] or [`broadcast_ops`], which hands back plain
+/// function, `list_ops` or `broadcast_ops`, which hands back plain
 /// function pointers. So a field type that does not fit its mode gives one
 /// error (the same diagnostic from each generated method, which the compiler
 /// reports once), spanned at the field type.

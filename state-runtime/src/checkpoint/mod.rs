@@ -150,47 +150,84 @@ impl SubtaskSnapshot {
     pub fn states(&self) -> &[StateMeta] {
         &self.states
     }
+}
 
-    /// Checks that the metadata fits the data: unique names, item boundaries
-    /// in order and inside the data, one value per broadcast state.
-    fn validate(&self, subtask: usize) -> Result<(), StateError> {
-        let mut names = HashSet::new();
-        for s in &self.states {
-            let corrupt = |message: String| StateError::CorruptSnapshot {
+/// Checks one subtask's metadata against its data length: unique names,
+/// item boundaries in order and inside the data, one value per broadcast
+/// state.
+pub(crate) fn validate_states(
+    states: &[StateMeta],
+    data_len: u64,
+    subtask: usize,
+) -> Result<(), StateError> {
+    let mut names = HashSet::new();
+    for s in states {
+        let corrupt = |message: String| StateError::CorruptSnapshot {
+            state: s.name.clone(),
+            subtask,
+            message,
+        };
+        if !names.insert(s.name.as_str()) {
+            return Err(StateError::DuplicateState {
                 state: s.name.clone(),
-                subtask,
-                message,
-            };
-            if !names.insert(s.name.as_str()) {
-                return Err(StateError::DuplicateState {
-                    state: s.name.clone(),
-                });
-            }
-            if s.bounds.is_empty() {
-                return Err(corrupt("no item boundaries".into()));
-            }
-            if let Some(w) = s.bounds.windows(2).find(|w| w[0] > w[1]) {
-                return Err(corrupt(format!(
-                    "item boundaries out of order ({} > {})",
-                    w[0], w[1]
-                )));
-            }
-            let end = s.bounds[s.bounds.len() - 1];
-            if end > self.data.len() as u64 {
-                return Err(corrupt(format!(
-                    "items end at byte {end}, past the {} bytes of data",
-                    self.data.len()
-                )));
-            }
-            if s.mode == StateMode::Broadcast && s.len() != 1 {
-                return Err(corrupt(format!(
-                    "a broadcast state holds one value, found {}",
-                    s.len()
-                )));
-            }
+            });
         }
-        Ok(())
+        if s.bounds.is_empty() {
+            return Err(corrupt("no item boundaries".into()));
+        }
+        if let Some(w) = s.bounds.windows(2).find(|w| w[0] > w[1]) {
+            return Err(corrupt(format!(
+                "item boundaries out of order ({} > {})",
+                w[0], w[1]
+            )));
+        }
+        let end = s.bounds[s.bounds.len() - 1];
+        if end > data_len {
+            return Err(corrupt(format!(
+                "items end at byte {end}, past the {data_len} bytes of data"
+            )));
+        }
+        if s.mode == StateMode::Broadcast && s.len() != 1 {
+            return Err(corrupt(format!(
+                "a broadcast state holds one value, found {}",
+                s.len()
+            )));
+        }
     }
+    Ok(())
+}
+
+/// Checks that every subtask holds the same states as subtask 0: same
+/// names, modes and item types, in the same order.
+pub(crate) fn check_same_states(subtasks: &[&[StateMeta]]) -> Result<(), StateError> {
+    let Some(first) = subtasks.first() else {
+        return Err(StateError::ZeroParallelism);
+    };
+    for (i, states) in subtasks.iter().enumerate() {
+        if states.len() != first.len() {
+            let names = |s: &[StateMeta]| s.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+            return Err(StateError::SubtaskMismatch {
+                subtask: i,
+                detail: format!("states {:?}, expected {:?}", names(states), names(first)),
+            });
+        }
+        for (a, b) in states.iter().zip(first.iter()) {
+            let detail = if a.name != b.name {
+                format!("state `{}` where `{}` was expected", a.name, b.name)
+            } else if a.mode != b.mode {
+                format!("state `{}` is `{}`, expected `{}`", a.name, a.mode, b.mode)
+            } else if a.item_type != b.item_type {
+                format!(
+                    "state `{}` has items of type `{}`, expected `{}`",
+                    a.name, a.item_type, b.item_type
+                )
+            } else {
+                continue;
+            };
+            return Err(StateError::SubtaskMismatch { subtask: i, detail });
+        }
+    }
+    Ok(())
 }
 
 /// Writes the states of one subtask into a [`SubtaskSnapshot`]; what
@@ -356,34 +393,11 @@ impl Checkpoint {
     /// if the subtasks do not all hold the same states, with the same modes
     /// and item types, in the same order ([`StateError::SubtaskMismatch`]).
     pub fn from_subtasks(subtasks: Vec<SubtaskSnapshot>) -> Result<Self, StateError> {
-        let first = subtasks.first().ok_or(StateError::ZeroParallelism)?;
         for (i, s) in subtasks.iter().enumerate() {
-            s.validate(i)?;
-            if s.states.len() != first.states.len() {
-                let names = |s: &SubtaskSnapshot| {
-                    s.states.iter().map(|m| m.name.clone()).collect::<Vec<_>>()
-                };
-                return Err(StateError::SubtaskMismatch {
-                    subtask: i,
-                    detail: format!("states {:?}, expected {:?}", names(s), names(first)),
-                });
-            }
-            for (a, b) in s.states.iter().zip(&first.states) {
-                let detail = if a.name != b.name {
-                    format!("state `{}` where `{}` was expected", a.name, b.name)
-                } else if a.mode != b.mode {
-                    format!("state `{}` is `{}`, expected `{}`", a.name, a.mode, b.mode)
-                } else if a.item_type != b.item_type {
-                    format!(
-                        "state `{}` has items of type `{}`, expected `{}`",
-                        a.name, a.item_type, b.item_type
-                    )
-                } else {
-                    continue;
-                };
-                return Err(StateError::SubtaskMismatch { subtask: i, detail });
-            }
+            validate_states(&s.states, s.data.len() as u64, i)?;
         }
+        let metas: Vec<&[StateMeta]> = subtasks.iter().map(|s| s.states()).collect();
+        check_same_states(&metas)?;
         Ok(Self {
             checkpoint_id: 0,
             subtasks,

@@ -235,6 +235,15 @@ pub(crate) fn restore_operator<T: Checkpointed>(
     }
     let states = metas.first().copied().ok_or(StateError::ZeroParallelism)?;
     let declared = T::state_descriptors();
+    if let Some((_, d)) = declared
+        .iter()
+        .enumerate()
+        .find(|(i, d)| declared[..*i].iter().any(|e| e.name == d.name))
+    {
+        return Err(StateError::DuplicateState {
+            state: d.name.to_owned(),
+        });
+    }
 
     // Match the checkpoint's states against the declarations.
     let mut dropped_states = Vec::new();
@@ -455,5 +464,36 @@ mod tests {
         // The in-memory byte source refuses ranges past the data.
         let err = cp.subtasks.read("s", 0, 0..10_000).unwrap_err();
         assert!(matches!(err, StateError::CorruptSnapshot { .. }), "{err}");
+    }
+
+    /// A hand-written impl that repeats a name is refused when writing and
+    /// when restoring.
+    struct Twice;
+
+    impl Checkpointed for Twice {
+        fn state_descriptors() -> Vec<StateDescriptor> {
+            vec![StateDescriptor::new("s", StateMode::Split, "u8"); 2]
+        }
+        fn snapshot(&self) -> Result<SubtaskSnapshot, StateError> {
+            let mut w = SnapshotWriter::new();
+            w.split("s", &vec![1u8])?.union("s", &vec![2u8])?;
+            Ok(w.finish())
+        }
+        fn restore(&mut self, _: &mut RestoredState<'_>) -> Result<(), StateError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn duplicate_state_names_are_refused() {
+        assert!(matches!(
+            Twice.snapshot(),
+            Err(StateError::DuplicateState { state }) if state == "s"
+        ));
+        let cp = Checkpoint::from_subtasks(vec![SubtaskSnapshot::default()]).unwrap();
+        assert!(matches!(
+            cp.restore_into(&mut Twice, 0, 1),
+            Err(StateError::DuplicateState { state }) if state == "s"
+        ));
     }
 }
