@@ -42,6 +42,12 @@ pub fn derive_stable_hash(input: TokenStream) -> TokenStream {
 /// | `#[state(broadcast)]` | any `Serialize + DeserializeOwned` value | subtask `j` gets the value of old subtask `j % N` |
 /// | `#[state(skip)]` | anything | not state: left as the constructor set it |
 ///
+/// With several `split` fields, the subtasks that get the extra items (when
+/// the item count does not divide evenly) rotate from one state to the next,
+/// in declaration order. Flink rotates the same way but walks the states in
+/// `java.util.HashMap` order of their names, so with several split states
+/// the assignment can differ from Flink's; with one it is exactly Flink's.
+///
 /// Restored items come in origin order (old subtask, then position). A map's
 /// items are its `(key, value)` pairs; hash maps and sets are snapshotted in
 /// the order of their encoded bytes, so that the same state always gives the
