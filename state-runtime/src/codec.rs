@@ -43,9 +43,9 @@ pub(crate) fn decode_exact<T: DeserializeOwned>(
     Ok(value)
 }
 
-#[allow(dead_code)] // for readers of length-less sequences
 /// Decodes one value from the front of `bytes`, returning it and the number of
 /// bytes it used.
+#[allow(dead_code)] // for the on-disk format and keyed state, not yet written
 pub(crate) fn decode_prefix<T: DeserializeOwned>(
     bytes: &[u8],
     state: &str,

@@ -87,6 +87,60 @@ pub enum StateError {
         reason: String,
     },
 
+    /// One operator declared two states with the same name.
+    #[error(
+        "operator state `{state}` is written twice in one snapshot; state names must be unique"
+    )]
+    DuplicateState {
+        /// The repeated name.
+        state: String,
+    },
+
+    /// A checkpoint holds a state that the restoring operator does not
+    /// declare (and dropping unknown state was not allowed).
+    #[error(
+        "checkpoint holds operator state `{state}` that the operator does not declare; \
+         restore with `RestoreOptions::allow_non_restored_state(true)` to drop it"
+    )]
+    UnknownState {
+        /// The state's name in the checkpoint.
+        state: String,
+    },
+
+    /// A state was checkpointed with another mode than the restoring
+    /// operator declares.
+    #[error("operator state `{state}` is declared `{declared}` but was checkpointed as `{found}`")]
+    ModeMismatch {
+        /// The state's name.
+        state: String,
+        /// The mode the operator declares.
+        declared: crate::operator::StateMode,
+        /// The mode in the checkpoint.
+        found: crate::operator::StateMode,
+    },
+
+    /// The subtask snapshots of one checkpoint do not declare the same
+    /// operator states.
+    #[error("subtask {subtask} does not hold the same operator states as subtask 0: {detail}")]
+    SubtaskMismatch {
+        /// The subtask that differs from subtask 0.
+        subtask: usize,
+        /// Which state differs, and how.
+        detail: String,
+    },
+
+    /// A snapshot's metadata does not fit its data (item boundaries out of
+    /// order or past the end, a broadcast state without exactly one value).
+    #[error("corrupt snapshot of operator state `{state}` on subtask {subtask}: {message}")]
+    CorruptSnapshot {
+        /// The state's name.
+        state: String,
+        /// The (old) subtask whose snapshot is corrupt.
+        subtask: usize,
+        /// What is wrong.
+        message: String,
+    },
+
     /// An I/O error, with the file it happened on.
     #[error("I/O error on {path}: {source}")]
     Io {

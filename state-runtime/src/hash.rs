@@ -144,7 +144,7 @@ impl StableHasher {
 /// document your encoding as carefully.
 ///
 /// ```
-/// use state_runtime::StableHash; // the trait and its derive
+/// use state_runtime::StableHash; // the trait and the derive
 ///
 /// #[derive(StableHash)]
 /// struct CustomerKey { region: u16, id: u64 }

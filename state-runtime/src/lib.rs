@@ -10,36 +10,58 @@
 
 #![warn(missing_docs)]
 
-#[allow(dead_code)] // its users, the state modules, arrive in the next changes
+pub mod checkpoint;
 mod codec;
 pub mod error;
 pub mod flink;
 pub mod hash;
 pub mod keygroup;
+pub mod operator;
+pub(crate) mod repartition;
 pub mod runner;
 pub mod storage;
 
+pub use checkpoint::{
+    Checkpoint, RestoreOptions, RestoreReport, RestoredState, SnapshotWriter, StateMeta,
+    SubtaskSnapshot,
+};
 pub use error::StateError;
 pub use hash::{StableHash, StateKey};
 pub use keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
+pub use operator::{Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode};
 
 #[cfg(feature = "derive")]
-pub use state_macros::StableHash;
+pub use state_macros::{Checkpointed, StableHash};
 
 /// The names most programs need: `use state_runtime::prelude::*;`.
 pub mod prelude {
+    pub use crate::checkpoint::{
+        Checkpoint, RestoreOptions, RestoreReport, RestoredState, SnapshotWriter, SubtaskSnapshot,
+    };
     pub use crate::error::StateError;
     pub use crate::hash::{StableHash, StateKey};
     pub use crate::keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
+    pub use crate::operator::{
+        Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode,
+    };
     #[cfg(feature = "derive")]
-    pub use state_macros::StableHash;
+    pub use state_macros::{Checkpointed, StableHash};
 }
 
 /// Not public API: what the derives' generated code names by absolute path.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::checkpoint::{RestoredState, SnapshotWriter, SubtaskSnapshot};
+    pub use crate::error::StateError;
     pub use crate::hash::{StableHash, StableHasher, StateKey};
+    pub use crate::operator::derive_support::{broadcast_ops, list_ops};
+    pub use crate::operator::{
+        Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode,
+    };
     pub use core;
+    pub use serde::Serialize;
+    pub use serde::de::DeserializeOwned;
+    pub use std::vec::Vec;
 }
 
 /// The README's Rust examples run as doctests.

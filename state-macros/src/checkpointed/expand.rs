@@ -1,0 +1,179 @@
+//! Code generation: the `Checkpointed` impl, or a fallback impl on error.
+//!
+//! Each state field goes through [`state_code`], one branch per mode, which
+//! gives its descriptor, its snapshot write, its restore read and its
+//! assignment; the impl is straight-line code around those pieces.
+
+use std::collections::HashSet;
+
+use proc_macro2::{TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::ast::{Container, Field, StateMode};
+use crate::common::wrap_const;
+
+/// The generated pieces for one state field.
+struct StateCode {
+    /// An expression giving its `StateDescriptor`.
+    descriptor: TokenStream,
+    /// A statement writing it into `__writer`.
+    write: TokenStream,
+    /// A statement reading it from `__state` into a local.
+    read: TokenStream,
+    /// A statement moving the local into the field.
+    assign: TokenStream,
+    /// The where-clause predicate the generated code needs when the field's
+    /// type mentions a type parameter.
+    bound: TokenStream,
+}
+
+fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream) -> StateCode {
+    let ty = field.ty;
+    let ident = field.ident;
+    let name = &field.name.value;
+    let local = format_ident!("__state_{}", index);
+    // Spanned at the field type: a type that does not fit the mode is
+    // reported there, with the runtime trait's `on_unimplemented` message.
+    let span = ty.span();
+    match mode {
+        StateMode::Split | StateMode::Union => {
+            let mode_variant = match mode {
+                StateMode::Split => quote!(Split),
+                _ => quote!(Union),
+            };
+            let ops = quote_spanned!(span=> #p::list_ops::<#ty>());
+            let mode = quote!(#p::StateMode::#mode_variant);
+            StateCode {
+                descriptor: quote!((#ops.descriptor)(#name, #mode)),
+                write: quote!((#ops.write)(&mut __writer, #name, #mode, &self.#ident)?;),
+                read: quote!(let #local = (#ops.read)(__state, #name)?;),
+                assign: quote!(self.#ident = #local;),
+                bound: quote_spanned!(span=> #ty: #p::ListState),
+            }
+        }
+        StateMode::Broadcast => {
+            let ops = quote_spanned!(span=> #p::broadcast_ops::<#ty>());
+            StateCode {
+                descriptor: quote!((#ops.descriptor)(#name)),
+                write: quote!((#ops.write)(&mut __writer, #name, &self.#ident)?;),
+                read: quote!(let #local = (#ops.read)(__state, #name)?;),
+                // A broadcast state the checkpoint lacks keeps the constructed value.
+                assign: quote! {
+                    if let #p::core::option::Option::Some(__value) = #local {
+                        self.#ident = __value;
+                    }
+                },
+                bound: quote_spanned!(span=> #ty: #p::Serialize + #p::DeserializeOwned),
+            }
+        }
+        StateMode::Keyed => unreachable!("keyed state is rejected by check"),
+    }
+}
+
+pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
+    let krate = &c.krate;
+    let p = quote!(#krate::__private);
+    let ident = c.ident;
+
+    let params: HashSet<String> = c
+        .generics
+        .type_params()
+        .map(|tp| tp.ident.to_string())
+        .collect();
+    let mut generics = c.generics.clone();
+    let mut descriptors = Vec::new();
+    let mut writes = Vec::new();
+    let mut reads = Vec::new();
+    let mut assigns = Vec::new();
+    for (index, (field, mode)) in c
+        .fields
+        .iter()
+        .filter_map(|f| Some((f, f.state_mode()?)))
+        .enumerate()
+    {
+        let code = state_code(field, mode, index, &p);
+        if mentions_any(field.ty.to_token_stream(), &params) {
+            let bound = code.bound;
+            generics
+                .make_where_clause()
+                .predicates
+                .push(syn::parse_quote!(#bound));
+        }
+        descriptors.push(code.descriptor);
+        writes.push(code.write);
+        reads.push(code.read);
+        assigns.push(code.assign);
+    }
+    let on_restore = c.on_restore.as_ref().map(|method| {
+        quote_spanned! {method.span()=>
+            self.#method(&#p::RestoredState::context(__state));
+        }
+    });
+
+    let (impl_g, ty_g, where_c) = generics.split_for_impl();
+    let body = quote! {
+        #[automatically_derived]
+        impl #impl_g #p::Checkpointed for #ident #ty_g #where_c {
+            fn state_descriptors() -> #p::Vec<#p::StateDescriptor> {
+                #p::Vec::<#p::StateDescriptor>::from([#(#descriptors),*])
+            }
+
+            fn snapshot(&self) -> #p::core::result::Result<#p::SubtaskSnapshot, #p::StateError> {
+                let mut __writer = #p::SnapshotWriter::new();
+                #(#writes)*
+                #p::core::result::Result::Ok(__writer.finish())
+            }
+
+            fn restore(
+                &mut self,
+                __state: &mut #p::RestoredState<'_>,
+            ) -> #p::core::result::Result<(), #p::StateError> {
+                // Decode everything first: on error the operator is untouched.
+                #(#reads)*
+                #(#assigns)*
+                #on_restore
+                #p::core::result::Result::Ok(())
+            }
+        }
+    };
+    wrap_const(body)
+}
+
+/// A minimal impl emitted next to the errors, so that uses of the type do
+/// not add "trait not implemented" errors to the real ones.
+pub(crate) fn fallback(c: &Container<'_>) -> TokenStream {
+    let krate = &c.krate;
+    let p = quote!(#krate::__private);
+    let ident = c.ident;
+    let (impl_g, ty_g, where_c) = c.generics.split_for_impl();
+    wrap_const(quote! {
+        #[automatically_derived]
+        impl #impl_g #p::Checkpointed for #ident #ty_g #where_c {
+            fn state_descriptors() -> #p::Vec<#p::StateDescriptor> {
+                #p::core::unreachable!()
+            }
+            fn snapshot(&self) -> #p::core::result::Result<#p::SubtaskSnapshot, #p::StateError> {
+                #p::core::unreachable!()
+            }
+            fn restore(
+                &mut self,
+                _: &mut #p::RestoredState<'_>,
+            ) -> #p::core::result::Result<(), #p::StateError> {
+                #p::core::unreachable!()
+            }
+        }
+    })
+}
+
+/// Whether `tokens` name any of the type parameters `params`.
+fn mentions_any(tokens: TokenStream, params: &HashSet<String>) -> bool {
+    if params.is_empty() {
+        return false;
+    }
+    tokens.into_iter().any(|tt| match tt {
+        TokenTree::Ident(i) => params.contains(&i.to_string()),
+        TokenTree::Group(g) => mentions_any(g.stream(), params),
+        _ => false,
+    })
+}

@@ -1,0 +1,496 @@
+//! In-memory checkpoints of operator state: one [`SubtaskSnapshot`] per
+//! parallel instance, gathered into a [`Checkpoint`] that can be restored at
+//! any parallelism.
+//!
+//! A subtask snapshot is one byte buffer holding every item of every state,
+//! each encoded on its own (bincode 2 over serde), back to back, plus per
+//! state its name, [`StateMode`], item type name and item boundaries (offsets
+//! into the buffer). That is all a restore needs: planning moves item
+//! references (byte ranges) between subtasks without decoding anything, and
+//! a restoring subtask reads and decodes only the ranges it receives, each
+//! item once. An on-disk format stores exactly this information, and can
+//! serve the byte ranges lazily from files.
+//!
+//! ```
+//! use state_runtime::prelude::*;
+//!
+//! #[derive(Checkpointed, Default)]
+//! struct Source {
+//!     #[state(split)]
+//!     offsets: Vec<(u32, u64)>,
+//! }
+//!
+//! // Parallelism 2: partitions 0..4 split over two subtasks.
+//! let a = Source { offsets: vec![(0, 100), (1, 200)] };
+//! let b = Source { offsets: vec![(2, 300), (3, 400)] };
+//! let checkpoint = Checkpoint::from_subtasks(vec![a.snapshot()?, b.snapshot()?])?;
+//!
+//! // Restore at parallelism 3.
+//! let mut restored = Vec::new();
+//! for subtask in 0..3 {
+//!     let mut s = Source::default();
+//!     checkpoint.restore_into(&mut s, subtask, 3)?;
+//!     restored.push(s.offsets);
+//! }
+//! assert_eq!(restored, [vec![(0, 100), (1, 200)], vec![(2, 300)], vec![(3, 400)]]);
+//! # Ok::<(), StateError>(())
+//! ```
+
+mod restore;
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use serde::Serialize;
+
+use crate::codec;
+use crate::error::StateError;
+use crate::operator::{Checkpointed, ListState, StateMode};
+
+pub use restore::{RestoreOptions, RestoreReport, RestoredState};
+
+/// One state in a [`SubtaskSnapshot`]: its declaration and where its items
+/// are in the snapshot's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateMeta {
+    name: String,
+    mode: StateMode,
+    item_type: String,
+    /// `len + 1` offsets into the data: item `i` is `bounds[i]..bounds[i + 1]`.
+    bounds: Vec<u64>,
+}
+
+impl StateMeta {
+    /// The state's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How the state is redistributed.
+    pub fn mode(&self) -> StateMode {
+        self.mode
+    }
+
+    /// The item type's name when the snapshot was taken.
+    pub fn item_type(&self) -> &str {
+        &self.item_type
+    }
+
+    /// The number of items (1 for a broadcast state).
+    pub fn len(&self) -> usize {
+        self.bounds.len().saturating_sub(1)
+    }
+
+    /// Whether the state has no items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The byte range of item `index` in the snapshot's data.
+    ///
+    /// ```
+    /// use state_runtime::SnapshotWriter;
+    ///
+    /// let mut w = SnapshotWriter::new();
+    /// w.split("s", &vec![1u32, 300u32])?;
+    /// let snap = w.finish();
+    /// let meta = &snap.states()[0];
+    /// assert_eq!(meta.item_range(0), Some(0..1));
+    /// assert_eq!(meta.item_range(1), Some(1..4)); // 300: a 3-byte varint
+    /// assert_eq!(meta.item_range(2), None);
+    /// # Ok::<(), state_runtime::StateError>(())
+    /// ```
+    pub fn item_range(&self, index: usize) -> Option<Range<u64>> {
+        Some(*self.bounds.get(index)?..*self.bounds.get(index + 1)?)
+    }
+
+    /// The byte range of items `items` (which must be in `0..=len`).
+    pub(crate) fn items_range(&self, items: &Range<u64>) -> Range<u64> {
+        self.bounds[items.start as usize]..self.bounds[items.end as usize]
+    }
+}
+
+/// The operator state of one subtask: every item of every state, encoded one
+/// by one into one buffer, and per state its [`StateMeta`].
+///
+/// Made by [`Checkpointed::snapshot`] (or a [`SnapshotWriter`]). The same
+/// state always gives the same bytes, hash collections included.
+///
+/// ```
+/// use std::collections::HashSet;
+/// use state_runtime::prelude::*;
+///
+/// #[derive(Checkpointed)]
+/// struct Seen {
+///     #[state(union)]
+///     ids: HashSet<u64>,
+/// }
+///
+/// let a = Seen { ids: (0..100).collect() };
+/// let b = Seen { ids: (0..100).rev().collect() };
+/// let snap = a.snapshot()?;
+/// assert_eq!(snap, b.snapshot()?);
+/// assert_eq!(snap.states()[0].name(), "ids");
+/// assert_eq!(snap.states()[0].len(), 100);
+/// # Ok::<(), StateError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubtaskSnapshot {
+    data: Vec<u8>,
+    states: Vec<StateMeta>,
+}
+
+impl SubtaskSnapshot {
+    /// Every item of every state, back to back.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The states, in the order they were written (declaration order).
+    pub fn states(&self) -> &[StateMeta] {
+        &self.states
+    }
+}
+
+/// Checks one subtask's metadata against its data length: unique names,
+/// item boundaries in order and inside the data, one value per broadcast
+/// state.
+pub(crate) fn validate_states(
+    states: &[StateMeta],
+    data_len: u64,
+    subtask: usize,
+) -> Result<(), StateError> {
+    let mut names = HashSet::new();
+    for s in states {
+        let corrupt = |message: String| StateError::CorruptSnapshot {
+            state: s.name.clone(),
+            subtask,
+            message,
+        };
+        if !names.insert(s.name.as_str()) {
+            return Err(StateError::DuplicateState {
+                state: s.name.clone(),
+            });
+        }
+        if s.bounds.is_empty() {
+            return Err(corrupt("no item boundaries".into()));
+        }
+        if let Some(w) = s.bounds.windows(2).find(|w| w[0] > w[1]) {
+            return Err(corrupt(format!(
+                "item boundaries out of order ({} > {})",
+                w[0], w[1]
+            )));
+        }
+        let end = s.bounds[s.bounds.len() - 1];
+        if end > data_len {
+            return Err(corrupt(format!(
+                "items end at byte {end}, past the {data_len} bytes of data"
+            )));
+        }
+        if s.mode == StateMode::Broadcast && s.len() != 1 {
+            return Err(corrupt(format!(
+                "a broadcast state holds one value, found {}",
+                s.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every subtask holds the same states as subtask 0: same
+/// names, modes and item types, in the same order.
+pub(crate) fn check_same_states(subtasks: &[&[StateMeta]]) -> Result<(), StateError> {
+    let Some(first) = subtasks.first() else {
+        return Err(StateError::ZeroParallelism);
+    };
+    for (i, states) in subtasks.iter().enumerate() {
+        if states.len() != first.len() {
+            let names = |s: &[StateMeta]| s.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+            return Err(StateError::SubtaskMismatch {
+                subtask: i,
+                detail: format!("states {:?}, expected {:?}", names(states), names(first)),
+            });
+        }
+        for (a, b) in states.iter().zip(first.iter()) {
+            let detail = if a.name != b.name {
+                format!("state `{}` where `{}` was expected", a.name, b.name)
+            } else if a.mode != b.mode {
+                format!("state `{}` is `{}`, expected `{}`", a.name, a.mode, b.mode)
+            } else if a.item_type != b.item_type {
+                format!(
+                    "state `{}` has items of type `{}`, expected `{}`",
+                    a.name, a.item_type, b.item_type
+                )
+            } else {
+                continue;
+            };
+            return Err(StateError::SubtaskMismatch { subtask: i, detail });
+        }
+    }
+    Ok(())
+}
+
+/// Writes the states of one subtask into a [`SubtaskSnapshot`]; what
+/// [`Checkpointed::snapshot`] implementations use.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use state_runtime::{SnapshotWriter, StateMode};
+///
+/// let mut w = SnapshotWriter::new();
+/// w.split("offsets", &vec![(0u32, 5u64), (1, 9)])?;
+/// w.union("watermarks", &BTreeMap::from([(1u8, 10i64)]))?;
+/// w.broadcast("rules", &"only-red".to_string())?;
+/// let snap = w.finish();
+/// let modes: Vec<_> = snap.states().iter().map(|s| (s.name(), s.mode(), s.len())).collect();
+/// assert_eq!(modes, [
+///     ("offsets", StateMode::Split, 2),
+///     ("watermarks", StateMode::Union, 1),
+///     ("rules", StateMode::Broadcast, 1),
+/// ]);
+/// # Ok::<(), state_runtime::StateError>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct SnapshotWriter {
+    snapshot: SubtaskSnapshot,
+    /// Scratch space for sorting the items of unordered collections.
+    scratch: Vec<u8>,
+}
+
+impl SnapshotWriter {
+    /// An empty writer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes a `split` state: `state`'s items, one by one.
+    pub fn split<L: ListState>(&mut self, name: &str, state: &L) -> Result<&mut Self, StateError> {
+        self.list(name, StateMode::Split, state)
+    }
+
+    /// Writes a `union` state: `state`'s items, one by one.
+    pub fn union<L: ListState>(&mut self, name: &str, state: &L) -> Result<&mut Self, StateError> {
+        self.list(name, StateMode::Union, state)
+    }
+
+    /// Writes a `broadcast` state: `value` as one item.
+    pub fn broadcast<T: Serialize>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<&mut Self, StateError> {
+        self.check_new(name)?;
+        let data = &mut self.snapshot.data;
+        let start = data.len() as u64;
+        codec::encode_into(value, data, name)?;
+        let end = data.len() as u64;
+        self.push_meta(
+            name,
+            StateMode::Broadcast,
+            std::any::type_name::<T>(),
+            vec![start, end],
+        );
+        Ok(self)
+    }
+
+    /// The snapshot.
+    pub fn finish(self) -> SubtaskSnapshot {
+        self.snapshot
+    }
+
+    fn list<L: ListState>(
+        &mut self,
+        name: &str,
+        mode: StateMode,
+        state: &L,
+    ) -> Result<&mut Self, StateError> {
+        self.check_new(name)?;
+        let data = &mut self.snapshot.data;
+        let mut bounds = vec![data.len() as u64];
+        if L::UNORDERED {
+            // Encode aside, then append sorted by bytes: hash iteration order
+            // must not leak into the checkpoint.
+            self.scratch.clear();
+            let mut ranges = Vec::new();
+            for item in state.items() {
+                let start = self.scratch.len();
+                codec::encode_into(&item, &mut self.scratch, name)?;
+                ranges.push(start..self.scratch.len());
+            }
+            let scratch = &self.scratch;
+            ranges.sort_unstable_by(|a, b| scratch[a.clone()].cmp(&scratch[b.clone()]));
+            for r in ranges {
+                data.extend_from_slice(&scratch[r]);
+                bounds.push(data.len() as u64);
+            }
+        } else {
+            for item in state.items() {
+                codec::encode_into(&item, data, name)?;
+                bounds.push(data.len() as u64);
+            }
+        }
+        self.push_meta(name, mode, std::any::type_name::<L::Item>(), bounds);
+        Ok(self)
+    }
+
+    fn check_new(&self, name: &str) -> Result<(), StateError> {
+        if self.snapshot.states.iter().any(|s| s.name == name) {
+            return Err(StateError::DuplicateState {
+                state: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn push_meta(&mut self, name: &str, mode: StateMode, item_type: &str, bounds: Vec<u64>) {
+        self.snapshot.states.push(StateMeta {
+            name: name.to_owned(),
+            mode,
+            item_type: item_type.to_owned(),
+            bounds,
+        });
+    }
+}
+
+/// One operator's checkpoint: the [`SubtaskSnapshot`]s of its `N` subtasks
+/// (subtask `i` at index `i`), restorable at any parallelism.
+///
+/// ```
+/// use state_runtime::prelude::*;
+///
+/// #[derive(Checkpointed, Default)]
+/// struct Op {
+///     #[state(union)]
+///     seen: Vec<String>,
+/// }
+///
+/// let subtasks = vec![
+///     Op { seen: vec!["a".into()] }.snapshot()?,
+///     Op { seen: vec!["b".into(), "c".into()] }.snapshot()?,
+/// ];
+/// let checkpoint = Checkpoint::from_subtasks(subtasks)?.with_checkpoint_id(42);
+/// assert_eq!((checkpoint.checkpoint_id(), checkpoint.parallelism()), (42, 2));
+///
+/// let mut op = Op::default();
+/// let report = checkpoint.restore_into(&mut op, 0, 5)?;
+/// assert_eq!(op.seen, ["a", "b", "c"]);
+/// assert_eq!(report.items_restored, 3);
+/// # Ok::<(), StateError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    checkpoint_id: u64,
+    subtasks: Vec<SubtaskSnapshot>,
+}
+
+impl Checkpoint {
+    /// One operator's checkpoint at parallelism `subtasks.len()`, with
+    /// checkpoint id 0.
+    ///
+    /// Fails if there are no subtasks ([`StateError::ZeroParallelism`]), if a
+    /// snapshot's metadata does not fit its data
+    /// ([`StateError::CorruptSnapshot`], [`StateError::DuplicateState`]), or
+    /// if the subtasks do not all hold the same states, with the same modes
+    /// and item types, in the same order ([`StateError::SubtaskMismatch`]).
+    pub fn from_subtasks(subtasks: Vec<SubtaskSnapshot>) -> Result<Self, StateError> {
+        for (i, s) in subtasks.iter().enumerate() {
+            validate_states(&s.states, s.data.len() as u64, i)?;
+        }
+        let metas: Vec<&[StateMeta]> = subtasks.iter().map(|s| s.states()).collect();
+        check_same_states(&metas)?;
+        Ok(Self {
+            checkpoint_id: 0,
+            subtasks,
+        })
+    }
+
+    /// Sets the checkpoint id, which restoring operators see in their
+    /// [`RestoreContext`](crate::RestoreContext).
+    pub fn with_checkpoint_id(mut self, checkpoint_id: u64) -> Self {
+        self.checkpoint_id = checkpoint_id;
+        self
+    }
+
+    /// The checkpoint id.
+    pub fn checkpoint_id(&self) -> u64 {
+        self.checkpoint_id
+    }
+
+    /// The parallelism the checkpoint was taken at.
+    pub fn parallelism(&self) -> usize {
+        self.subtasks.len()
+    }
+
+    /// The subtask snapshots, subtask `i` at index `i`.
+    pub fn subtasks(&self) -> &[SubtaskSnapshot] {
+        &self.subtasks
+    }
+
+    /// Restores subtask `subtask` of `parallelism` into `op`: the state fields
+    /// get the items this subtask is now responsible for; everything else in
+    /// `op` stays as constructed.
+    ///
+    /// A state `op` declares that the checkpoint lacks starts empty (a
+    /// broadcast one keeps its constructed value) and is listed in
+    /// [`RestoreReport::missing_states`]. A state in the checkpoint that `op`
+    /// does not declare is [`StateError::UnknownState`] (see
+    /// [`restore_into_with`](Checkpoint::restore_into_with) to drop it); a
+    /// state declared with another mode is [`StateError::ModeMismatch`].
+    /// `parallelism == 0` is [`StateError::ZeroParallelism`] and
+    /// `subtask >= parallelism` is [`StateError::SubtaskOutOfRange`]; corrupt
+    /// item bytes are [`StateError::Decode`], naming the state.
+    pub fn restore_into<T: Checkpointed>(
+        &self,
+        op: &mut T,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<RestoreReport, StateError> {
+        self.restore_into_with(op, subtask, parallelism, &RestoreOptions::default())
+    }
+
+    /// [`restore_into`](Checkpoint::restore_into) with options.
+    ///
+    /// ```
+    /// use state_runtime::prelude::*;
+    ///
+    /// #[derive(Checkpointed, Default)]
+    /// struct V1 {
+    ///     #[state(split)] offsets: Vec<u64>,
+    ///     #[state(union)] legacy: Vec<u8>,
+    /// }
+    /// #[derive(Checkpointed, Default)]
+    /// struct V2 {
+    ///     #[state(split)] offsets: Vec<u64>,
+    ///     #[state(union)] schemas: Vec<String>,
+    /// }
+    ///
+    /// let cp = Checkpoint::from_subtasks(vec![V1 { offsets: vec![7], legacy: vec![1] }.snapshot()?])?;
+    /// let mut op = V2::default();
+    /// assert!(matches!(cp.restore_into(&mut op, 0, 1), Err(StateError::UnknownState { .. })));
+    ///
+    /// let options = RestoreOptions::default().allow_non_restored_state(true);
+    /// let report = cp.restore_into_with(&mut op, 0, 1, &options)?;
+    /// assert_eq!(op.offsets, [7]);
+    /// assert_eq!(report.dropped_states, ["legacy"]);
+    /// assert_eq!(report.missing_states, ["schemas"]);
+    /// # Ok::<(), StateError>(())
+    /// ```
+    pub fn restore_into_with<T: Checkpointed>(
+        &self,
+        op: &mut T,
+        subtask: usize,
+        parallelism: usize,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport, StateError> {
+        let metas: Vec<&[StateMeta]> = self.subtasks.iter().map(|s| s.states()).collect();
+        restore::restore_operator(
+            self.checkpoint_id,
+            &metas,
+            &self.subtasks,
+            op,
+            subtask,
+            parallelism,
+            options,
+        )
+    }
+}

@@ -1,0 +1,499 @@
+//! Restoring operator state: match the checkpoint's states against the
+//! operator's declarations, plan (metadata only), then read and decode the
+//! planned byte ranges, each item once.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use serde::de::DeserializeOwned;
+
+use super::{StateMeta, SubtaskSnapshot};
+use crate::codec;
+use crate::error::StateError;
+use crate::operator::{Checkpointed, ListState, RestoreContext, StateMode};
+use crate::repartition::operator::{ItemRun, StateShape, plan_subtask};
+
+/// Where the bytes of a checkpoint's items come from: memory today, files
+/// (serving exact byte ranges lazily) later.
+pub(crate) trait StateBytes {
+    /// The bytes `range` of old subtask `old_subtask`'s data, read for state
+    /// `state` (named in errors).
+    fn read(
+        &self,
+        state: &str,
+        old_subtask: usize,
+        range: Range<u64>,
+    ) -> Result<Cow<'_, [u8]>, StateError>;
+}
+
+impl StateBytes for Vec<SubtaskSnapshot> {
+    fn read(
+        &self,
+        state: &str,
+        old_subtask: usize,
+        range: Range<u64>,
+    ) -> Result<Cow<'_, [u8]>, StateError> {
+        let data = self.get(old_subtask).map(|s| s.data()).unwrap_or_default();
+        usize::try_from(range.start)
+            .ok()
+            .zip(usize::try_from(range.end).ok())
+            .and_then(|(a, b)| data.get(a..b))
+            .map(Cow::Borrowed)
+            .ok_or_else(|| StateError::CorruptSnapshot {
+                state: state.to_owned(),
+                subtask: old_subtask,
+                message: format!(
+                    "bytes {}..{} are outside the {} bytes of data",
+                    range.start,
+                    range.end,
+                    data.len()
+                ),
+            })
+    }
+}
+
+/// Options of [`Checkpoint::restore_into_with`](crate::Checkpoint::restore_into_with).
+///
+/// ```
+/// use state_runtime::RestoreOptions;
+///
+/// let strict = RestoreOptions::default();
+/// let lenient = RestoreOptions::default().allow_non_restored_state(true);
+/// assert_ne!(strict, lenient);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreOptions {
+    allow_non_restored_state: bool,
+}
+
+impl RestoreOptions {
+    /// Whether state in the checkpoint that the operator does not declare is
+    /// dropped (and listed in [`RestoreReport::dropped_states`]) instead of
+    /// failing the restore, like Flink's `--allowNonRestoredState`. Off by
+    /// default. A state declared with another mode than it was checkpointed
+    /// with is an error either way: the operator expects that state, so
+    /// dropping it would lose data silently.
+    pub fn allow_non_restored_state(mut self, allow: bool) -> Self {
+        self.allow_non_restored_state = allow;
+        self
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoreReport {
+    /// The restoring subtask, the parallelisms and the checkpoint id (what
+    /// the operator's `on_restore` hook saw).
+    pub context: RestoreContext,
+    /// Bytes of item data read for this subtask.
+    pub bytes_read: u64,
+    /// Items decoded for this subtask, over all states (a broadcast value
+    /// counts as one).
+    pub items_restored: u64,
+    /// States the operator declares that the checkpoint lacks; they started
+    /// empty (a broadcast one kept its constructed value).
+    pub missing_states: Vec<String>,
+    /// States in the checkpoint the operator does not declare, dropped
+    /// because [`RestoreOptions::allow_non_restored_state`] was set.
+    pub dropped_states: Vec<String>,
+}
+
+/// One restored state: which of the checkpoint's states, and the item runs
+/// this subtask receives.
+#[derive(Debug)]
+struct Entry {
+    index: usize,
+    runs: Vec<ItemRun>,
+}
+
+/// The state a restoring subtask receives, handed to
+/// [`Checkpointed::restore`]: take each state by name.
+///
+/// See [`Checkpointed`] for a hand-written implementation that uses it.
+pub struct RestoredState<'a> {
+    context: RestoreContext,
+    /// Per old subtask, its states' metadata (all subtasks agree on names).
+    metas: &'a [&'a [StateMeta]],
+    bytes: &'a dyn StateBytes,
+    entries: Vec<(&'a str, Entry)>,
+    bytes_read: u64,
+    items_restored: u64,
+}
+
+impl std::fmt::Debug for RestoredState<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoredState")
+            .field("context", &self.context)
+            .field("states", &self.entries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RestoredState<'_> {
+    /// The subtask, parallelisms and checkpoint id of this restore.
+    pub fn context(&self) -> RestoreContext {
+        self.context
+    }
+
+    /// Takes the `split` or `union` state `name`: the items this subtask
+    /// receives, in origin order (old subtask, then position), collected
+    /// into `L`. A state the checkpoint lacks gives an empty `L`.
+    pub fn list<L: ListState>(&mut self, name: &str) -> Result<L, StateError> {
+        let Some(entry) = self.take(name) else {
+            return Ok(L::from_items(std::iter::empty()));
+        };
+        let mode = self.metas[0][entry.index].mode;
+        if mode == StateMode::Broadcast {
+            return Err(StateError::ModeMismatch {
+                state: name.to_owned(),
+                declared: StateMode::Split,
+                found: mode,
+            });
+        }
+        let mut items = Vec::new();
+        self.decode_runs(name, &entry, |item| items.push(item))?;
+        Ok(L::from_items(items))
+    }
+
+    /// Takes the `broadcast` state `name`: the value of old subtask
+    /// `subtask % old_parallelism`, or `None` if the checkpoint lacks it.
+    pub fn broadcast<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>, StateError> {
+        let Some(entry) = self.take(name) else {
+            return Ok(None);
+        };
+        let mode = self.metas[0][entry.index].mode;
+        if mode != StateMode::Broadcast {
+            return Err(StateError::ModeMismatch {
+                state: name.to_owned(),
+                declared: StateMode::Broadcast,
+                found: mode,
+            });
+        }
+        let mut value = None;
+        self.decode_runs(name, &entry, |v| value = Some(v))?;
+        Ok(value)
+    }
+
+    fn take(&mut self, name: &str) -> Option<Entry> {
+        let pos = self.entries.iter().position(|(n, _)| *n == name)?;
+        Some(self.entries.swap_remove(pos).1)
+    }
+
+    /// Reads each run's bytes in one piece, then decodes each item once.
+    fn decode_runs<T: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        entry: &Entry,
+        mut sink: impl FnMut(T),
+    ) -> Result<(), StateError> {
+        for run in &entry.runs {
+            let meta = &self.metas[run.old_subtask][entry.index];
+            let range = meta.items_range(&run.items);
+            let bytes = self.bytes.read(name, run.old_subtask, range.clone())?;
+            self.bytes_read += bytes.len() as u64;
+            for i in run.items.clone() {
+                let item = meta.items_range(&(i..i + 1));
+                let slice =
+                    &bytes[(item.start - range.start) as usize..(item.end - range.start) as usize];
+                let value = codec::decode_exact(slice, name).map_err(|e| match e {
+                    StateError::Decode { state, message } => StateError::Decode {
+                        state,
+                        message: format!("old subtask {}, item {i}: {message}", run.old_subtask),
+                    },
+                    other => other,
+                })?;
+                self.items_restored += 1;
+                sink(value);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Restores subtask `subtask` of `parallelism` into `op` from a checkpoint
+/// given as metadata (`metas[i]`: the states of old subtask `i`, validated to
+/// agree) and a byte source.
+pub(crate) fn restore_operator<T: Checkpointed>(
+    checkpoint_id: u64,
+    metas: &[&[StateMeta]],
+    bytes: &dyn StateBytes,
+    op: &mut T,
+    subtask: usize,
+    parallelism: usize,
+    options: &RestoreOptions,
+) -> Result<RestoreReport, StateError> {
+    if parallelism == 0 {
+        return Err(StateError::ZeroParallelism);
+    }
+    if subtask >= parallelism {
+        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        return Err(StateError::SubtaskOutOfRange {
+            subtask: clamp(subtask),
+            parallelism: clamp(parallelism),
+        });
+    }
+    let states = metas.first().copied().ok_or(StateError::ZeroParallelism)?;
+    let declared = T::state_descriptors();
+    if let Some((_, d)) = declared
+        .iter()
+        .enumerate()
+        .find(|(i, d)| declared[..*i].iter().any(|e| e.name == d.name))
+    {
+        return Err(StateError::DuplicateState {
+            state: d.name.to_owned(),
+        });
+    }
+
+    // Match the checkpoint's states against the declarations.
+    let mut dropped_states = Vec::new();
+    let mut restored = vec![false; states.len()];
+    for (i, s) in states.iter().enumerate() {
+        match declared.iter().find(|d| d.name == s.name()) {
+            None if options.allow_non_restored_state => dropped_states.push(s.name().to_owned()),
+            None => {
+                return Err(StateError::UnknownState {
+                    state: s.name().to_owned(),
+                });
+            }
+            Some(d) if d.mode != s.mode() => {
+                return Err(StateError::ModeMismatch {
+                    state: s.name().to_owned(),
+                    declared: d.mode,
+                    found: s.mode(),
+                });
+            }
+            Some(_) => restored[i] = true,
+        }
+    }
+    let missing_states = declared
+        .iter()
+        .filter(|d| !states.iter().any(|s| s.name() == d.name))
+        .map(|d| d.name.to_owned())
+        .collect();
+
+    // Plan over every state of the checkpoint (dropped ones included), so
+    // that every new subtask sees the same split rotation.
+    let counts: Vec<Vec<u64>> = (0..states.len())
+        .map(|i| metas.iter().map(|m| m[i].len() as u64).collect())
+        .collect();
+    let shapes: Vec<StateShape<'_>> = states
+        .iter()
+        .zip(&counts)
+        .map(|(s, c)| StateShape {
+            mode: s.mode(),
+            counts: c,
+        })
+        .collect();
+    let plan = plan_subtask(&shapes, subtask, parallelism);
+
+    let context = RestoreContext {
+        subtask,
+        parallelism,
+        old_parallelism: metas.len(),
+        checkpoint_id,
+    };
+    let mut state = RestoredState {
+        context,
+        metas,
+        bytes,
+        entries: plan
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| restored[*i])
+            .map(|(index, runs)| (states[index].name(), Entry { index, runs }))
+            .collect(),
+        bytes_read: 0,
+        items_restored: 0,
+    };
+    op.restore(&mut state)?;
+    Ok(RestoreReport {
+        context,
+        bytes_read: state.bytes_read,
+        items_restored: state.items_restored,
+        missing_states,
+        dropped_states,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use serde::{Deserialize, Deserializer, Serialize};
+
+    use super::*;
+    use crate::checkpoint::{Checkpoint, SnapshotWriter};
+    use crate::operator::StateDescriptor;
+
+    thread_local! {
+        static DECODED: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// An item that counts its decodes.
+    #[derive(Debug, Clone, PartialEq, Serialize)]
+    struct Counted(u64);
+
+    impl<'de> Deserialize<'de> for Counted {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            DECODED.with(|c| c.set(c.get() + 1));
+            u64::deserialize(d).map(Counted)
+        }
+    }
+
+    #[derive(Default)]
+    struct Op {
+        split: Vec<Counted>,
+        union: Vec<Counted>,
+    }
+
+    impl Checkpointed for Op {
+        fn state_descriptors() -> Vec<StateDescriptor> {
+            vec![
+                StateDescriptor::new("split", StateMode::Split, "Counted"),
+                StateDescriptor::new("union", StateMode::Union, "Counted"),
+            ]
+        }
+        fn snapshot(&self) -> Result<SubtaskSnapshot, StateError> {
+            let mut w = SnapshotWriter::new();
+            w.split("split", &self.split)?.union("union", &self.union)?;
+            Ok(w.finish())
+        }
+        fn restore(&mut self, state: &mut RestoredState<'_>) -> Result<(), StateError> {
+            self.split = state.list("split")?;
+            self.union = state.list("union")?;
+            Ok(())
+        }
+    }
+
+    fn checkpoint() -> Checkpoint {
+        let subtasks = (0..3u64)
+            .map(|i| {
+                Op {
+                    split: (0..i + 2).map(|j| Counted(100 * i + j)).collect(),
+                    union: vec![Counted(1000 + i)],
+                }
+                .snapshot()
+                .unwrap()
+            })
+            .collect();
+        Checkpoint::from_subtasks(subtasks).unwrap()
+    }
+
+    /// Planning reads no bytes (it is not even given the byte source) and
+    /// decodes nothing; a restore decodes each item it receives exactly once
+    /// and reads exactly their bytes.
+    #[test]
+    fn planning_decodes_nothing_and_restore_decodes_each_item_once() {
+        let cp = checkpoint();
+        DECODED.with(|c| c.set(0));
+        let metas: Vec<&[StateMeta]> = cp.subtasks().iter().map(|s| s.states()).collect();
+        for j in 0..5 {
+            let counts: Vec<Vec<u64>> = (0..2)
+                .map(|i| metas.iter().map(|m| m[i].len() as u64).collect())
+                .collect();
+            let shapes: Vec<_> = metas[0]
+                .iter()
+                .zip(&counts)
+                .map(|(s, c)| StateShape {
+                    mode: s.mode(),
+                    counts: c,
+                })
+                .collect();
+            let _ = plan_subtask(&shapes, j, 5);
+        }
+        assert_eq!(DECODED.with(Cell::get), 0);
+
+        let mut total_split = 0;
+        for j in 0..5 {
+            DECODED.with(|c| c.set(0));
+            let mut op = Op::default();
+            let report = cp.restore_into(&mut op, j, 5).unwrap();
+            let received = (op.split.len() + op.union.len()) as u64;
+            assert_eq!(DECODED.with(Cell::get), received);
+            assert_eq!(report.items_restored, received);
+            let expected_bytes: u64 = op
+                .split
+                .iter()
+                .chain(&op.union)
+                .map(|c| {
+                    let mut v = Vec::new();
+                    codec::encode_into(&c.0, &mut v, "t").unwrap();
+                    v.len() as u64
+                })
+                .sum();
+            assert_eq!(report.bytes_read, expected_bytes);
+            assert_eq!(op.union.len(), 3);
+            total_split += op.split.len();
+        }
+        assert_eq!(total_split, 2 + 3 + 4);
+    }
+
+    #[test]
+    fn corrupt_item_bytes_are_a_decode_error_naming_the_state() {
+        let mut cp = checkpoint();
+        // Item 1 of "split" on old subtask 2 becomes a truncated varint.
+        let range = cp.subtasks[2].states[0].item_range(1).unwrap();
+        cp.subtasks[2].data[range.start as usize] = 0xfd;
+        let mut op = Op::default();
+        match cp.restore_into(&mut op, 0, 1) {
+            Err(StateError::Decode { state, message }) => {
+                assert_eq!(state, "split");
+                assert!(message.starts_with("old subtask 2, item 1:"), "{message}");
+            }
+            other => panic!("expected a decode error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn metadata_that_does_not_fit_the_data_is_rejected() {
+        let cp = checkpoint();
+        let mut bad = cp.subtasks().to_vec();
+        bad[1].states[0].bounds[1] = 10_000;
+        let err = Checkpoint::from_subtasks(bad).unwrap_err();
+        assert!(
+            matches!(&err, StateError::CorruptSnapshot { state, subtask: 1, .. } if state == "split"),
+            "{err}"
+        );
+        let mut bad = cp.subtasks().to_vec();
+        bad[0].states[1].bounds.swap(0, 1);
+        assert!(matches!(
+            Checkpoint::from_subtasks(bad),
+            Err(StateError::CorruptSnapshot { subtask: 0, .. })
+        ));
+        // The in-memory byte source refuses ranges past the data.
+        let err = cp.subtasks.read("s", 0, 0..10_000).unwrap_err();
+        assert!(matches!(err, StateError::CorruptSnapshot { .. }), "{err}");
+    }
+
+    /// A hand-written impl that repeats a name is refused when writing and
+    /// when restoring.
+    struct Twice;
+
+    impl Checkpointed for Twice {
+        fn state_descriptors() -> Vec<StateDescriptor> {
+            vec![StateDescriptor::new("s", StateMode::Split, "u8"); 2]
+        }
+        fn snapshot(&self) -> Result<SubtaskSnapshot, StateError> {
+            let mut w = SnapshotWriter::new();
+            w.split("s", &vec![1u8])?.union("s", &vec![2u8])?;
+            Ok(w.finish())
+        }
+        fn restore(&mut self, _: &mut RestoredState<'_>) -> Result<(), StateError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn duplicate_state_names_are_refused() {
+        assert!(matches!(
+            Twice.snapshot(),
+            Err(StateError::DuplicateState { state }) if state == "s"
+        ));
+        let cp = Checkpoint::from_subtasks(vec![SubtaskSnapshot::default()]).unwrap();
+        assert!(matches!(
+            cp.restore_into(&mut Twice, 0, 1),
+            Err(StateError::DuplicateState { state }) if state == "s"
+        ));
+    }
+}

@@ -1,0 +1,13 @@
+use state_runtime::Checkpointed;
+
+#[derive(Checkpointed)]
+struct Source {
+    #[state(split)]
+    offsets: Vec<u64>,
+    #[state(union, name = "offsets")]
+    seen: Vec<u64>,
+    #[state(broadcast, name = "offsets")]
+    rules: u8,
+}
+
+fn main() {}

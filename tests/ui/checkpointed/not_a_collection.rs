@@ -1,0 +1,15 @@
+use state_runtime::Checkpointed;
+
+struct NotSerde;
+
+#[derive(Checkpointed)]
+struct Source {
+    #[state(split)]
+    offset: u64,
+    #[state(union)]
+    handles: Vec<NotSerde>,
+    #[state(broadcast)]
+    rules: NotSerde,
+}
+
+fn main() {}
