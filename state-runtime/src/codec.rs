@@ -24,6 +24,8 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 }
 
 /// Decodes one value that must span all of `bytes`.
+// Not used by keyed state (which decodes entry by entry); kept for operator state.
+#[allow(dead_code)]
 pub(crate) fn decode_exact<T: DeserializeOwned>(
     bytes: &[u8],
     state: &str,

@@ -152,6 +152,11 @@ impl StableHasher {
 /// let k = CustomerKey { region: 3, id: 77 };
 /// assert_eq!(k.stable_hash(), (3u16, 77u64).stable_hash());
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no stable hash",
+    label = "`{Self}` does not implement `StableHash`",
+    note = "derive it with `#[derive(StableHash)]`; std's `Hash` is not stable across processes"
+)]
 pub trait StableHash {
     /// Writes this value's canonical encoding.
     fn stable_hash_into(&self, hasher: &mut StableHasher);
@@ -170,6 +175,11 @@ pub trait StableHash {
 ///
 /// `#[derive(StableHash)]` implements it (without a Java hash code); `i32`,
 /// `i64` and `String` have both.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be used as a key of keyed state",
+    label = "`{Self}` does not implement `StateKey`",
+    note = "derive `StableHash` for it (`#[derive(StableHash)]`), which implements `StateKey`"
+)]
 pub trait StateKey: StableHash {
     /// Whether [`java_hash_code`](StateKey::java_hash_code) returns `Some`.
     const HAS_JAVA_HASH_CODE: bool = false;

@@ -14,27 +14,31 @@ mod codec;
 pub mod error;
 pub mod flink;
 pub mod hash;
+pub mod keyed;
 pub mod keygroup;
 
 pub use error::StateError;
 pub use hash::{StableHash, StateKey};
+pub use keyed::{KeyQuery, Keyed, KeyedList, KeyedMap, KeyedState, KeyedValue};
 pub use keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
 
 #[cfg(feature = "derive")]
-pub use state_macros::StableHash;
+pub use state_macros::{Keyed, StableHash};
 
 /// The names most programs need: `use state_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::error::StateError;
     pub use crate::hash::{StableHash, StateKey};
+    pub use crate::keyed::{KeyQuery, Keyed, KeyedList, KeyedMap, KeyedState, KeyedValue};
     pub use crate::keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
     #[cfg(feature = "derive")]
-    pub use state_macros::StableHash;
+    pub use state_macros::{Keyed, StableHash};
 }
 
 /// Not public API: what the derives' generated code names by absolute path.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::hash::{StableHash, StableHasher, StateKey};
+    pub use crate::keyed::{KeyQuery, Keyed};
     pub use core;
 }
