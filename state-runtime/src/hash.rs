@@ -144,7 +144,7 @@ impl StableHasher {
 /// document your encoding as carefully.
 ///
 /// ```
-/// use state_runtime::hash::StableHash;
+/// use state_runtime::StableHash; // the trait and its derive
 ///
 /// #[derive(StableHash)]
 /// struct CustomerKey { region: u16, id: u64 }

@@ -110,7 +110,8 @@ pub trait Keyed {
 /// let query = (&key.0, &key.1);
 /// assert_eq!(query.stable_hash(), key.stable_hash());
 /// assert!(query.matches(&key));
-/// assert_eq!(query.into_key(), key);
+/// let owned: (String, u32) = query.into_key();
+/// assert_eq!(owned, key);
 /// assert!(KeyQuery::<String>::matches(&"eu", &"eu".to_string()));
 /// ```
 pub trait KeyQuery<K>: StateKey {
@@ -201,7 +202,7 @@ mod tests {
         assert_eq!(q.stable_hash(), k.stable_hash());
         assert!(q.matches(&k));
         assert!(!(&k.0, &10u64, &k.2).matches(&k));
-        assert_eq!(q.into_key(), k);
+        assert_eq!(KeyQuery::<(String, u64, i32)>::into_key(q), k);
         assert!(KeyQuery::<u64>::matches(&&5u64, &5));
         assert!(!KeyQuery::<u64>::matches(&6u64, &5));
     }
