@@ -30,11 +30,11 @@ fn key_fields<'a>(fields: &'a Fields, errors: &mut Errors) -> KeyFields<'a> {
     for (index, field) in fields.iter().enumerate() {
         let mut marked = false;
         for attr in field.attrs.iter().filter(|a| a.path().is_ident("key")) {
-            if let Err(e) = attr.meta.require_path_only() {
-                errors.push(syn::Error::new(
-                    e.span(),
+            if attr.meta.require_path_only().is_err() {
+                errors.spanned(
+                    &attr.meta,
                     "unknown option: `#[key]` takes no options (it marks the field as the key)",
-                ));
+                );
             }
             if marked {
                 errors.spanned(attr, "duplicate `#[key]` on the same field");
@@ -60,6 +60,28 @@ fn key_fields<'a>(fields: &'a Fields, errors: &mut Errors) -> KeyFields<'a> {
         arity: fields.len(),
         keys,
     }
+}
+
+/// Whether `ty` names a type, const or lifetime parameter of `generics`.
+fn mentions_generics(ty: &Type, generics: &syn::Generics) -> bool {
+    use proc_macro2::TokenTree;
+    let names: Vec<String> = generics
+        .params
+        .iter()
+        .map(|p| match p {
+            syn::GenericParam::Type(t) => t.ident.to_string(),
+            syn::GenericParam::Const(c) => c.ident.to_string(),
+            syn::GenericParam::Lifetime(l) => l.lifetime.ident.to_string(),
+        })
+        .collect();
+    fn walk(tokens: TokenStream, names: &[String]) -> bool {
+        tokens.into_iter().any(|t| match t {
+            TokenTree::Ident(i) => names.iter().any(|n| i == n),
+            TokenTree::Group(g) => walk(g.stream(), names),
+            _ => false,
+        })
+    }
+    !names.is_empty() && walk(quote!(#ty), &names)
 }
 
 fn type_string(ty: &Type) -> String {
@@ -160,20 +182,40 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         }
     };
 
-    // Bounds, spanned at the key field types, so that a key type without
-    // `StableHash` / `StateKey` is reported at the field.
+    // A key type that names none of the input's generics is checked by an
+    // assertion spanned at the field type, so that a key type without
+    // `StableHash` / `StateKey` / `Eq` / `Clone` is reported at the field.
+    // The impl gets the same bounds as where-clauses (plain ones for key types
+    // that use the generics; for the others behind a `for<'_>` binder, which
+    // keeps rustc from reporting a "trivially false" bound a second time at
+    // the derive).
     let single = key_types.len() == 1;
+    let assert_fn = if single {
+        quote!(assert_state_key)
+    } else {
+        quote!(assert_key_part)
+    };
     let mut generics = input.generics.clone();
+    let mut assertions = Vec::new();
     {
         let where_clause = generics.make_where_clause();
         for ty in &key_types {
-            let span = ty.span();
-            let bound = if single {
-                quote_spanned!(span=> #ty: #krate::__private::StateKey + ::core::cmp::Eq + ::core::clone::Clone)
+            let bounds = if single {
+                quote!(#krate::__private::StateKey + ::core::cmp::Eq + ::core::clone::Clone)
             } else {
-                quote_spanned!(span=> #ty: #krate::__private::StableHash + ::core::cmp::Eq + ::core::clone::Clone)
+                quote!(#krate::__private::StableHash + ::core::cmp::Eq + ::core::clone::Clone)
             };
-            where_clause.predicates.push(syn::parse_quote!(#bound));
+            if mentions_generics(ty, &input.generics) {
+                where_clause
+                    .predicates
+                    .push(syn::parse_quote!(#ty: #bounds));
+            } else {
+                where_clause
+                    .predicates
+                    .push(syn::parse_quote!(for<'__key_bound> #ty: #bounds));
+                let span = ty.span();
+                assertions.push(quote_spanned!(span=> #krate::__private::#assert_fn::<#ty>();));
+            }
         }
     }
     let (impl_g, ty_g, where_c) = generics.split_for_impl();
@@ -195,6 +237,11 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             fn key(&self) -> Self::KeyRef<'_> {
                 #body
             }
+        }
+
+        #[allow(dead_code)]
+        fn __keyed_key_type_assertions() {
+            #(#assertions)*
         }
     })
 }

@@ -41,4 +41,13 @@ pub mod __private {
     pub use crate::hash::{StableHash, StableHasher, StateKey};
     pub use crate::keyed::{KeyQuery, Keyed};
     pub use core;
+
+    /// Fails to compile, at the caller's span, unless `T` can be a single key.
+    #[inline]
+    pub fn assert_state_key<T: ?Sized + StateKey + Eq + Clone>() {}
+
+    /// Fails to compile, at the caller's span, unless `T` can be part of a
+    /// tuple key.
+    #[inline]
+    pub fn assert_key_part<T: ?Sized + StableHash + Eq + Clone>() {}
 }
