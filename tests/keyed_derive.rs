@@ -152,7 +152,7 @@ fn events_drive_keyed_state_by_their_borrowed_key() {
             .update(e.key(), "refunds".to_string(), || 0, |n| *n += 1)
             .unwrap();
     }
-    assert_eq!(sums.get(&0).unwrap(), Some(&40));
+    assert_eq!(sums.get(0).unwrap(), Some(&40));
     assert_eq!(
         by_click.get(("s".to_string(), 1)).unwrap().unwrap().len(),
         10

@@ -50,7 +50,10 @@ pub fn derive_stable_hash(input: TokenStream) -> TokenStream {
 /// key or with a key of another type, unions, `#[key(...)]` with options,
 /// unknown `#[keyed(...)]` options.
 ///
-/// ```
+/// (This crate cannot depend on the runtime; the runnable examples are on
+/// `state_runtime::Keyed`.)
+///
+/// ```ignore
 /// use state_runtime::prelude::*;
 ///
 /// #[derive(Keyed)]

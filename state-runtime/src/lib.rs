@@ -44,10 +44,10 @@ pub mod __private {
 
     /// Fails to compile, at the caller's span, unless `T` can be a single key.
     #[inline]
-    pub fn assert_state_key<T: ?Sized + StateKey + Eq + Clone>() {}
+    pub fn assert_state_key<T: StateKey + Eq + Clone>() {}
 
     /// Fails to compile, at the caller's span, unless `T` can be part of a
     /// tuple key.
     #[inline]
-    pub fn assert_key_part<T: ?Sized + StableHash + Eq + Clone>() {}
+    pub fn assert_key_part<T: StableHash + Eq + Clone>() {}
 }

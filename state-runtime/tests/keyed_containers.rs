@@ -41,20 +41,20 @@ fn keys_outside_the_range_are_typed_errors_for_every_operation() {
         }
         other => panic!("unexpected {other:?}"),
     };
-    check(v.get(&outside).unwrap_err());
-    check(v.get_mut(&outside).unwrap_err());
+    check(v.get(outside).unwrap_err());
+    check(v.get_mut(outside).unwrap_err());
     check(v.insert(outside, 2).unwrap_err());
-    check(v.remove(&outside).unwrap_err());
+    check(v.remove(outside).unwrap_err());
     check(v.update(&outside, || 0, |x| *x += 1).unwrap_err());
-    check(v.contains_key(&outside).unwrap_err());
-    check(l.push(&outside, 2).unwrap_err());
-    check(l.get(&outside).unwrap_err());
-    check(m.insert(&outside, 1, 2).unwrap_err());
-    check(m.get(&outside, &1).unwrap_err());
-    check(m.remove(&outside, &1).unwrap_err());
+    check(v.contains_key(outside).unwrap_err());
+    check(l.push(outside, 2).unwrap_err());
+    check(l.get(outside).unwrap_err());
+    check(m.insert(outside, 1, 2).unwrap_err());
+    check(m.get(outside, &1).unwrap_err());
+    check(m.remove(outside, &1).unwrap_err());
     // Nothing changed.
     assert_eq!((v.len(), l.len(), m.len()), (1, 1, 1));
-    assert_eq!(v.get(&inside).unwrap(), Some(&1));
+    assert_eq!(v.get(inside).unwrap(), Some(&1));
 
     let err = v.insert(outside, 2).unwrap_err().to_string();
     assert!(
@@ -125,7 +125,7 @@ fn bind_rebuckets_and_refuses_foreign_entries() {
     for k in 0..500u64 {
         let kg = big.key_group(&k).unwrap();
         assert!(v.iter_key_group(kg).unwrap().any(|(key, _)| *key == k));
-        assert_eq!(v.get(&k).unwrap(), Some(&k));
+        assert_eq!(v.get(k).unwrap(), Some(&k));
     }
     // A range that would lose entries is refused, and nothing changes.
     let half = big.range_for_subtask(2, 0).unwrap();
@@ -177,7 +177,7 @@ fn map_and_list_api() {
     let total: usize = all.iter().map(|kg| v.key_group_len(kg).unwrap()).sum();
     assert_eq!(total, 100);
     v.clear();
-    assert!(v.is_empty() && v.get(&5).unwrap().is_none());
+    assert!(v.is_empty() && v.get(5).unwrap().is_none());
 }
 
 /// A section of key group `kg` of a full-range state, and the state.
@@ -209,7 +209,8 @@ fn corrupt_sections_are_decode_errors_never_panics() {
         }
     }
     let kg = fuller_group(&v, 4);
-    let sections: Vec<(Vec<u8>, Box<dyn Fn(&[u8]) -> Result<usize, StateError>>)> = vec![
+    type Reader = Box<dyn Fn(&[u8]) -> Result<usize, StateError>>;
+    let sections: Vec<(Vec<u8>, Reader)> = vec![
         (
             section(&v, kg),
             Box::new(move |b: &[u8]| {

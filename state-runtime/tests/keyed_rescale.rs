@@ -76,7 +76,7 @@ fn fill(assigner: KeyGroupAssigner, parallelism: u32, keys: &[i64]) -> Vec<Insta
             inst.list.extend(&k, list).unwrap();
         }
         for (uk, v) in expected_map(k) {
-            inst.map.insert(&k, uk, v).unwrap();
+            inst.map.insert(k, uk, v).unwrap();
         }
     }
     instances
@@ -158,19 +158,19 @@ fn verify(instances: &[Instance], assigner: KeyGroupAssigner, keys: &[i64]) {
             .unwrap();
         let inst = &instances[owner as usize];
         assert_eq!(
-            inst.value.get(&k).unwrap(),
+            inst.value.get(k).unwrap(),
             Some(&k.wrapping_mul(3)),
             "key {k}"
         );
         let list = expected_list(k);
-        let got = inst.list.get(&k).unwrap();
+        let got = inst.list.get(k).unwrap();
         if list.is_empty() {
             assert_eq!(got, None);
         } else {
             assert_eq!(got, Some(&list[..]), "key {k}");
         }
         assert_eq!(
-            inst.map.get_map(&k).unwrap(),
+            inst.map.get_map(k).unwrap(),
             Some(&expected_map(k)),
             "key {k}"
         );
