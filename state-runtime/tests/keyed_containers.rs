@@ -176,7 +176,10 @@ fn map_and_list_api() {
     assert_eq!(v.iter().map(|(_, x)| *x).sum::<u32>(), (1..=100).sum());
     let total: usize = all.iter().map(|kg| v.key_group_len(kg).unwrap()).sum();
     assert_eq!(total, 100);
+    let copy = v.clone();
     v.clear();
+    assert_eq!(copy.len(), 100, "a clone is independent");
+    assert_eq!(copy.get(7).unwrap(), Some(&8));
     assert!(v.is_empty() && v.get(5).unwrap().is_none());
 }
 

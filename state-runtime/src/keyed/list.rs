@@ -35,6 +35,7 @@ use crate::hash::StateKey;
 /// assert_eq!(recent.len(), 1);
 /// # Ok::<(), StateError>(())
 /// ```
+#[derive(Clone)]
 pub struct KeyedList<K, V> {
     tables: Tables<K, Vec<V>>,
 }

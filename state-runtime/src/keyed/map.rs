@@ -38,6 +38,7 @@ use crate::hash::StateKey;
 /// assert!(counts.is_empty(), "the last user key took the key with it");
 /// # Ok::<(), StateError>(())
 /// ```
+#[derive(Clone)]
 pub struct KeyedMap<K, UK, V> {
     tables: Tables<K, HashMap<UK, V>>,
 }

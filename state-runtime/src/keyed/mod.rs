@@ -6,7 +6,7 @@
 //!   per key, as Flink's `ValueState`, `ListState` and `MapState`. Each holds
 //!   the entries of the key groups its instance owns, one hash table per key
 //!   group; a key outside the owned range is a
-//!   [`StateError::KeyGroupOutsideRange`](crate::StateError::KeyGroupOutsideRange).
+//!   [`StateError::KeyGroupOutsideRange`].
 //! * [`KeyedState`]: what the runtime needs from any keyed container to
 //!   snapshot and restore it key group by key group.
 //! * [`plan`]: which old key groups each new instance reads on a rescale

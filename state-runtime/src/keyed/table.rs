@@ -40,6 +40,7 @@ fn table_hash(stable_hash: u64) -> u64 {
 }
 
 /// One entry: the key's stable hash, the key, the container's per-key value.
+#[derive(Clone)]
 pub(crate) struct Slot<K, T> {
     pub(crate) hash: u64,
     pub(crate) key: K,
@@ -47,6 +48,7 @@ pub(crate) struct Slot<K, T> {
 }
 
 /// Entries of one keyed state, partitioned by key group.
+#[derive(Clone)]
 pub(crate) struct Tables<K, T> {
     name: String,
     assigner: KeyGroupAssigner,

@@ -32,6 +32,7 @@ use crate::hash::StateKey;
 /// assert!(totals.get("carol")?.is_none());
 /// # Ok::<(), StateError>(())
 /// ```
+#[derive(Clone)]
 pub struct KeyedValue<K, V> {
     tables: Tables<K, V>,
 }
