@@ -113,19 +113,21 @@ fn restore(plan: &KeyedRescalePlan, snap: &Snapshot) -> (Vec<Instance>, usize) {
         .subtasks()
         .iter()
         .map(|s| {
-            let mut inst = Instance::bound(plan.new_assigner(), s.key_groups);
-            for read in &s.reads {
-                for kg in read.key_groups {
-                    sections_read += 1;
-                    let sections = &snap[read.old_subtask as usize][&kg];
-                    let keep = |new_kg: KeyGroup| s.owns(new_kg);
-                    let filter: Option<&dyn Fn(KeyGroup) -> bool> = read
-                        .needs_filter(kg)
-                        .then_some(&keep as &dyn Fn(KeyGroup) -> bool);
-                    for (st, bytes) in inst.states_mut().into_iter().zip(sections) {
-                        st.read_key_group(kg, bytes, filter).unwrap();
+            let mut inst = Instance {
+                value: KeyedValue::default(),
+                list: KeyedList::default(),
+                map: KeyedMap::default(),
+            };
+            for (i, st) in inst.states_mut().into_iter().enumerate() {
+                plan.restore_subtask(s.subtask, st, |old_subtask, kg, buf| {
+                    if i == 0 {
+                        sections_read += 1;
                     }
-                }
+                    buf.extend_from_slice(&snap[old_subtask as usize][&kg][i]);
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(st.binding(), Some((plan.new_assigner(), s.key_groups)));
             }
             inst
         })

@@ -51,6 +51,7 @@
 //! # Ok::<(), StateError>(())
 //! ```
 
+use super::KeyedState;
 use crate::error::StateError;
 use crate::keygroup::{
     AssignerKind, KeyGroup, KeyGroupAssigner, KeyGroupRange, native_hash_interval,
@@ -265,6 +266,83 @@ impl KeyedRescalePlan {
     /// What each new subtask restores, in subtask order.
     pub fn subtasks(&self) -> &[SubtaskRestore] {
         &self.subtasks
+    }
+
+    /// Restores one keyed state of new subtask `subtask`: binds `state` to
+    /// the new assigner and the subtask's key groups, then, for every old key
+    /// group the plan names, has `read_section(old_subtask, key_group, buf)`
+    /// fill `buf` with that key group's section of this state (empty if the
+    /// old subtask wrote none) and decodes it, filtering the key groups the
+    /// plan marks. Returns the number of entries restored.
+    ///
+    /// This is the whole keyed restore but the I/O: the checkpoint reader
+    /// supplies `read_section` (through its offsets index).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use state_runtime::keyed::plan::KeyedRescalePlan;
+    /// use state_runtime::prelude::*;
+    ///
+    /// let old = KeyGroupAssigner::native(MaxParallelism::new(128)?);
+    /// // One old instance holding keys 0..100, snapshotted key group by key group.
+    /// let mut before = KeyedValue::<u64, u64>::new(old, old.range_for_subtask(1, 0)?)?;
+    /// for k in 0..100 {
+    ///     before.insert(k, k)?;
+    /// }
+    /// let mut sections = HashMap::new();
+    /// for kg in 0..128 {
+    ///     let mut out = Vec::new();
+    ///     before.write_key_group(kg, &mut out)?;
+    ///     sections.insert((0, kg), out);
+    /// }
+    ///
+    /// // Rescale to 3 instances and max parallelism 50.
+    /// let new = KeyGroupAssigner::native(MaxParallelism::new(50)?);
+    /// let plan = KeyedRescalePlan::new(old, 1, new, 3)?;
+    /// let mut restored = 0;
+    /// for s in 0..3 {
+    ///     let mut state = KeyedValue::<u64, u64>::default();
+    ///     restored += plan.restore_subtask(s, &mut state, |old_subtask, kg, buf| {
+    ///         buf.extend_from_slice(&sections[&(old_subtask, kg)]);
+    ///         Ok(())
+    ///     })?;
+    ///     assert!(state.iter().all(|(k, _)| plan.subtasks()[s as usize].owns(new.key_group(k).unwrap())));
+    /// }
+    /// assert_eq!(restored, 100);
+    /// # Ok::<(), StateError>(())
+    /// ```
+    pub fn restore_subtask(
+        &self,
+        subtask: u32,
+        state: &mut dyn KeyedState,
+        mut read_section: impl FnMut(u32, KeyGroup, &mut Vec<u8>) -> Result<(), StateError>,
+    ) -> Result<usize, StateError> {
+        let Some(plan) = self.subtasks.get(subtask as usize) else {
+            return Err(StateError::SubtaskOutOfRange {
+                subtask,
+                parallelism: self.new_parallelism,
+            });
+        };
+        state.bind(self.new, plan.key_groups)?;
+        let keep = |new_kg: KeyGroup| plan.owns(new_kg);
+        let mut buf = Vec::new();
+        let mut restored = 0;
+        for read in &plan.reads {
+            for kg in read.key_groups {
+                buf.clear();
+                read_section(read.old_subtask, kg, &mut buf)?;
+                if buf.is_empty() {
+                    continue;
+                }
+                let filter: Option<&dyn Fn(KeyGroup) -> bool> = if read.needs_filter(kg) {
+                    Some(&keep)
+                } else {
+                    None
+                };
+                restored += state.read_key_group(kg, &buf, filter)?;
+            }
+        }
+        Ok(restored)
     }
 }
 
