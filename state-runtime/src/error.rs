@@ -212,6 +212,54 @@ pub enum StateError {
         message: String,
     },
 
+    /// A checkpoint file (manifest or data file) fails a check of the
+    /// on-disk format: bad magic bytes, a CRC-32C mismatch, a truncated file,
+    /// a length or offset that does not fit. Nothing of it was used.
+    #[error("corrupt checkpoint file {path} at offset {offset}: expected {expected}, found {found}")]
+    Corrupt {
+        /// The file (storage location, checkpoint folder and file name).
+        path: String,
+        /// Byte offset in the file where the bad region starts.
+        offset: u64,
+        /// What the format or the manifest says should be there.
+        expected: String,
+        /// What is there.
+        found: String,
+    },
+
+    /// A checkpoint file written in a newer version of the on-disk format
+    /// than this build reads.
+    #[error(
+        "checkpoint file {path} has format version {found}, but this build reads only versions up to {supported}; upgrade to read it"
+    )]
+    UnsupportedFormatVersion {
+        /// The file.
+        path: String,
+        /// The version in the file.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+
+    /// A job checkpoint has no operator of this name.
+    #[error("checkpoint {checkpoint_id} has no operator `{operator}` (it has {available:?})")]
+    OperatorNotFound {
+        /// The name asked for.
+        operator: String,
+        /// The checkpoint.
+        checkpoint_id: u64,
+        /// The operators it has.
+        available: Vec<String>,
+    },
+
+    /// The operators given to a job checkpoint writer are not valid: an
+    /// empty or repeated name, or none at all.
+    #[error("cannot write job checkpoint: {reason}")]
+    InvalidOperators {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An I/O error, with the file it happened on.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -36,6 +36,7 @@
 //! # Ok::<(), StateError>(())
 //! ```
 
+pub mod durable;
 mod restore;
 
 use std::collections::HashSet;
@@ -104,6 +105,23 @@ impl StateMeta {
     /// ```
     pub fn item_range(&self, index: usize) -> Option<Range<u64>> {
         Some(*self.bounds.get(index)?..*self.bounds.get(index + 1)?)
+    }
+
+    /// The bytes of all its items in the snapshot's data.
+    ///
+    /// ```
+    /// use state_runtime::SnapshotWriter;
+    ///
+    /// let mut w = SnapshotWriter::new();
+    /// w.split("s", &vec![1u32, 300u32])?;
+    /// assert_eq!(w.finish().states()[0].byte_len(), 4);
+    /// # Ok::<(), state_runtime::StateError>(())
+    /// ```
+    pub fn byte_len(&self) -> u64 {
+        match (self.bounds.first(), self.bounds.last()) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0,
+        }
     }
 
     /// The byte range of items `items` (which must be in `0..=len`).
@@ -267,7 +285,6 @@ impl KeyedSection {
 
     /// Builds a section from its parts (for readers of the on-disk format,
     /// which validate it with the rest of the snapshot).
-    #[allow(dead_code)] // the on-disk format's reader
     pub(crate) fn from_parts(
         assigner: KeyGroupAssigner,
         key_groups: KeyGroupRange,
@@ -286,7 +303,6 @@ impl KeyedSection {
     }
 
     /// The offsets index.
-    #[allow(dead_code)] // the on-disk format's writer
     pub(crate) fn bounds(&self) -> &[u64] {
         &self.bounds
     }
