@@ -215,7 +215,9 @@ pub enum StateError {
     /// A checkpoint file (manifest or data file) fails a check of the
     /// on-disk format: bad magic bytes, a CRC-32C mismatch, a truncated file,
     /// a length or offset that does not fit. Nothing of it was used.
-    #[error("corrupt checkpoint file {path} at offset {offset}: expected {expected}, found {found}")]
+    #[error(
+        "corrupt checkpoint file {path} at offset {offset}: expected {expected}, found {found}"
+    )]
     Corrupt {
         /// The file (storage location, checkpoint folder and file name).
         path: String,

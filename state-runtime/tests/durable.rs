@@ -84,7 +84,9 @@ fn job(n: u32, max_p: u32, keys: u64) -> (Checkpoint, Checkpoint) {
                 }
             }
         }
-        sum.pending = (0..u64::from(i % 3 + 1)).map(|x| x + 10 * u64::from(i)).collect();
+        sum.pending = (0..u64::from(i % 3 + 1))
+            .map(|x| x + 10 * u64::from(i))
+            .collect();
         sums.push(sum.snapshot().unwrap());
     }
     (
@@ -201,7 +203,8 @@ fn restore_reads_exactly_its_key_groups_and_items() {
             for sub in op.subtasks() {
                 let k = sub.keyed().unwrap();
                 for kg in k.key_groups().intersection(kgs) {
-                    own += k.key_group_range(kg).unwrap().end - k.key_group_range(kg).unwrap().start;
+                    own +=
+                        k.key_group_range(kg).unwrap().end - k.key_group_range(kg).unwrap().start;
                 }
             }
             let items: u64 = plan[j]
@@ -231,7 +234,10 @@ fn restore_reads_exactly_its_key_groups_and_items() {
         assert_eq!(report.bytes_read, p.bytes());
         total += p.bytes();
     }
-    assert!(total >= payload && total < payload * 2, "{total} vs {payload}");
+    assert!(
+        total >= payload && total < payload * 2,
+        "{total} vs {payload}"
+    );
 }
 
 #[test]
@@ -295,17 +301,17 @@ fn same_checkpoints_give_byte_identical_files() {
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.1 == y.1, x.0 != MANIFEST_NAME, "{}", x.0);
     }
-    assert_eq!(StoredCheckpoint::open(&s3, 9).unwrap().created_unix_ms(), 999);
+    assert_eq!(
+        StoredCheckpoint::open(&s3, 9).unwrap().created_unix_ms(),
+        999
+    );
 }
 
 #[test]
 fn writer_rejects_bad_operator_lists_and_leaves_nothing() {
     let (_dir, storage) = storage();
     let (source, _) = job(1, 8, 0);
-    for ops in [
-        vec![("", &source)],
-        vec![("a", &source), ("a", &source)],
-    ] {
+    for ops in [vec![("", &source)], vec![("a", &source), ("a", &source)]] {
         assert!(matches!(
             write_checkpoint(&storage, 1, &ops),
             Err(StateError::InvalidOperators { .. })
@@ -314,7 +320,12 @@ fn writer_rejects_bad_operator_lists_and_leaves_nothing() {
     assert_eq!(storage.list().unwrap(), Vec::<u64>::new());
     // No operators at all is a valid (empty) job checkpoint.
     write_checkpoint(&storage, 1, &[]).unwrap();
-    assert!(StoredCheckpoint::open(&storage, 1).unwrap().operators().is_empty());
+    assert!(
+        StoredCheckpoint::open(&storage, 1)
+            .unwrap()
+            .operators()
+            .is_empty()
+    );
 }
 
 fn cp_dir(root: &Path, id: u64) -> PathBuf {
@@ -337,7 +348,14 @@ fn newer_versions_give_a_typed_error() {
     std::fs::write(&manifest_path, &m).unwrap();
     let err = StoredCheckpoint::open(&storage, 1).unwrap_err();
     assert!(
-        matches!(err, StateError::UnsupportedFormatVersion { found: 2, supported: 1, .. }),
+        matches!(
+            err,
+            StateError::UnsupportedFormatVersion {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("_MANIFEST"), "{err}");
@@ -410,7 +428,10 @@ fn small_checkpoint() -> (tempfile::TempDir, LocalStorage, Vec<PathBuf>) {
 fn every_flipped_byte_is_detected_or_harmless() {
     let (_dir, storage, files) = small_checkpoint();
     let expected: Vec<_> = [1, 2, 3].map(|m| restore_all(&storage, m).unwrap()).into();
-    let total: usize = files.iter().map(|f| std::fs::metadata(f).unwrap().len() as usize).sum();
+    let total: usize = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len() as usize)
+        .sum();
     assert!(total < 4096, "keep the checkpoint small: {total} bytes");
     let mut cases = 0;
     let mut restore_errors = 0;
@@ -433,7 +454,10 @@ fn every_flipped_byte_is_detected_or_harmless() {
                     Err(StateError::UnsupportedFormatVersion { .. }) => {
                         assert!((8..12).contains(&i), "{}: byte {i}", file.display());
                     }
-                    other => panic!("{} byte {i} ^ {mask:#x}: verify gave {other:?}", file.display()),
+                    other => panic!(
+                        "{} byte {i} ^ {mask:#x}: verify gave {other:?}",
+                        file.display()
+                    ),
                 }
                 // A restore fails or gives exactly the original state.
                 for (k, m) in [1, 2, 3].into_iter().enumerate() {
@@ -455,7 +479,11 @@ fn every_flipped_byte_is_detected_or_harmless() {
     // Most flips hit bytes a restore reads; harmless ones are data file
     // headers and values a given parallelism does not read (the broadcast
     // copies of other old subtasks).
-    assert!(restore_errors * 2 > cases * 3, "{restore_errors} of {}", cases * 3);
+    assert!(
+        restore_errors * 2 > cases * 3,
+        "{restore_errors} of {}",
+        cases * 3
+    );
 }
 
 #[test]
@@ -499,7 +527,10 @@ fn corrupt_errors_name_file_offset_and_expectation() {
     let path = cp_dir(dir.path(), 1).join(&report.files[0].name);
     let mut d = std::fs::read(&path).unwrap();
     let stored = StoredCheckpoint::open(&storage, 1).unwrap();
-    let k = stored.operator("sum").unwrap().subtasks()[0].keyed().unwrap().clone();
+    let k = stored.operator("sum").unwrap().subtasks()[0]
+        .keyed()
+        .unwrap()
+        .clone();
     let kg = k
         .key_groups()
         .iter()
@@ -509,7 +540,11 @@ fn corrupt_errors_name_file_offset_and_expectation() {
     d[(DATA_HEADER_LEN + r.start) as usize] ^= 0x10;
     std::fs::write(&path, &d).unwrap();
     let mut s = Sum::default();
-    let err = stored.operator("sum").unwrap().restore_into(&mut s, 0, 1).unwrap_err();
+    let err = stored
+        .operator("sum")
+        .unwrap()
+        .restore_into(&mut s, 0, 1)
+        .unwrap_err();
     let msg = err.to_string();
     match err {
         StateError::Corrupt {
@@ -518,7 +553,10 @@ fn corrupt_errors_name_file_offset_and_expectation() {
             expected,
             ..
         } => {
-            assert!(p.ends_with(&format!("chk-1/{}", report.files[0].name)), "{p}");
+            assert!(
+                p.ends_with(&format!("chk-1/{}", report.files[0].name)),
+                "{p}"
+            );
             assert_eq!(offset, DATA_HEADER_LEN + r.start);
             assert!(expected.contains(&format!("key group {kg}")), "{expected}");
         }

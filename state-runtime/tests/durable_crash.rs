@@ -49,7 +49,9 @@ fn job(id: u64) -> (Checkpoint, Checkpoint) {
     let mut sums = Vec::new();
     for i in 0..n {
         let source = Source {
-            offsets: (0..4).map(|p| (p * n + i, id * 1000 + u64::from(p))).collect(),
+            offsets: (0..4)
+                .map(|p| (p * n + i, id * 1000 + u64::from(p)))
+                .collect(),
             seen: vec![format!("schema-{id}-{i}")],
         };
         sources.push(source.snapshot().unwrap());
@@ -72,7 +74,11 @@ fn job(id: u64) -> (Checkpoint, Checkpoint) {
     )
 }
 
-type View = (Vec<Vec<(u32, u64)>>, Vec<Vec<String>>, BTreeMap<u64, (i64, Vec<u64>)>);
+type View = (
+    Vec<Vec<(u32, u64)>>,
+    Vec<Vec<String>>,
+    BTreeMap<u64, (i64, Vec<u64>)>,
+);
 
 /// Restores both operators at parallelism 2, through `restore`.
 fn restored(
@@ -168,7 +174,11 @@ fn sigkill_while_writing_job_checkpoints_keeps_the_latest_restorable() {
                 break n.parse::<u64>().unwrap();
             }
         };
-        assert_eq!(start, latest.map_or(1, |l| l + 1), "seed {seed}, kill {kill}");
+        assert_eq!(
+            start,
+            latest.map_or(1, |l| l + 1),
+            "seed {seed}, kill {kill}"
+        );
         std::thread::sleep(Duration::from_micros(rng.below(120_000)));
         child.kill().unwrap(); // SIGKILL
         assert!(!child.wait().unwrap().success());
@@ -180,7 +190,10 @@ fn sigkill_while_writing_job_checkpoints_keeps_the_latest_restorable() {
             assert!(storage.checkpoint_dir(*id).join(MANIFEST_NAME).is_file());
         }
         let now = storage.latest().unwrap();
-        assert!(now >= latest, "seed {seed}, kill {kill}: {latest:?} -> {now:?}");
+        assert!(
+            now >= latest,
+            "seed {seed}, kill {kill}: {latest:?} -> {now:?}"
+        );
         let next = storage.checkpoint_dir(now.map_or(1, |l| l + 1));
         if next.is_dir() && !next.join(MANIFEST_NAME).exists() {
             interrupted += 1;
@@ -191,7 +204,9 @@ fn sigkill_while_writing_job_checkpoints_keeps_the_latest_restorable() {
             // Restoring every checkpoint on every kill would dominate the
             // run time; restore the new ones and every fifth.
             if now != latest || kill % 5 == 0 {
-                stored.verify().unwrap_or_else(|e| panic!("seed {seed}, kill {kill}: {e}"));
+                stored
+                    .verify()
+                    .unwrap_or_else(|e| panic!("seed {seed}, kill {kill}: {e}"));
                 let (s_op, k_op) = (
                     stored.operator("source").unwrap(),
                     stored.operator("sum").unwrap(),
@@ -207,7 +222,10 @@ fn sigkill_while_writing_job_checkpoints_keeps_the_latest_restorable() {
                     |k, j| sum.restore_into(k, j, 2),
                 )
                 .unwrap();
-                assert!(got == want, "seed {seed}, kill {kill}: checkpoint {id} restored wrong");
+                assert!(
+                    got == want,
+                    "seed {seed}, kill {kill}: checkpoint {id} restored wrong"
+                );
                 assert_eq!(got.2.len(), 1500);
                 checked += 1;
             }
@@ -223,5 +241,8 @@ fn sigkill_while_writing_job_checkpoints_keeps_the_latest_restorable() {
         interrupted >= KILLS / 8,
         "seed {seed}: only {interrupted} of {KILLS} kills interrupted a checkpoint"
     );
-    assert!(progress >= KILLS as u64 / 6, "seed {seed}: only reached {progress}");
+    assert!(
+        progress >= KILLS as u64 / 6,
+        "seed {seed}: only reached {progress}"
+    );
 }

@@ -313,9 +313,11 @@ pub fn write_checkpoint_at(
 }
 
 fn check_u32(v: usize, what: &str) -> Result<(), StateError> {
-    u32::try_from(v).map(|_| ()).map_err(|_| StateError::InvalidOperators {
-        reason: format!("{what} ({v}) does not fit the format's 32-bit field"),
-    })
+    u32::try_from(v)
+        .map(|_| ())
+        .map_err(|_| StateError::InvalidOperators {
+            reason: format!("{what} ({v}) does not fit the format's 32-bit field"),
+        })
 }
 
 /// `<operator index>.<operator name, sanitized>.<subtask>.data`: the index
@@ -401,7 +403,10 @@ fn check_tiling(regions: &mut [Region], len: u64) -> Result<(), String> {
     let mut pos = 0;
     for r in regions.iter() {
         if r.start > r.end {
-            return Err(format!("region {}..{} ends before it starts", r.start, r.end));
+            return Err(format!(
+                "region {}..{} ends before it starts",
+                r.start, r.end
+            ));
         }
         if r.start != pos {
             return Err(format!(
@@ -741,7 +746,12 @@ impl<'a> StoredOperator<'a> {
         let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         let states = self.states();
         let counts: Vec<Vec<u64>> = (0..states.len())
-            .map(|i| self.subtasks.iter().map(|s| s.states[i].len() as u64).collect())
+            .map(|i| {
+                self.subtasks
+                    .iter()
+                    .map(|s| s.states[i].len() as u64)
+                    .collect()
+            })
             .collect();
         let shapes: Vec<StateShape<'_>> = states
             .iter()
@@ -860,9 +870,11 @@ impl<'a> StoredOperator<'a> {
                     );
                     validate_keyed(&k, payload_len, i, parallelism)
                         .map_err(|e| inconsistent(e.to_string()))?;
-                    if let Some(s) = k.states().iter().find(|s| {
-                        states.iter().any(|o| o.name == s.name) || s.name.is_empty()
-                    }) {
+                    if let Some(s) = k
+                        .states()
+                        .iter()
+                        .find(|s| states.iter().any(|o| o.name == s.name) || s.name.is_empty())
+                    {
                         return Err(inconsistent(format!(
                             "keyed state `{}` is also an operator state",
                             s.name
@@ -1007,17 +1019,23 @@ impl StateBytes for StoredBytes<'_> {
                 range.start, range.end
             ),
         };
-        let sub = self.op.subtasks.get(old_subtask).ok_or_else(|| outside(0))?;
+        let sub = self
+            .op
+            .subtasks
+            .get(old_subtask)
+            .ok_or_else(|| outside(0))?;
         if range.start > range.end || range.end > sub.payload_len() {
             return Err(outside(sub.payload_len()));
         }
         let path = self.op.path(&sub.file);
-        let regions = sub.regions_in(&range).map_err(|reason| StateError::Corrupt {
-            path: path.clone(),
-            offset: DATA_HEADER_LEN + range.start,
-            expected: "a read of whole items or key groups".into(),
-            found: reason,
-        })?;
+        let regions = sub
+            .regions_in(&range)
+            .map_err(|reason| StateError::Corrupt {
+                path: path.clone(),
+                offset: DATA_HEADER_LEN + range.start,
+                expected: "a read of whole items or key groups".into(),
+                found: reason,
+            })?;
         if range.is_empty() {
             return Ok(Cow::Owned(Vec::new()));
         }
@@ -1096,7 +1114,10 @@ impl<'a> StoredCheckpoint<'a> {
     /// manifest ([`StateError::Corrupt`], or
     /// [`StateError::UnsupportedFormatVersion`] for a newer format). No data
     /// file is read.
-    pub fn open(storage: &'a dyn CheckpointStorage, checkpoint_id: u64) -> Result<Self, StateError> {
+    pub fn open(
+        storage: &'a dyn CheckpointStorage,
+        checkpoint_id: u64,
+    ) -> Result<Self, StateError> {
         let bytes = storage.read_manifest(checkpoint_id)?;
         Self::from_manifest(storage, checkpoint_id, &bytes)
     }
