@@ -188,15 +188,15 @@ fn restore_reads_exactly_its_key_groups_and_items() {
     for m in [1, 2, 3, 4, 6, 9] {
         let plan = op.plan_reads(m, None).unwrap();
         let mut total = 0;
-        for j in 0..m {
+        for (j, planned) in plan.iter().enumerate() {
             let before = storage.read_stats();
             let mut s = SumOnly::default();
             let report = op.restore_into(&mut s, j, m).unwrap();
             let read = storage.read_stats().since(before);
             assert_eq!(read.manifest_bytes, 0);
             assert_eq!(read.data_bytes, report.bytes_read, "{j}/{m}");
-            assert_eq!(read.data_bytes, plan[j].bytes(), "{j}/{m}");
-            assert_eq!(read.range_reads, plan[j].reads.len() as u64, "{j}/{m}");
+            assert_eq!(read.data_bytes, planned.bytes(), "{j}/{m}");
+            assert_eq!(read.range_reads, planned.reads.len() as u64, "{j}/{m}");
             // Per subtask: the bytes of its key groups and of its items.
             let kgs = report.key_groups.unwrap();
             let mut own = 0;
@@ -207,14 +207,14 @@ fn restore_reads_exactly_its_key_groups_and_items() {
                         k.key_group_range(kg).unwrap().end - k.key_group_range(kg).unwrap().start;
                 }
             }
-            let items: u64 = plan[j]
+            let items: u64 = planned
                 .reads
                 .iter()
                 .filter(|r| matches!(r.what, ReadKind::Items { .. }))
                 .map(|r| r.range.end - r.range.start)
                 .sum();
             assert_eq!(read.data_bytes, own + items, "{j}/{m}");
-            assert_eq!(plan[j].key_groups, Some(kgs));
+            assert_eq!(planned.key_groups, Some(kgs));
             total += read.data_bytes;
         }
         // Read amplification 1.0.
@@ -619,5 +619,47 @@ proptest! {
         let _ = durable::decode_manifest_for_fuzzing(&m, false);
         let cut = cut.index(m.len() + 1);
         let _ = durable::decode_manifest_for_fuzzing(&m[..cut], false);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// What the `sections` fuzz target runs: the keyed section decoders on
+    /// arbitrary bytes give errors, never panics.
+    #[test]
+    fn keyed_section_decoders_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..300),
+        selector in any::<u8>(),
+    ) {
+        let max = MaxParallelism::new(8).unwrap();
+        let assigner = if selector & 0x10 == 0 {
+            KeyGroupAssigner::native(max)
+        } else {
+            KeyGroupAssigner::flink(max)
+        };
+        let range = max.all_key_groups();
+        let kg = u32::from(selector >> 5) % 8;
+        let keep_even = |kg: u32| kg % 2 == 0;
+        let filter: Option<&dyn Fn(u32) -> bool> =
+            if selector & 0x08 == 0 { None } else { Some(&keep_even) };
+        match selector & 0x07 {
+            0 | 1 => {
+                let mut s = KeyedValue::<i64, String>::new(assigner, range).unwrap();
+                let _ = s.read_key_group(kg, &bytes, filter);
+            }
+            2 | 3 => {
+                let mut s = KeyedList::<i32, Vec<u8>>::new(assigner, range).unwrap();
+                let _ = s.read_key_group(kg, &bytes, filter);
+            }
+            4 | 5 => {
+                let mut s = KeyedMap::<String, u64, (u8, i64)>::new(assigner, range).unwrap();
+                let _ = s.read_key_group(kg, &bytes, filter);
+            }
+            _ => {
+                let mut s = KeyedValue::<i64, Vec<u128>>::new(assigner, range).unwrap();
+                let _ = s.read_key_group(kg, &bytes, filter);
+            }
+        }
     }
 }
