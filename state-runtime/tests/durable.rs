@@ -663,3 +663,82 @@ proptest! {
         }
     }
 }
+
+#[derive(Checkpointed, Default)]
+struct FlinkSum {
+    #[state(keyed)]
+    totals: KeyedValue<i64, i64>,
+}
+
+#[test]
+fn flink_assigner_round_trips_and_refuses_a_new_max_parallelism() {
+    let (_dir, storage) = storage();
+    let assigner = KeyGroupAssigner::flink(MaxParallelism::new(128).unwrap());
+    let mut subtasks = Vec::new();
+    for i in 0..2 {
+        let range = assigner.range_for_subtask(2, i).unwrap();
+        let mut s = FlinkSum::default();
+        s.bind_keyed(assigner, range).unwrap();
+        for k in (0..300i64).filter(|k| range.contains(assigner.key_group(k).unwrap())) {
+            s.totals.insert(k, -k).unwrap();
+        }
+        subtasks.push(s.snapshot().unwrap());
+    }
+    let cp = Checkpoint::from_subtasks(subtasks).unwrap();
+    write_checkpoint(&storage, 1, &[("flink-sum", &cp)]).unwrap();
+    let stored = StoredCheckpoint::open(&storage, 1).unwrap();
+    let op = stored.operator("flink-sum").unwrap();
+    assert_eq!(op.assigner(), Some(assigner));
+    let mut all = BTreeMap::new();
+    for j in 0..3 {
+        let mut s = FlinkSum::default();
+        op.restore_into(&mut s, j, 3).unwrap();
+        for (k, v) in s.totals.iter() {
+            assert_eq!(
+                assigner
+                    .subtask_for_key_group(3, assigner.key_group(k).unwrap())
+                    .unwrap(),
+                j as u32
+            );
+            all.insert(*k, *v);
+        }
+    }
+    assert_eq!(all, (0..300).map(|k| (k, -k)).collect());
+    let other = KeyGroupAssigner::flink(MaxParallelism::new(256).unwrap());
+    assert!(matches!(
+        op.plan_reads(2, Some(other)),
+        Err(StateError::MaxParallelismChanged { .. })
+    ));
+    let mut s = FlinkSum::default();
+    assert!(matches!(
+        op.restore_into_with(&mut s, 0, 2, &RestoreOptions::default().assigner(other)),
+        Err(StateError::MaxParallelismChanged { .. })
+    ));
+}
+
+#[cfg(feature = "object-store")]
+#[test]
+fn object_storage_serves_the_same_checkpoint_lazily() {
+    use state_runtime::storage::ObjectStorage;
+    use state_runtime::storage::object_store::memory::InMemory;
+    use std::sync::Arc;
+
+    let storage = ObjectStorage::new(Arc::new(InMemory::new()), "job", "memory://").unwrap();
+    let (source, sum) = job(3, 32, 300);
+    write_checkpoint(&storage, 2, &[("source", &source), ("sum", &sum)]).unwrap();
+    let stored = StoredCheckpoint::latest(&storage).unwrap().unwrap();
+    stored.verify().unwrap();
+    let op = stored.operator("sum").unwrap();
+    let sum = sum.with_checkpoint_id(2);
+    let plan = op.plan_reads(4, None).unwrap();
+    for (j, p) in plan.iter().enumerate() {
+        let before = storage.read_stats();
+        let (mut a, mut b) = (Sum::default(), Sum::default());
+        let ra = op.restore_into(&mut a, j, 4).unwrap();
+        assert_eq!(storage.read_stats().since(before).data_bytes, p.bytes());
+        sum.restore_into(&mut b, j, 4).unwrap();
+        assert_eq!(sum_view(&a), sum_view(&b));
+        assert_eq!(ra.bytes_read, p.bytes());
+    }
+    assert_eq!(op.load().unwrap(), sum);
+}

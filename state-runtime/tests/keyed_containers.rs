@@ -173,7 +173,10 @@ fn map_and_list_api() {
     for (_, x) in v.iter_mut() {
         *x += 1;
     }
-    assert_eq!(v.iter().map(|(_, x)| *x).sum::<u32>(), (1..=100u32).sum::<u32>());
+    assert_eq!(
+        v.iter().map(|(_, x)| *x).sum::<u32>(),
+        (1..=100u32).sum::<u32>()
+    );
     let total: usize = all.iter().map(|kg| v.key_group_len(kg).unwrap()).sum();
     assert_eq!(total, 100);
     let copy = v.clone();
