@@ -128,6 +128,13 @@ fn inspect_shows_operators_states_and_histograms() {
     let sum = &v["operators"][1];
     assert_eq!(sum["max_parallelism"], 16);
     assert_eq!(sum["assigner"], "native");
+    let keyed_total: u64 = sum["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["keyed"]["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum["keyed_states"][0]["bytes"].as_u64(), Some(keyed_total));
     let hist = sum["subtasks"][0]["keyed"]["histogram"].as_array().unwrap();
     assert_eq!(hist.len(), 2);
     let hist_bytes: u64 = hist.iter().map(|b| b["bytes"].as_u64().unwrap()).sum();

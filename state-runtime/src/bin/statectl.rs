@@ -307,13 +307,13 @@ fn inspect(dir: &Path, checkpoint: Option<u64>, buckets: usize, json: bool) -> R
                 s.item_type()
             );
         }
-        for s in op.keyed_states() {
+        for (i, s) in op.keyed_states().iter().enumerate() {
             println!(
                 "  {:<20} {:<9} {:>8} {:>10}  {}",
                 s.name(),
                 "keyed",
                 "-",
-                "-",
+                keyed_state_bytes(op, i),
                 s.state_type()
             );
         }
@@ -352,6 +352,15 @@ fn inspect(dir: &Path, checkpoint: Option<u64>, buckets: usize, json: bool) -> R
     Ok(0)
 }
 
+/// The bytes of keyed state `index` over all subtasks.
+fn keyed_state_bytes(op: &StoredOperator<'_>, index: usize) -> u64 {
+    op.subtasks()
+        .iter()
+        .filter_map(|t| t.keyed())
+        .map(|k| k.state_bytes(index))
+        .sum()
+}
+
 fn operator_json(op: &StoredOperator<'_>, buckets: usize) -> Value {
     let states: Vec<Value> = op
         .states()
@@ -370,7 +379,10 @@ fn operator_json(op: &StoredOperator<'_>, buckets: usize) -> Value {
     let keyed_states: Vec<Value> = op
         .keyed_states()
         .iter()
-        .map(|s| json!({ "name": s.name(), "type": s.state_type() }))
+        .enumerate()
+        .map(|(i, s)| {
+            json!({ "name": s.name(), "type": s.state_type(), "bytes": keyed_state_bytes(op, i) })
+        })
         .collect();
     let subtasks: Vec<Value> = op
         .subtasks()

@@ -278,6 +278,41 @@ impl KeyedSection {
         Some(*self.bounds.get(i)?..*self.bounds.get(i + 1)?)
     }
 
+    /// The bytes of keyed state `state` (an index into
+    /// [`states`](Self::states)) over all owned key groups; 0 for an index
+    /// out of range.
+    ///
+    /// ```
+    /// use state_runtime::prelude::*;
+    ///
+    /// #[derive(Checkpointed, Default)]
+    /// struct Op {
+    ///     #[state(keyed)] a: KeyedValue<u64, u64>,
+    ///     #[state(keyed)] b: KeyedValue<u64, String>,
+    /// }
+    ///
+    /// let assigner = KeyGroupAssigner::native(MaxParallelism::new(4)?);
+    /// let mut op = Op::default();
+    /// op.bind_keyed(assigner, assigner.range_for_subtask(1, 0)?)?;
+    /// op.a.insert(1, 1)?;
+    /// op.b.insert(1, "x".repeat(100))?;
+    /// let snap = op.snapshot()?;
+    /// let k = snap.keyed().unwrap();
+    /// assert!(k.state_bytes(1) > k.state_bytes(0));
+    /// assert_eq!(k.state_bytes(0) + k.state_bytes(1), k.total_bytes());
+    /// # Ok::<(), StateError>(())
+    /// ```
+    pub fn state_bytes(&self, state: usize) -> u64 {
+        if state >= self.states.len() {
+            return 0;
+        }
+        self.key_groups
+            .iter()
+            .filter_map(|kg| self.state_range(kg, state))
+            .map(|r| r.end - r.start)
+            .sum()
+    }
+
     /// The bytes of the whole section.
     pub fn total_bytes(&self) -> u64 {
         self.bounds[self.bounds.len() - 1] - self.bounds[0]
