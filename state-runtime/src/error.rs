@@ -150,4 +150,91 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+
+    /// A checkpoint data file name that the storage refuses (see
+    /// `storage::validate_file_name`).
+    #[error("invalid checkpoint file name {name:?}: {reason}")]
+    InvalidFileName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A checkpoint that is not complete (no manifest) or does not exist.
+    #[error("checkpoint {checkpoint_id} not found (or not complete) at {location}")]
+    CheckpointNotFound {
+        /// The checkpoint asked for.
+        checkpoint_id: u64,
+        /// Where it was looked for (folder path or object URL).
+        location: String,
+    },
+
+    /// `begin` was asked for a checkpoint id that is not newer than the newest
+    /// complete checkpoint (checkpoint ids only grow, and a complete
+    /// checkpoint is never rewritten).
+    #[error(
+        "cannot begin checkpoint {checkpoint_id} at {location}: checkpoint {latest} is already complete and ids must increase"
+    )]
+    CheckpointIdNotIncreasing {
+        /// The id that was asked for.
+        checkpoint_id: u64,
+        /// The newest complete checkpoint.
+        latest: u64,
+        /// The storage's root.
+        location: String,
+    },
+
+    /// A file was written to, or a manifest committed for, a checkpoint that
+    /// this storage handle has not begun (or has already committed).
+    #[error(
+        "checkpoint {checkpoint_id} is not in progress at {location}: call begin() before writing files or committing"
+    )]
+    CheckpointNotBegun {
+        /// The checkpoint id.
+        checkpoint_id: u64,
+        /// The storage's root.
+        location: String,
+    },
+
+    /// A file of a checkpoint that does not exist.
+    #[error("checkpoint file not found: {location}")]
+    FileNotFound {
+        /// The file's path or object URL.
+        location: String,
+    },
+
+    /// A byte range that ends before it starts, or reaches past the end of
+    /// the file.
+    #[error("byte range {start}..{end} is invalid for {location} ({len} bytes long)")]
+    RangeOutOfBounds {
+        /// The file's path or object URL.
+        location: String,
+        /// First byte asked for.
+        start: u64,
+        /// One past the last byte asked for.
+        end: u64,
+        /// The file's length.
+        len: u64,
+    },
+
+    /// `retain_last(0, ..)`: retention must keep at least one checkpoint.
+    #[error("checkpoint retention must keep at least 1 checkpoint, got {keep}")]
+    InvalidRetention {
+        /// The rejected count.
+        keep: usize,
+    },
+
+    /// An error of a storage backend other than the local file system (object
+    /// storage), with the operation and the object it happened on.
+    #[error("storage error during {operation} on {location}: {source}")]
+    Storage {
+        /// What was being done (`"put"`, `"get range"`, `"list"`, ...).
+        operation: &'static str,
+        /// The object URL or prefix.
+        location: String,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }

@@ -19,6 +19,7 @@ pub mod keygroup;
 pub mod operator;
 pub(crate) mod repartition;
 pub mod runner;
+pub mod storage;
 
 pub use checkpoint::{
     Checkpoint, RestoreOptions, RestoreReport, RestoredState, SnapshotWriter, StateMeta,
