@@ -24,16 +24,13 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 }
 
 /// Decodes one value that must span all of `bytes`.
+// Not used by keyed state (which decodes entry by entry); kept for operator state.
+#[allow(dead_code)]
 pub(crate) fn decode_exact<T: DeserializeOwned>(
     bytes: &[u8],
     state: &str,
 ) -> Result<T, StateError> {
-    let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG).map_err(|e| {
-        StateError::Decode {
-            state: state.to_owned(),
-            message: e.to_string(),
-        }
-    })?;
+    let (value, used) = decode_limited::<T>(bytes, state)?;
     if used != bytes.len() {
         return Err(StateError::Decode {
             state: state.to_owned(),
@@ -50,10 +47,46 @@ pub(crate) fn decode_prefix<T: DeserializeOwned>(
     bytes: &[u8],
     state: &str,
 ) -> Result<(T, usize), StateError> {
-    bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG).map_err(|e| StateError::Decode {
+    decode_limited(bytes, state)
+}
+
+/// Decodes with a bincode limit proportional to the input, so that a corrupt
+/// length prefix cannot make the codec allocate more than a small multiple of
+/// the input: bincode claims every decoded primitive's in-memory size (at
+/// most 16 bytes per encoded byte, for a one-byte varint `u128`) and every
+/// container's `len * size_of::<T>()` before allocating it. Valid data never
+/// claims more than `16 * bytes.len()`; the limit is the next power-of-four
+/// tier above it (a const generic in bincode). Only inputs of more than
+/// 64 GiB (64 MiB on 32-bit targets) are decoded without a limit.
+fn decode_limited<T: DeserializeOwned>(
+    bytes: &[u8],
+    state: &str,
+) -> Result<(T, usize), StateError> {
+    let need = bytes.len().saturating_mul(16).saturating_add(64);
+    macro_rules! tiers {
+        ($($bits:literal)*) => {
+            $(
+                if need <= 1usize << $bits {
+                    return bincode::serde::decode_from_slice::<T, _>(
+                        bytes,
+                        CONFIG.with_limit::<{ 1usize << $bits }>(),
+                    )
+                    .map_err(|e| decode_error(e, state));
+                }
+            )*
+        };
+    }
+    tiers!(10 12 14 16 18 20 22 24 26 28 30);
+    #[cfg(target_pointer_width = "64")]
+    tiers!(32 34 36 38 40);
+    bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG).map_err(|e| decode_error(e, state))
+}
+
+fn decode_error(e: bincode::error::DecodeError, state: &str) -> StateError {
+    StateError::Decode {
         state: state.to_owned(),
         message: e.to_string(),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -71,5 +104,33 @@ mod tests {
         assert!(err.to_string().contains("1 trailing bytes"), "{err}");
         let (v, used) = decode_prefix::<(u32, String)>(&buf, "s").unwrap();
         assert_eq!((v.0, used), (7, buf.len() - 1));
+    }
+
+    #[test]
+    fn corrupt_lengths_do_not_allocate() {
+        // A String, bytes and a Vec whose length prefix says 2^62.
+        let mut buf = vec![0xfd];
+        buf.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        buf.extend_from_slice(b"abc");
+        assert!(decode_prefix::<String>(&buf, "s").is_err());
+        assert!(decode_prefix::<Vec<u8>>(&buf, "s").is_err());
+        assert!(decode_prefix::<Vec<u64>>(&buf, "s").is_err());
+        assert!(decode_exact::<std::collections::HashMap<u8, u8>>(&buf, "s").is_err());
+    }
+
+    #[test]
+    fn the_limit_admits_valid_data_of_every_density() {
+        // One-byte varints that decode to 16 bytes each: the densest case.
+        let v: Vec<u128> = vec![1; 10_000];
+        let mut buf = Vec::new();
+        encode_into(&v, &mut buf, "s").unwrap();
+        assert_eq!(decode_exact::<Vec<u128>>(&buf, "s").unwrap(), v);
+        let s: Vec<String> = (0..1000).map(|i| "x".repeat(i % 50)).collect();
+        let mut buf = Vec::new();
+        encode_into(&s, &mut buf, "s").unwrap();
+        assert_eq!(decode_exact::<Vec<String>>(&buf, "s").unwrap(), s);
+        let mut buf = Vec::new();
+        encode_into(&(), &mut buf, "s").unwrap();
+        decode_exact::<()>(&buf, "s").unwrap();
     }
 }

@@ -58,6 +58,55 @@ pub enum StateError {
         key_type: &'static str,
     },
 
+    /// A key of keyed state hashes to a key group this instance does not own
+    /// (or a key group outside the owned range was asked for). Nothing was
+    /// read or written.
+    #[error(
+        "keyed state `{state}`: key group {key_group} is outside this instance's key groups {range}"
+    )]
+    KeyGroupOutsideRange {
+        /// The keyed state.
+        state: String,
+        /// The key group of the key, under the state's assigner.
+        key_group: u32,
+        /// The key groups this instance owns.
+        range: crate::keygroup::KeyGroupRange,
+    },
+
+    /// Keyed state was used before the runtime bound it to an assigner and a
+    /// key-group range.
+    #[error(
+        "keyed state `{state}` is not bound to a key-group range yet; bind it (KeyedState::bind) before use"
+    )]
+    KeyedStateUnbound {
+        /// The keyed state.
+        state: String,
+    },
+
+    /// A Flink-mode checkpoint is restored with another max parallelism.
+    /// Flink's `murmur % max_parallelism` would move nearly every key to
+    /// another key group, so Flink refuses this, and so do we.
+    #[error(
+        "max parallelism changed from {old} to {new}, which Flink-compatible assignment does not allow (keys would move between key groups); keep max parallelism {old} or use the native assigner"
+    )]
+    MaxParallelismChanged {
+        /// Max parallelism of the checkpoint.
+        old: u32,
+        /// Max parallelism asked for.
+        new: u32,
+    },
+
+    /// A checkpoint is restored with another kind of key-group assigner.
+    #[error(
+        "the checkpoint's keyed state was assigned with the {old} assigner, it cannot be restored with the {new} assigner"
+    )]
+    AssignerKindChanged {
+        /// The checkpoint's assigner kind.
+        old: crate::keygroup::AssignerKind,
+        /// The assigner kind asked for.
+        new: crate::keygroup::AssignerKind,
+    },
+
     /// Encoding a state item failed.
     #[error("could not encode an item of state `{state}`: {message}")]
     Encode {

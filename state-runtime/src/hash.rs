@@ -154,8 +154,8 @@ impl StableHasher {
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no stable hash",
-    label = "this type does not implement `StableHash`",
-    note = "derive it with `#[derive(StableHash)]`; floats have none on purpose (NaN and -0.0 have several encodings)"
+    label = "`{Self}` does not implement `StableHash`",
+    note = "derive it with `#[derive(StableHash)]`; std's `Hash` is not stable across processes, and floats have no stable hash on purpose (NaN and -0.0 have several encodings)"
 )]
 pub trait StableHash {
     /// Writes this value's canonical encoding.
@@ -175,6 +175,11 @@ pub trait StableHash {
 ///
 /// `#[derive(StableHash)]` implements it (without a Java hash code); `i32`,
 /// `i64` and `String` have both.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be used as a key of keyed state",
+    label = "`{Self}` does not implement `StateKey`",
+    note = "derive `StableHash` for it (`#[derive(StableHash)]`), which implements `StateKey`"
+)]
 pub trait StateKey: StableHash {
     /// Whether [`java_hash_code`](StateKey::java_hash_code) returns `Some`.
     const HAS_JAVA_HASH_CODE: bool = false;

@@ -15,6 +15,7 @@ mod codec;
 pub mod error;
 pub mod flink;
 pub mod hash;
+pub mod keyed;
 pub mod keygroup;
 pub mod operator;
 pub(crate) mod repartition;
@@ -27,11 +28,12 @@ pub use checkpoint::{
 };
 pub use error::StateError;
 pub use hash::{StableHash, StateKey};
+pub use keyed::{KeyQuery, Keyed, KeyedList, KeyedMap, KeyedState, KeyedValue};
 pub use keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
 pub use operator::{Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode};
 
 #[cfg(feature = "derive")]
-pub use state_macros::{Checkpointed, StableHash};
+pub use state_macros::{Checkpointed, Keyed, StableHash};
 
 /// The names most programs need: `use state_runtime::prelude::*;`.
 pub mod prelude {
@@ -40,12 +42,13 @@ pub mod prelude {
     };
     pub use crate::error::StateError;
     pub use crate::hash::{StableHash, StateKey};
+    pub use crate::keyed::{KeyQuery, Keyed, KeyedList, KeyedMap, KeyedState, KeyedValue};
     pub use crate::keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
     pub use crate::operator::{
         Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode,
     };
     #[cfg(feature = "derive")]
-    pub use state_macros::{Checkpointed, StableHash};
+    pub use state_macros::{Checkpointed, Keyed, StableHash};
 }
 
 /// Not public API: what the derives' generated code names by absolute path.
@@ -54,6 +57,7 @@ pub mod __private {
     pub use crate::checkpoint::{RestoredState, SnapshotWriter, SubtaskSnapshot};
     pub use crate::error::StateError;
     pub use crate::hash::{StableHash, StableHasher, StateKey};
+    pub use crate::keyed::{KeyQuery, Keyed};
     pub use crate::operator::derive_support::{broadcast_ops, list_ops};
     pub use crate::operator::{
         Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode,
@@ -62,6 +66,15 @@ pub mod __private {
     pub use serde::Serialize;
     pub use serde::de::DeserializeOwned;
     pub use std::vec::Vec;
+
+    /// Fails to compile, at the caller's span, unless `T` can be a single key.
+    #[inline]
+    pub fn assert_state_key<T: StateKey + Eq + Clone>() {}
+
+    /// Fails to compile, at the caller's span, unless `T` can be part of a
+    /// tuple key.
+    #[inline]
+    pub fn assert_key_part<T: StableHash + Eq + Clone>() {}
 }
 
 /// The README's Rust examples run as doctests.

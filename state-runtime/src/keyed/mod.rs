@@ -1,0 +1,354 @@
+//! Keyed state: state scoped to the key of each event, stored and
+//! redistributed by key group.
+//!
+//! * [`Keyed`]: events that carry a key (`#[derive(Keyed)]`).
+//! * [`KeyedValue`], [`KeyedList`], [`KeyedMap`]: one value, a list, or a map
+//!   per key, as Flink's `ValueState`, `ListState` and `MapState`. Each holds
+//!   the entries of the key groups its instance owns, one hash table per key
+//!   group; a key outside the owned range is a
+//!   [`StateError::KeyGroupOutsideRange`].
+//! * [`KeyedState`]: what the runtime needs from any keyed container to
+//!   snapshot and restore it key group by key group.
+//! * [`plan`]: which old key groups each new instance reads on a rescale
+//!   (metadata only).
+//!
+//! ```
+//! use state_runtime::prelude::*;
+//!
+//! let assigner = KeyGroupAssigner::native(MaxParallelism::new(128)?);
+//! // Instance 0 of 2 owns key groups 0..=63.
+//! let range = assigner.range_for_subtask(2, 0)?;
+//! let mut sums = KeyedValue::<u64, i64>::new(assigner, range)?;
+//! let mine = (0u64..).find(|k| range.contains(assigner.key_group(k).unwrap())).unwrap();
+//! sums.update(&mine, || 0, |s| *s += 5)?;
+//! assert_eq!(sums.get(&mine)?, Some(&5));
+//! let foreign = (0u64..).find(|k| !range.contains(assigner.key_group(k).unwrap())).unwrap();
+//! assert!(matches!(
+//!     sums.get(&foreign),
+//!     Err(StateError::KeyGroupOutsideRange { .. })
+//! ));
+//! # Ok::<(), StateError>(())
+//! ```
+
+mod key;
+mod list;
+mod map;
+pub mod plan;
+mod table;
+mod value;
+
+pub use key::{KeyQuery, Keyed};
+pub use list::KeyedList;
+pub use map::KeyedMap;
+pub use value::KeyedValue;
+
+use crate::error::StateError;
+use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
+
+/// The runtime's view of a keyed container: naming, binding to a key-group
+/// range, and snapshot / restore of one key group at a time.
+///
+/// Object safe, so a runtime can hold `&mut dyn KeyedState` for every keyed
+/// field of an operator.
+///
+/// # Snapshot
+/// [`write_key_group`](KeyedState::write_key_group) appends one key group's
+/// section: its entries sorted by encoded key, so the same state gives the
+/// same bytes. A checkpoint writes the sections of every owned key group with
+/// an offsets index.
+///
+/// # Restore
+/// The runtime binds a fresh container to the new assigner and range
+/// ([`bind`](KeyedState::bind)), then hands it every section the
+/// [`plan`] says to read with
+/// [`read_key_group`](KeyedState::read_key_group). Each entry keeps its key,
+/// so its key group is recomputed with the new assigner: when the max
+/// parallelism changed (native mode), entries are re-bucketed into the new
+/// key groups. For the boundary key groups the plan marks, a filter drops
+/// entries that now belong to another instance.
+///
+/// ```
+/// use state_runtime::prelude::*;
+///
+/// let old = KeyGroupAssigner::native(MaxParallelism::new(128)?);
+/// let mut before = KeyedValue::<u64, i64>::new(old, old.max_parallelism().all_key_groups())?;
+/// for k in 0..1000u64 {
+///     before.insert(k, k as i64 * 2)?;
+/// }
+/// // Snapshot every key group.
+/// let sections: Vec<(u32, Vec<u8>)> = old
+///     .max_parallelism()
+///     .all_key_groups()
+///     .iter()
+///     .map(|kg| {
+///         let mut out = Vec::new();
+///         before.write_key_group(kg, &mut out).map(|()| (kg, out))
+///     })
+///     .collect::<Result<_, _>>()?;
+///
+/// // Restore into instance 1 of 3 with a new max parallelism of 200.
+/// let new = KeyGroupAssigner::native(MaxParallelism::new(200)?);
+/// let range = new.range_for_subtask(3, 1)?;
+/// let mut after = KeyedValue::<u64, i64>::default();
+/// after.bind(new, range)?;
+/// for (kg, bytes) in &sections {
+///     // (a real restore reads only what the plan names; see `plan`)
+///     let keep = |new_kg: u32| range.contains(new_kg);
+///     after.read_key_group(*kg, bytes, Some(&keep))?;
+/// }
+/// let expected = (0..1000u64).filter(|k| range.contains(new.key_group(k).unwrap())).count();
+/// assert_eq!(after.len(), expected);
+/// assert!(after.iter().all(|(k, v)| *v == *k as i64 * 2));
+/// # Ok::<(), StateError>(())
+/// ```
+pub trait KeyedState {
+    /// The state's name, used in errors and by checkpoints.
+    fn state_name(&self) -> &str;
+
+    /// Sets the state's name (the runtime uses the field name or
+    /// `#[state(name = "...")]`).
+    fn set_state_name(&mut self, name: &str);
+
+    /// The assigner and the owned key groups, `None` while unbound.
+    fn binding(&self) -> Option<(KeyGroupAssigner, KeyGroupRange)>;
+
+    /// Binds the state to `assigner` and the owned `range`, moving every
+    /// entry it already holds into its key group under `assigner`. Checks the
+    /// key type against the assigner once (Flink mode needs a Java hash code).
+    ///
+    /// Errors, leaving the state unchanged, if the key type does not fit the
+    /// assigner, `range` goes past the max parallelism, or an entry would fall
+    /// outside `range`.
+    fn bind(&mut self, assigner: KeyGroupAssigner, range: KeyGroupRange) -> Result<(), StateError>;
+
+    /// Number of keys with state.
+    fn key_count(&self) -> usize;
+
+    /// Number of keys with state in `key_group` (an owned key group).
+    fn key_group_len(&self, key_group: KeyGroup) -> Result<usize, StateError>;
+
+    /// Appends the section of `key_group` (an owned key group) to `out`:
+    /// every entry of the key group, sorted by encoded key, so the same state
+    /// gives byte-identical output.
+    fn write_key_group(&self, key_group: KeyGroup, out: &mut Vec<u8>) -> Result<(), StateError>;
+
+    /// Decodes a section written by
+    /// [`write_key_group`](KeyedState::write_key_group) for `key_group` of the
+    /// checkpoint, and inserts its entries, each into its key group under the
+    /// *bound* assigner.
+    ///
+    /// `filter` is given each entry's new key group; entries it rejects are
+    /// skipped (the plan asks for this on boundary key groups when the max
+    /// parallelism changed). Without a filter, or for entries the filter
+    /// keeps, a key outside the owned range is an error: the section was not
+    /// meant for this instance. A key already present is a decode error.
+    ///
+    /// Corrupt bytes give [`StateError::Decode`] naming the state, the key
+    /// group and the byte offset; they never panic, and a corrupt length
+    /// never allocates beyond the section's size. On error the state may hold
+    /// some of the section's entries; abandon the restore.
+    ///
+    /// Returns the number of entries inserted.
+    fn read_key_group(
+        &mut self,
+        key_group: KeyGroup,
+        bytes: &[u8],
+        filter: Option<&dyn Fn(KeyGroup) -> bool>,
+    ) -> Result<usize, StateError>;
+
+    /// Removes every entry (the binding stays).
+    fn clear_state(&mut self);
+}
+
+/// Implements the container methods that only forward to the key-group
+/// tables, and `KeyedState`.
+macro_rules! keyed_common {
+    (
+        $ty:ident < $($p:ident),+ >, value = $val:ty,
+        state_bounds = { $($bounds:tt)* },
+        write = $write:expr, read = $read:expr
+    ) => {
+        impl<$($p),+> Default for $ty<$($p),+> {
+            /// An unbound, empty state: the runtime binds it before use.
+            fn default() -> Self {
+                Self { tables: $crate::keyed::table::Tables::default() }
+            }
+        }
+
+        impl<$($p),+> ::std::fmt::Debug for $ty<$($p),+>
+        where
+            K: $crate::hash::StateKey + Eq,
+        {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("name", &self.tables.name())
+                    .field("binding", &self.tables.binding())
+                    .field("keys", &self.tables.len())
+                    .finish()
+            }
+        }
+
+        impl<$($p),+> $ty<$($p),+>
+        where
+            K: $crate::hash::StateKey + Eq,
+        {
+            /// A state bound to `assigner` that owns the key groups `range`.
+            ///
+            /// Errors if the key type cannot be assigned by `assigner` (Flink
+            /// mode needs a Java hash code: `i32`, `i64`, `String`) or if
+            /// `range` goes past the max parallelism.
+            pub fn new(
+                assigner: $crate::keygroup::KeyGroupAssigner,
+                range: $crate::keygroup::KeyGroupRange,
+            ) -> Result<Self, $crate::StateError> {
+                Ok(Self { tables: $crate::keyed::table::Tables::new(assigner, range)? })
+            }
+
+            /// Sets the state's name, used in errors (builder style).
+            pub fn named(mut self, name: &str) -> Self {
+                self.tables.set_name(name);
+                self
+            }
+
+            /// The state's name.
+            pub fn name(&self) -> &str {
+                self.tables.name()
+            }
+
+            /// Binds the state to `assigner` and `range`; see
+            /// [`KeyedState::bind`](crate::keyed::KeyedState::bind).
+            pub fn bind(
+                &mut self,
+                assigner: $crate::keygroup::KeyGroupAssigner,
+                range: $crate::keygroup::KeyGroupRange,
+            ) -> Result<(), $crate::StateError> {
+                self.tables.bind(assigner, range)
+            }
+
+            /// The assigner and owned key groups, `None` while unbound.
+            pub fn binding(
+                &self,
+            ) -> Option<($crate::keygroup::KeyGroupAssigner, $crate::keygroup::KeyGroupRange)> {
+                self.tables.binding()
+            }
+
+            /// The key group of `key` under the bound assigner (whether or not
+            /// this instance owns it).
+            pub fn key_group_of<Q: $crate::keyed::KeyQuery<K>>(
+                &self,
+                key: Q,
+            ) -> Result<$crate::keygroup::KeyGroup, $crate::StateError> {
+                self.tables.key_group(&key)
+            }
+
+            /// Number of keys with state.
+            pub fn len(&self) -> usize {
+                self.tables.len()
+            }
+
+            /// Whether no key has state.
+            pub fn is_empty(&self) -> bool {
+                self.tables.len() == 0
+            }
+
+            /// Removes every entry (the binding stays).
+            pub fn clear(&mut self) {
+                self.tables.clear()
+            }
+
+            /// Whether `key` has state. Errors if `key` is outside the owned
+            /// key groups.
+            pub fn contains_key<Q: $crate::keyed::KeyQuery<K>>(
+                &self,
+                key: Q,
+            ) -> Result<bool, $crate::StateError> {
+                Ok(self.tables.get(key)?.is_some())
+            }
+
+            /// Every key with its state, key group by key group (in no
+            /// particular order within a key group).
+            pub fn iter(&self) -> impl Iterator<Item = (&K, &$val)> + '_ {
+                self.tables.iter()
+            }
+
+            /// Every key with mutable access to its state.
+            pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut $val)> + '_ {
+                self.tables.iter_mut()
+            }
+
+            /// The keys of `key_group` (an owned key group) with their state.
+            pub fn iter_key_group(
+                &self,
+                key_group: $crate::keygroup::KeyGroup,
+            ) -> Result<impl Iterator<Item = (&K, &$val)> + '_, $crate::StateError> {
+                self.tables.iter_key_group(key_group)
+            }
+
+            /// Keeps only the keys for which `f` returns true.
+            pub fn retain(&mut self, f: impl FnMut(&K, &mut $val) -> bool) {
+                self.tables.retain(f)
+            }
+        }
+
+        impl<$($p),+> $crate::keyed::KeyedState for $ty<$($p),+>
+        where
+            K: $crate::hash::StateKey + Eq + ::serde::Serialize + ::serde::de::DeserializeOwned,
+            $($bounds)*
+        {
+            fn state_name(&self) -> &str {
+                self.tables.name()
+            }
+
+            fn set_state_name(&mut self, name: &str) {
+                self.tables.set_name(name)
+            }
+
+            fn binding(
+                &self,
+            ) -> Option<($crate::keygroup::KeyGroupAssigner, $crate::keygroup::KeyGroupRange)> {
+                self.tables.binding()
+            }
+
+            fn bind(
+                &mut self,
+                assigner: $crate::keygroup::KeyGroupAssigner,
+                range: $crate::keygroup::KeyGroupRange,
+            ) -> Result<(), $crate::StateError> {
+                self.tables.bind(assigner, range)
+            }
+
+            fn key_count(&self) -> usize {
+                self.tables.len()
+            }
+
+            fn key_group_len(
+                &self,
+                key_group: $crate::keygroup::KeyGroup,
+            ) -> Result<usize, $crate::StateError> {
+                self.tables.key_group_len(key_group)
+            }
+
+            fn write_key_group(
+                &self,
+                key_group: $crate::keygroup::KeyGroup,
+                out: &mut Vec<u8>,
+            ) -> Result<(), $crate::StateError> {
+                self.tables.write_key_group(key_group, out, $write)
+            }
+
+            fn read_key_group(
+                &mut self,
+                key_group: $crate::keygroup::KeyGroup,
+                bytes: &[u8],
+                filter: Option<&dyn Fn($crate::keygroup::KeyGroup) -> bool>,
+            ) -> Result<usize, $crate::StateError> {
+                self.tables.read_key_group(key_group, bytes, filter, $read)
+            }
+
+            fn clear_state(&mut self) {
+                self.tables.clear()
+            }
+        }
+    };
+}
+pub(crate) use keyed_common;
