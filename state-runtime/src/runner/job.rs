@@ -17,9 +17,9 @@ use super::error::{Instance, JobError, panic_message};
 use super::log::partition_count;
 use super::source::LogSource;
 use super::store::{JobCheckpoint, JobCheckpointStore};
-use super::Keyed;
 use crate::checkpoint::{Checkpoint, RestoreReport, SubtaskSnapshot};
 use crate::error::StateError;
+use crate::keyed::Keyed;
 use crate::keygroup::{KeyGroupAssigner, KeyGroupRange, MaxParallelism};
 use crate::operator::Checkpointed;
 
@@ -162,7 +162,6 @@ impl JobReport {
 
 /// The result of a run: the keyed operator instances (after a stop or the
 /// end of the input; empty after a kill) and the report.
-#[derive(Debug)]
 #[non_exhaustive]
 pub struct JobOutcome<P> {
     /// Instance `i` at index `i`; their state is exactly the final
@@ -170,6 +169,15 @@ pub struct JobOutcome<P> {
     pub operators: Vec<P>,
     /// What the run did.
     pub report: JobReport,
+}
+
+impl<P> std::fmt::Debug for JobOutcome<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobOutcome")
+            .field("operators", &self.operators.len())
+            .field("report", &self.report)
+            .finish()
+    }
 }
 
 type Factory<P> = Arc<dyn Fn(&InstanceInfo) -> P + Send + Sync>;

@@ -14,10 +14,3 @@ pub use job::{
 };
 pub use store::{JobCheckpoint, JobCheckpointStore, MemoryCheckpointStore};
 
-/// Interim: an event that carries a key (replaced by `crate::keyed::Keyed`).
-pub trait Keyed {
-    /// The key type.
-    type Key: crate::hash::StateKey;
-    /// The event's key.
-    fn key(&self) -> &Self::Key;
-}
