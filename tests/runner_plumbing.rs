@@ -114,7 +114,13 @@ fn plumbing_rescale_stop_and_kill() {
         while job.events_read() < 8_000 && !job.is_finished() {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let out = if i == 1 { job.kill().unwrap() } else if i < 3 { job.stop().unwrap() } else { job.wait().unwrap() };
+        let out = if i == 1 {
+            job.kill().unwrap()
+        } else if i < 3 {
+            job.stop().unwrap()
+        } else {
+            job.wait().unwrap()
+        };
         last = Some(out);
     }
     let out = last.unwrap();
@@ -125,14 +131,20 @@ fn plumbing_rescale_stop_and_kill() {
 #[test]
 fn plumbing_panic_names_instance() {
     let (dir, _) = write_log("panic", 3, 5_000);
-    let job = Job::new(&dir, MemoryCheckpointStore::new(), |i: &InstanceInfo| Sums {
-        panic_after: (i.subtask == 1).then_some(10),
-        ..Sums::default()
+    let job = Job::new(&dir, MemoryCheckpointStore::new(), |i: &InstanceInfo| {
+        Sums {
+            panic_after: (i.subtask == 1).then_some(10),
+            ..Sums::default()
+        }
     })
     .parallelism(2, 3)
     .start()
     .unwrap();
     let err = job.wait().unwrap_err();
     assert!(matches!(err, JobError::Panicked { .. }), "{err}");
-    assert!(err.to_string().starts_with("keyed operator subtask 1 panicked: poisoned purchase"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("keyed operator subtask 1 panicked: poisoned purchase"),
+        "{err}"
+    );
 }

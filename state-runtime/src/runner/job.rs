@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -558,12 +558,12 @@ impl<P: KeyedProcessor> RunningJob<P> {
     /// Waits until the job ends: at the end of the input (if it stops there),
     /// or on a failure.
     pub fn wait(self) -> Result<JobOutcome<P>, JobError> {
-        self.handle
-            .join()
-            .unwrap_or_else(|p| Err(JobError::Panicked {
+        self.handle.join().unwrap_or_else(|p| {
+            Err(JobError::Panicked {
                 instance: Instance::Coordinator,
                 message: panic_message(&*p),
-            }))
+            })
+        })
     }
 
     /// Stops the job with a final checkpoint: every source snapshots its
@@ -781,7 +781,10 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
                 }
                 if !reported_end {
                     reported_end = true;
-                    tracing::debug!(subtask = self.subtask, "source reached the end of its partitions");
+                    tracing::debug!(
+                        subtask = self.subtask,
+                        "source reached the end of its partitions"
+                    );
                     let _ = self.coord.send(CoordMsg::SourceFinished);
                 }
                 match self.control.recv() {
@@ -913,7 +916,10 @@ impl<P: KeyedProcessor> KeyedTask<P> {
         let mut op = (self.factory)(&info);
         let t = Instant::now();
         let restore = match &self.latest {
-            Some(cp) => Some(cp.keyed.restore_into(&mut op, info.subtask, info.parallelism)?),
+            Some(cp) => Some(
+                cp.keyed
+                    .restore_into(&mut op, info.subtask, info.parallelism)?,
+            ),
             None => None,
         };
         let mut stats = KeyedInstanceStats {
@@ -967,7 +973,12 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                 }
             }
             match flow {
-                Flow::Ended => return Ok(KeyedExit { op: Some(op), stats }),
+                Flow::Ended => {
+                    return Ok(KeyedExit {
+                        op: Some(op),
+                        stats,
+                    });
+                }
                 Flow::Disconnected => return Ok(KeyedExit { op: None, stats }),
                 _ => {}
             }
@@ -1277,5 +1288,4 @@ impl Coordinator {
             }
         }
     }
-
 }

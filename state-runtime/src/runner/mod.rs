@@ -13,4 +13,3 @@ pub use job::{
     KeyedProcessor, RunningJob, SourceInstanceStats,
 };
 pub use store::{JobCheckpoint, JobCheckpointStore, MemoryCheckpointStore};
-

@@ -105,7 +105,11 @@ impl<E: DeserializeOwned> LogSource<E> {
     /// assert_eq!(LogSource::<u8>::initial_partitions(5, 2, 1), [(1, 8), (3, 8)]);
     /// assert!(LogSource::<u8>::initial_partitions(2, 3, 2).is_empty());
     /// ```
-    pub fn initial_partitions(partitions: u32, parallelism: usize, subtask: usize) -> Vec<(u32, u64)> {
+    pub fn initial_partitions(
+        partitions: u32,
+        parallelism: usize,
+        subtask: usize,
+    ) -> Vec<(u32, u64)> {
         (0..partitions)
             .filter(|p| *p as usize % parallelism.max(1) == subtask)
             .map(|p| (p, FIRST_OFFSET))
