@@ -83,6 +83,28 @@ pub enum StateError {
         state: String,
     },
 
+    /// The keyed states of one operator are bound to different assigners or
+    /// key-group ranges.
+    #[error(
+        "keyed state `{state}` is {detail}; all keyed states of an operator must share one binding (use Checkpointed::bind_keyed)"
+    )]
+    KeyedBindingMismatch {
+        /// The state that differs.
+        state: String,
+        /// Both bindings.
+        detail: String,
+    },
+
+    /// An operator declares keyed state, but neither the checkpoint nor the
+    /// restore options say how keys are assigned.
+    #[error(
+        "keyed state `{state}` cannot be bound: the checkpoint has no keyed state, so pass an assigner with RestoreOptions::assigner"
+    )]
+    NoAssigner {
+        /// The keyed state.
+        state: String,
+    },
+
     /// A Flink-mode checkpoint is restored with another max parallelism.
     /// Flink's `murmur % max_parallelism` would move nearly every key to
     /// another key group, so Flink refuses this, and so do we.

@@ -57,8 +57,10 @@ pub mod __private {
     pub use crate::checkpoint::{RestoredState, SnapshotWriter, SubtaskSnapshot};
     pub use crate::error::StateError;
     pub use crate::hash::{StableHash, StableHasher, StateKey};
+    pub use crate::keyed::KeyedState;
     pub use crate::keyed::{KeyQuery, Keyed};
-    pub use crate::operator::derive_support::{broadcast_ops, list_ops};
+    pub use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
+    pub use crate::operator::derive_support::{broadcast_ops, keyed_ops, list_ops};
     pub use crate::operator::{
         Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode,
     };

@@ -38,6 +38,7 @@ use serde::de::DeserializeOwned;
 
 use crate::checkpoint::{RestoredState, SubtaskSnapshot};
 use crate::error::StateError;
+use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
 
 /// How the items of one operator state are redistributed on restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +54,9 @@ pub enum StateMode {
     /// One value per subtask, the same on all of them by contract: new
     /// subtask `j` gets the copy of old subtask `j % N`.
     Broadcast,
+    /// Keyed state (`KeyedValue`, `KeyedList`, `KeyedMap`): stored by key
+    /// group; each new subtask gets the key groups it owns.
+    Keyed,
 }
 
 impl StateMode {
@@ -67,6 +71,7 @@ impl StateMode {
             StateMode::Split => "split",
             StateMode::Union => "union",
             StateMode::Broadcast => "broadcast",
+            StateMode::Keyed => "keyed",
         }
     }
 }
@@ -217,6 +222,35 @@ pub trait Checkpointed {
     /// which has already checked the checkpoint's states against
     /// [`state_descriptors`](Checkpointed::state_descriptors).
     fn restore(&mut self, state: &mut RestoredState<'_>) -> Result<(), StateError>;
+
+    /// Binds every keyed state to `assigner` and the key groups `range` this
+    /// instance owns (the field's state name is set too). A runner calls it
+    /// when an instance starts without a checkpoint; a restore binds keyed
+    /// state itself. Operators without keyed state do nothing.
+    ///
+    /// ```
+    /// use state_runtime::prelude::*;
+    ///
+    /// #[derive(Checkpointed, Default)]
+    /// struct Totals {
+    ///     #[state(keyed)]
+    ///     sums: KeyedValue<u32, i64>,
+    /// }
+    ///
+    /// let assigner = KeyGroupAssigner::native(MaxParallelism::new(128)?);
+    /// let mut op = Totals::default();
+    /// op.bind_keyed(assigner, assigner.range_for_subtask(2, 1)?)?;
+    /// assert_eq!(op.sums.binding(), Some((assigner, KeyGroupRange::new(64, 127))));
+    /// # Ok::<(), StateError>(())
+    /// ```
+    fn bind_keyed(
+        &mut self,
+        assigner: KeyGroupAssigner,
+        range: KeyGroupRange,
+    ) -> Result<(), StateError> {
+        let _ = (assigner, range);
+        Ok(())
+    }
 }
 
 /// A collection of serde items that can be `split` or `union` operator
@@ -384,6 +418,8 @@ where
 pub mod derive_support {
     use super::*;
     use crate::checkpoint::{RestoredState, SnapshotWriter};
+    use crate::keyed::KeyedState;
+    use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
 
     /// What the generated code does with a `split` or `union` field.
     pub struct ListOps<L> {
@@ -420,6 +456,33 @@ pub mod derive_support {
         pub write: fn(&mut SnapshotWriter, &str, &T) -> Result<(), StateError>,
         /// Reads it back (`None`: not in the checkpoint).
         pub read: fn(&mut RestoredState<'_>, &str) -> Result<Option<T>, StateError>,
+    }
+
+    /// What the generated code does with a `keyed` field.
+    pub struct KeyedOps<T> {
+        /// Its descriptor.
+        pub descriptor: fn(&'static str) -> StateDescriptor,
+        /// The field as the writer takes it.
+        pub as_dyn: fn(&T) -> &dyn KeyedState,
+        /// Names and binds it.
+        pub bind: fn(&mut T, &str, KeyGroupAssigner, KeyGroupRange) -> Result<(), StateError>,
+        /// Reads it back: a fresh, bound `T` with the owned key groups.
+        pub read: fn(&mut RestoredState<'_>, &str) -> Result<T, StateError>,
+    }
+
+    /// The operations on a `keyed` field of type `T`.
+    pub fn keyed_ops<T: KeyedState + Default>() -> KeyedOps<T> {
+        KeyedOps {
+            descriptor: |name| {
+                StateDescriptor::new(name, StateMode::Keyed, std::any::type_name::<T>())
+            },
+            as_dyn: |t| t,
+            bind: |t, name, assigner, range| {
+                t.set_state_name(name);
+                t.bind(assigner, range)
+            },
+            read: |r, name| r.keyed(name),
+        }
     }
 
     /// The operations on a `broadcast` field of type `T`.

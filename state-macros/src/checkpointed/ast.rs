@@ -23,13 +23,13 @@ pub(crate) enum StateMode {
     Split,
     Union,
     Broadcast,
-    /// Keyed state; `check` rejects it until it is implemented.
+    /// Keyed state, stored by key group.
     Keyed,
 }
 
 pub(crate) enum FieldMode {
-    /// A state: its mode and the span of the mode word.
-    State(StateMode, Span),
+    /// A state, with its mode.
+    State(StateMode),
     /// `#[state(skip)]`: left untouched by restore.
     Skip,
     /// No mode given (an error, reported by `check`).
@@ -107,10 +107,10 @@ impl<'a> Field<'a> {
         let mode = match attr.mode {
             None => FieldMode::Missing,
             Some(m) => match m.kind {
-                ModeKind::Split => FieldMode::State(StateMode::Split, m.span),
-                ModeKind::Union => FieldMode::State(StateMode::Union, m.span),
-                ModeKind::Broadcast => FieldMode::State(StateMode::Broadcast, m.span),
-                ModeKind::Keyed => FieldMode::State(StateMode::Keyed, m.span),
+                ModeKind::Split => FieldMode::State(StateMode::Split),
+                ModeKind::Union => FieldMode::State(StateMode::Union),
+                ModeKind::Broadcast => FieldMode::State(StateMode::Broadcast),
+                ModeKind::Keyed => FieldMode::State(StateMode::Keyed),
                 ModeKind::Skip => FieldMode::Skip,
             },
         };
@@ -142,7 +142,7 @@ impl<'a> Field<'a> {
     /// The state mode, for fields that are state.
     pub(crate) fn state_mode(&self) -> Option<StateMode> {
         match self.mode {
-            FieldMode::State(m, _) => Some(m),
+            FieldMode::State(m) => Some(m),
             _ => None,
         }
     }

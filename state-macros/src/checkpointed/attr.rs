@@ -2,7 +2,6 @@
 //! container, parsed into typed values. Unknown words are errors spanned at
 //! the word.
 
-use proc_macro2::Span;
 use syn::{Attribute, Ident, LitStr, Path};
 
 use crate::common::{Errors, default_crate_path, parse_crate_path};
@@ -13,7 +12,7 @@ pub(crate) enum ModeKind {
     Split,
     Union,
     Broadcast,
-    /// Parsed into the model; rejected by `check` until keyed state lands.
+    /// Keyed state.
     Keyed,
     Skip,
 }
@@ -41,10 +40,9 @@ impl ModeKind {
     }
 }
 
-/// A mode and the word it was written as (for spans).
+/// A mode as written in `#[state(..)]`.
 pub(crate) struct Mode {
     pub(crate) kind: ModeKind,
-    pub(crate) span: Span,
 }
 
 /// Everything in a field's `#[state(..)]` attributes.
@@ -98,7 +96,7 @@ impl FieldAttr {
                         ),
                     ));
                 }
-                out.mode = Some(Mode { kind, span });
+                out.mode = Some(Mode { kind });
                 Ok(())
             });
             if let Err(e) = res {

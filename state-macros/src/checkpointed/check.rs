@@ -1,12 +1,11 @@
-//! Validation of the model: every field has a mode, names are unique, modes
-//! that are not implemented yet are refused. Type requirements (a `split`
+//! Validation of the model: every field has a mode, names are unique. Type requirements (a `split`
 //! field must be a collection of serde items) are checked by the compiler
 //! through trait bounds that `expand` spans at the field type.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use super::ast::{Container, FieldMode, StateMode};
+use super::ast::{Container, FieldMode};
 use crate::common::Errors;
 
 pub(crate) fn check(container: &Container<'_>, errors: &mut Errors) {
@@ -16,7 +15,7 @@ pub(crate) fn check(container: &Container<'_>, errors: &mut Errors) {
             FieldMode::Missing => errors.spanned(
                 field.ident,
                 format!(
-                    "field `{}` has no state mode: add #[state(split)], #[state(union)], #[state(broadcast)] or #[state(skip)]",
+                    "field `{}` has no state mode: add #[state(split)], #[state(union)], #[state(broadcast)], #[state(keyed)] or #[state(skip)]",
                     field.ident
                 ),
             ),
@@ -27,9 +26,6 @@ pub(crate) fn check(container: &Container<'_>, errors: &mut Errors) {
                         "a `skip` field is not state, so it has no state name",
                     ));
                 }
-            }
-            FieldMode::State(StateMode::Keyed, span) => {
-                errors.push(syn::Error::new(span, "keyed state is not supported yet"));
             }
             FieldMode::State(..) => {}
         }

@@ -26,6 +26,9 @@ struct StateCode {
     /// The where-clause predicate the generated code needs when the field's
     /// type mentions a type parameter.
     bound: TokenStream,
+    /// For keyed fields: the `(name, &dyn KeyedState)` pair the writer takes,
+    /// and the statement binding the field.
+    keyed: Option<(TokenStream, TokenStream)>,
 }
 
 fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream) -> StateCode {
@@ -50,6 +53,7 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
                 read: quote!(let #local = (#ops.read)(__state, #name)?;),
                 assign: quote!(self.#ident = #local;),
                 bound: quote_spanned!(span=> #ty: #p::ListState),
+                keyed: None,
             }
         }
         StateMode::Broadcast => {
@@ -65,9 +69,24 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
                     }
                 },
                 bound: quote_spanned!(span=> #ty: #p::Serialize + #p::DeserializeOwned),
+                keyed: None,
             }
         }
-        StateMode::Keyed => unreachable!("keyed state is rejected by check"),
+        StateMode::Keyed => {
+            let ops = quote_spanned!(span=> #p::keyed_ops::<#ty>());
+            StateCode {
+                descriptor: quote!((#ops.descriptor)(#name)),
+                // Keyed states are written together, key group by key group.
+                write: quote!(),
+                read: quote!(let #local = (#ops.read)(__state, #name)?;),
+                assign: quote!(self.#ident = #local;),
+                bound: quote_spanned!(span=> #ty: #p::KeyedState + #p::core::default::Default),
+                keyed: Some((
+                    quote!((#name, (#ops.as_dyn)(&self.#ident))),
+                    quote!((#ops.bind)(&mut self.#ident, #name, __assigner, __range)?;),
+                )),
+            }
+        }
     }
 }
 
@@ -86,6 +105,8 @@ pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
     let mut writes = Vec::new();
     let mut reads = Vec::new();
     let mut assigns = Vec::new();
+    let mut keyed_entries = Vec::new();
+    let mut keyed_binds = Vec::new();
     for (index, (field, mode)) in c
         .fields
         .iter()
@@ -102,12 +123,34 @@ pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
         }
         descriptors.push(code.descriptor);
         writes.push(code.write);
+        if let Some((entry, bind)) = code.keyed {
+            keyed_entries.push(entry);
+            keyed_binds.push(bind);
+        }
         reads.push(code.read);
         assigns.push(code.assign);
     }
     let on_restore = c.on_restore.as_ref().map(|method| {
         quote_spanned! {method.span()=>
             self.#method(&#p::RestoredState::context(__state));
+        }
+    });
+
+    let write_keyed = (!keyed_entries.is_empty()).then(|| {
+        quote! {
+            __writer.keyed(&[#(#keyed_entries),*])?;
+        }
+    });
+    let bind_keyed = (!keyed_binds.is_empty()).then(|| {
+        quote! {
+            fn bind_keyed(
+                &mut self,
+                __assigner: #p::KeyGroupAssigner,
+                __range: #p::KeyGroupRange,
+            ) -> #p::core::result::Result<(), #p::StateError> {
+                #(#keyed_binds)*
+                #p::core::result::Result::Ok(())
+            }
         }
     });
 
@@ -122,8 +165,11 @@ pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
             fn snapshot(&self) -> #p::core::result::Result<#p::SubtaskSnapshot, #p::StateError> {
                 let mut __writer = #p::SnapshotWriter::new();
                 #(#writes)*
+                #write_keyed
                 #p::core::result::Result::Ok(__writer.finish())
             }
+
+            #bind_keyed
 
             fn restore(
                 &mut self,

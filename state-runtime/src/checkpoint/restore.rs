@@ -7,9 +7,12 @@ use std::ops::Range;
 
 use serde::de::DeserializeOwned;
 
-use super::{StateMeta, SubtaskSnapshot};
+use super::{KeyedSection, StateMeta, SubtaskSnapshot};
 use crate::codec;
 use crate::error::StateError;
+use crate::keyed::KeyedState;
+use crate::keyed::plan::{KeyedRescalePlan, SubtaskRestore};
+use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
 use crate::operator::{Checkpointed, ListState, RestoreContext, StateMode};
 use crate::repartition::operator::{ItemRun, StateShape, plan_subtask};
 
@@ -64,9 +67,31 @@ impl StateBytes for Vec<SubtaskSnapshot> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreOptions {
     allow_non_restored_state: bool,
+    assigner: Option<KeyGroupAssigner>,
 }
 
 impl RestoreOptions {
+    /// The key-group assigner to restore keyed state under. By default the
+    /// checkpoint's. A different max parallelism is allowed with the native
+    /// assigner (keys are re-bucketed; each new subtask still reads only the
+    /// old key groups that overlap its hash interval) and refused with the
+    /// Flink one ([`StateError::MaxParallelismChanged`]); a different kind is
+    /// [`StateError::AssignerKindChanged`]. Required when the operator
+    /// declares keyed state and the checkpoint has none.
+    ///
+    /// ```
+    /// use state_runtime::prelude::*;
+    ///
+    /// let wider = KeyGroupAssigner::native(MaxParallelism::new(1024)?);
+    /// let options = RestoreOptions::default().assigner(wider);
+    /// # let _ = options;
+    /// # Ok::<(), StateError>(())
+    /// ```
+    pub fn assigner(mut self, assigner: KeyGroupAssigner) -> Self {
+        self.assigner = Some(assigner);
+        self
+    }
+
     /// Whether state in the checkpoint that the operator does not declare is
     /// dropped (and listed in [`RestoreReport::dropped_states`]) instead of
     /// failing the restore, like Flink's `--allowNonRestoredState`. Off by
@@ -97,6 +122,12 @@ pub struct RestoreReport {
     /// States in the checkpoint the operator does not declare, dropped
     /// because [`RestoreOptions::allow_non_restored_state`] was set.
     pub dropped_states: Vec<String>,
+    /// The key groups this subtask owns now (`None`: no keyed state).
+    pub key_groups: Option<KeyGroupRange>,
+    /// The old key groups read (whole key groups, all keyed states).
+    pub key_groups_read: u64,
+    /// Keyed entries restored (one per key and keyed state).
+    pub keyed_entries_restored: u64,
 }
 
 /// One restored state: which of the checkpoint's states, and the item runs
@@ -117,8 +148,23 @@ pub struct RestoredState<'a> {
     metas: &'a [&'a [StateMeta]],
     bytes: &'a dyn StateBytes,
     entries: Vec<(&'a str, Entry)>,
+    keyed: Option<KeyedRestore<'a>>,
     bytes_read: u64,
     items_restored: u64,
+}
+
+/// The keyed part of a restore: the new binding, and what to read.
+struct KeyedRestore<'a> {
+    /// The assigner and key groups the restored states are bound to.
+    binding: Option<(KeyGroupAssigner, KeyGroupRange)>,
+    /// The old sections (per old subtask) and this subtask's plan; `None` if
+    /// the checkpoint has no keyed state.
+    source: Option<(Vec<&'a KeyedSection>, SubtaskRestore)>,
+    /// The bytes of each planned read, fetched once, shared by all states.
+    runs: Vec<Option<Cow<'a, [u8]>>>,
+    /// Declared keyed states not yet taken, by name.
+    pending: Vec<&'a str>,
+    entries_restored: u64,
 }
 
 impl std::fmt::Debug for RestoredState<'_> {
@@ -175,6 +221,72 @@ impl RestoredState<'_> {
         Ok(value)
     }
 
+    /// Takes the `keyed` state `name`: a fresh `T`, bound to the key groups
+    /// this subtask now owns, holding every entry of those key groups. Reads
+    /// only the bytes of the old key groups the plan names (one range per
+    /// run of key groups, shared by all keyed states).
+    pub fn keyed<T: KeyedState + Default>(&mut self, name: &str) -> Result<T, StateError> {
+        let mut state = T::default();
+        state.set_state_name(name);
+        let Some(keyed) = self.keyed.as_mut() else {
+            return Err(StateError::NoAssigner {
+                state: name.to_owned(),
+            });
+        };
+        let Some((assigner, range)) = keyed.binding else {
+            return Err(StateError::NoAssigner {
+                state: name.to_owned(),
+            });
+        };
+        state.bind(assigner, range)?;
+        keyed.pending.retain(|n| *n != name);
+        let Some((sections, plan)) = &keyed.source else {
+            return Ok(state);
+        };
+        let Some(index) = sections[0].states().iter().position(|s| s.name() == name) else {
+            return Ok(state); // missing from the checkpoint: listed in the report
+        };
+        let keep = |new_kg: KeyGroup| plan.owns(new_kg);
+        for (r, read) in plan.reads.iter().enumerate() {
+            let old = read.old_subtask as usize;
+            let section = sections[old];
+            let run = section.key_groups_bytes(read.key_groups).ok_or_else(|| {
+                StateError::CorruptSnapshot {
+                    state: name.to_owned(),
+                    subtask: old,
+                    message: format!(
+                        "key groups {} are not in the snapshot's {}",
+                        read.key_groups,
+                        section.key_groups()
+                    ),
+                }
+            })?;
+            if keyed.runs[r].is_none() {
+                let bytes = self.bytes.read(name, old, run.clone())?;
+                self.bytes_read += bytes.len() as u64;
+                keyed.runs[r] = Some(bytes);
+            }
+            let bytes = keyed.runs[r].as_deref().expect("fetched above");
+            for kg in read.key_groups {
+                let part = section
+                    .state_range(kg, index)
+                    .expect("key group in the run");
+                let slice =
+                    &bytes[(part.start - run.start) as usize..(part.end - run.start) as usize];
+                if slice.is_empty() {
+                    continue;
+                }
+                let filter: Option<&dyn Fn(KeyGroup) -> bool> = if read.needs_filter(kg) {
+                    Some(&keep)
+                } else {
+                    None
+                };
+                keyed.entries_restored += state.read_key_group(kg, slice, filter)? as u64;
+            }
+        }
+        Ok(state)
+    }
+
     fn take(&mut self, name: &str) -> Option<Entry> {
         let pos = self.entries.iter().position(|(n, _)| *n == name)?;
         Some(self.entries.swap_remove(pos).1)
@@ -214,9 +326,11 @@ impl RestoredState<'_> {
 /// Restores subtask `subtask` of `parallelism` into `op` from a checkpoint
 /// given as metadata (`metas[i]`: the states of old subtask `i`, validated to
 /// agree) and a byte source.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn restore_operator<T: Checkpointed>(
     checkpoint_id: u64,
     metas: &[&[StateMeta]],
+    keyed_sections: &[Option<&KeyedSection>],
     bytes: &dyn StateBytes,
     op: &mut T,
     subtask: usize,
@@ -248,6 +362,29 @@ pub(crate) fn restore_operator<T: Checkpointed>(
     // Match the checkpoint's states against the declarations.
     let mut dropped_states = Vec::new();
     let mut restored = vec![false; states.len()];
+    let old_keyed: Vec<&KeyedSection> = keyed_sections.iter().flatten().copied().collect();
+    let keyed_names: Vec<&str> = old_keyed
+        .first()
+        .map(|k| k.states().iter().map(|s| s.name()).collect())
+        .unwrap_or_default();
+    for name in &keyed_names {
+        match declared.iter().find(|d| d.name == *name) {
+            None if options.allow_non_restored_state => dropped_states.push((*name).to_owned()),
+            None => {
+                return Err(StateError::UnknownState {
+                    state: (*name).to_owned(),
+                });
+            }
+            Some(d) if d.mode != StateMode::Keyed => {
+                return Err(StateError::ModeMismatch {
+                    state: (*name).to_owned(),
+                    declared: d.mode,
+                    found: StateMode::Keyed,
+                });
+            }
+            Some(_) => {}
+        }
+    }
     for (i, s) in states.iter().enumerate() {
         match declared.iter().find(|d| d.name == s.name()) {
             None if options.allow_non_restored_state => dropped_states.push(s.name().to_owned()),
@@ -268,9 +405,55 @@ pub(crate) fn restore_operator<T: Checkpointed>(
     }
     let missing_states = declared
         .iter()
-        .filter(|d| !states.iter().any(|s| s.name() == d.name))
+        .filter(|d| match d.mode {
+            StateMode::Keyed => !keyed_names.contains(&d.name),
+            _ => !states.iter().any(|s| s.name() == d.name),
+        })
         .map(|d| d.name.to_owned())
         .collect();
+
+    // Keyed state: the new binding and the plan (metadata only).
+    let declared_keyed: Vec<&'static str> = declared
+        .iter()
+        .filter(|d| d.mode == StateMode::Keyed)
+        .map(|d| d.name)
+        .collect();
+    let keyed = if declared_keyed.is_empty() {
+        None
+    } else {
+        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let (new_p, sub) = (clamp(parallelism), clamp(subtask));
+        let (binding, source) = match old_keyed.first() {
+            Some(first) if old_keyed.len() == metas.len() => {
+                let old = first.assigner();
+                let new = options.assigner.unwrap_or(old);
+                let plan = KeyedRescalePlan::new(old, clamp(metas.len()), new, new_p)?;
+                let mine = plan.subtasks()[subtask].clone();
+                (
+                    Some((new, mine.key_groups)),
+                    Some((old_keyed.clone(), mine)),
+                )
+            }
+            Some(_) => {
+                return Err(StateError::SubtaskMismatch {
+                    subtask: 0,
+                    detail: "only some subtasks have keyed state".into(),
+                });
+            }
+            None => match options.assigner {
+                Some(a) => (Some((a, a.range_for_subtask(new_p, sub)?)), None),
+                None => (None, None),
+            },
+        };
+        let runs = source.as_ref().map_or(0, |(_, p)| p.reads.len());
+        Some(KeyedRestore {
+            binding,
+            source,
+            runs: (0..runs).map(|_| None).collect(),
+            pending: declared_keyed,
+            entries_restored: 0,
+        })
+    };
 
     // Plan over every state of the checkpoint (dropped ones included), so
     // that every new subtask sees the same split rotation.
@@ -303,16 +486,33 @@ pub(crate) fn restore_operator<T: Checkpointed>(
             .filter(|(i, _)| restored[*i])
             .map(|(index, runs)| (states[index].name(), Entry { index, runs }))
             .collect(),
+        keyed,
         bytes_read: 0,
         items_restored: 0,
     };
     op.restore(&mut state)?;
+    let (key_groups, key_groups_read, keyed_entries_restored) = match &state.keyed {
+        Some(k) => {
+            if let Some(name) = k.pending.first() {
+                // A hand-written restore that forgot a keyed state.
+                return Err(StateError::KeyedStateUnbound {
+                    state: (*name).to_owned(),
+                });
+            }
+            let read = k.source.as_ref().map_or(0, |(_, p)| p.key_groups_read());
+            (k.binding.map(|b| b.1), u64::from(read), k.entries_restored)
+        }
+        None => (None, 0, 0),
+    };
     Ok(RestoreReport {
         context,
         bytes_read: state.bytes_read,
         items_restored: state.items_restored,
         missing_states,
         dropped_states,
+        key_groups,
+        key_groups_read,
+        keyed_entries_restored,
     })
 }
 

@@ -101,9 +101,19 @@ use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
 /// assert!(after.iter().all(|(k, v)| *v == *k as i64 * 2));
 /// # Ok::<(), StateError>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a keyed state container, so it cannot be `keyed` state",
+    label = "not a keyed state container",
+    note = "keyed state is a `KeyedValue<K, V>`, `KeyedList<K, V>` or `KeyedMap<K, UK, V>` (or another `KeyedState + Default`)"
+)]
 pub trait KeyedState {
     /// The state's name, used in errors and by checkpoints.
     fn state_name(&self) -> &str;
+
+    /// The container's type name, recorded in checkpoints.
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
 
     /// Sets the state's name (the runtime uses the field name or
     /// `#[state(name = "...")]`).

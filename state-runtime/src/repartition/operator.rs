@@ -74,6 +74,9 @@ pub(crate) fn plan_subtask(
                     .flat_map(|old| own_runs(shape.counts, old))
                     .collect(),
                 StateMode::Broadcast => own_runs(shape.counts, subtask % old_parallelism),
+                // Keyed state is planned by key group (`keyed::plan`), never
+                // as items; snapshots hold no keyed `StateMeta`.
+                StateMode::Keyed => Vec::new(),
             }
         })
         .collect()
