@@ -17,9 +17,10 @@ use super::error::{Instance, JobError, panic_message};
 use super::log::partition_count;
 use super::source::LogSource;
 use super::store::{JobCheckpoint, JobCheckpointStore};
-use crate::checkpoint::{Checkpoint, RestoreReport, SubtaskSnapshot};
+use crate::checkpoint::{Checkpoint, RestoreOptions, RestoreReport, SubtaskSnapshot};
 use crate::error::StateError;
 use crate::keyed::Keyed;
+use crate::keyed::plan::KeyedRescalePlan;
 use crate::keygroup::{KeyGroupAssigner, KeyGroupRange, MaxParallelism};
 use crate::operator::Checkpointed;
 
@@ -105,10 +106,31 @@ pub struct KeyedInstanceStats {
     pub restore: Option<RestoreReport>,
     /// How long its restore took.
     pub restore_time: Duration,
+    /// After a restore: the bytes of the state it then held, encoded as in a
+    /// checkpoint (what it needed to read at least).
+    pub state_bytes: Option<u64>,
     /// Events it processed.
     pub events: u64,
     /// Time spent in `process` (events / busy is its throughput).
     pub busy: Duration,
+}
+
+impl KeyedInstanceStats {
+    /// Bytes read by the restore over the bytes of the state the instance
+    /// then held (1.0: it read exactly its own state). `None` without a
+    /// restore or with an empty state.
+    ///
+    /// With an unchanged max parallelism an instance reads whole key groups
+    /// it owns, so this is 1.0; after a change of max parallelism (native
+    /// mode) the two boundary key groups it shares with a neighbour are read
+    /// whole and filtered, so it is slightly above 1.
+    pub fn read_amplification(&self) -> Option<f64> {
+        let read = self.restore.as_ref()?.bytes_read;
+        match self.state_bytes? {
+            0 => None,
+            held => Some(read as f64 / held as f64),
+        }
+    }
 }
 
 /// What one source instance did in a run.
@@ -250,9 +272,11 @@ impl<P: KeyedProcessor> Job<P> {
         self
     }
 
-    /// The key-group assigner of a fresh job. A restored job keeps the one
-    /// its checkpoint recorded. Default: native, with
-    /// [`MaxParallelism::default_for`] the keyed parallelism.
+    /// The key-group assigner. Default: on a fresh start native, with
+    /// [`MaxParallelism::default_for`] the keyed parallelism; on a restore
+    /// the checkpoint's. Given on a restore with another max parallelism, it
+    /// re-buckets the keys (native mode only; a Flink-mode change, or a
+    /// change of kind, is refused by [`start`](Job::start)).
     pub fn assigner(mut self, assigner: KeyGroupAssigner) -> Self {
         self.assigner = Some(assigner);
         self
@@ -311,6 +335,14 @@ impl<P: KeyedProcessor> Job<P> {
         }
         let latest = self.store.latest().map_err(JobError::Start)?;
         let assigner = match (&latest, self.assigner) {
+            (Some(cp), Some(a)) if a != cp.assigner => {
+                // Only native mode may change max parallelism; refuse a
+                // Flink-mode change (or a change of kind) before starting.
+                KeyedRescalePlan::new(cp.assigner, cp.keyed.parallelism() as u32, a, 1)
+                    .map_err(|e| JobError::Config(e.to_string()))?;
+                tracing::info!(old = %cp.assigner, new = %a, "changing the key-group assigner");
+                a
+            }
             (Some(cp), _) => cp.assigner,
             (None, Some(a)) => a,
             (None, None) => KeyGroupAssigner::native(
@@ -916,17 +948,35 @@ impl<P: KeyedProcessor> KeyedTask<P> {
         let mut op = (self.factory)(&info);
         let t = Instant::now();
         let restore = match &self.latest {
-            Some(cp) => Some(
-                cp.keyed
-                    .restore_into(&mut op, info.subtask, info.parallelism)?,
-            ),
+            Some(cp) => {
+                // The job's assigner: the checkpoint's, or a new max
+                // parallelism (native mode) checked by `Job::start`.
+                let options = RestoreOptions::default().assigner(info.assigner);
+                Some(cp.keyed.restore_into_with(
+                    &mut op,
+                    info.subtask,
+                    info.parallelism,
+                    &options,
+                )?)
+            }
+            None => {
+                op.bind_keyed(info.assigner, info.key_groups)?;
+                None
+            }
+        };
+        let restore_time = t.elapsed();
+        // What the instance holds now, encoded as a checkpoint would: the
+        // denominator of the read amplification.
+        let state_bytes = match restore {
+            Some(_) => Some(op.snapshot()?.data().len() as u64),
             None => None,
         };
         let mut stats = KeyedInstanceStats {
             subtask: info.subtask,
             key_groups: info.key_groups,
             restore,
-            restore_time: t.elapsed(),
+            restore_time,
+            state_bytes,
             events: 0,
             busy: Duration::ZERO,
         };

@@ -1,0 +1,445 @@
+//! The local job runner end to end: rescale sequences, kills at random
+//! moments, sources resuming from their offsets, failing instances. Every
+//! run is checked against a single-threaded computation.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rescale::{LogSpec, Purchase, RunningSum, Total, compare_totals, reference_totals, totals_of};
+use serde::{Deserialize, Serialize};
+use state_runtime::prelude::*;
+use state_runtime::runner::log::{LogReader, LogWriter};
+use state_runtime::runner::source::LogSource;
+use state_runtime::runner::{
+    Instance, InstanceInfo, Job, JobCheckpoint, JobCheckpointStore, JobEnd, JobError, JobOutcome,
+    KeyedProcessor, MemoryCheckpointStore, RunningJob,
+};
+
+struct TempLog(PathBuf);
+
+impl TempLog {
+    fn new(name: &str, spec: &LogSpec) -> Self {
+        let dir = std::env::temp_dir().join(format!("rs-runner-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        spec.write_log(&dir).unwrap();
+        TempLog(dir)
+    }
+}
+
+impl Drop for TempLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn spec(events: u64) -> LogSpec {
+    LogSpec {
+        partitions: 5,
+        events,
+        customers: 2_000,
+        seed: 11,
+    }
+}
+
+fn assigner() -> KeyGroupAssigner {
+    KeyGroupAssigner::native(MaxParallelism::new(64).unwrap())
+}
+
+fn start(dir: &Path, store: &MemoryCheckpointStore, s: usize, n: usize) -> RunningJob<RunningSum> {
+    Job::new(dir, store.clone(), |_: &InstanceInfo| RunningSum::default())
+        .parallelism(s, n)
+        .assigner(assigner())
+        .checkpoint_every_events(4_000)
+        .batch_size(128)
+        .start()
+        .unwrap()
+}
+
+/// Waits until the job has read `events` records in this run (or finished).
+fn run_until(job: &RunningJob<RunningSum>, events: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while job.events_read() < events && !job.is_finished() {
+        assert!(Instant::now() < deadline, "job made no progress");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The source offsets a checkpoint holds, over all partitions.
+fn checkpoint_offsets(cp: &JobCheckpoint, dir: &Path) -> Vec<(u32, u64)> {
+    let mut all = LogSource::<Purchase>::new(dir, Vec::new());
+    cp.source.restore_into(&mut all, 0, 1).unwrap();
+    let mut offsets = all.offsets().to_vec();
+    offsets.sort();
+    offsets
+}
+
+/// Single-threaded: the totals over exactly the records before the offsets.
+fn reference_up_to(dir: &Path, offsets: &[(u32, u64)]) -> HashMap<u32, Total> {
+    let mut totals: HashMap<u32, Total> = HashMap::new();
+    for &(partition, end) in offsets {
+        let mut r = LogReader::<Purchase>::open(dir, partition, 0).unwrap();
+        while r.offset() < end {
+            let (_, p) = r.next_record().unwrap().unwrap();
+            let t = totals.entry(p.customer).or_default();
+            t.cents += p.cents;
+            t.purchases += 1;
+        }
+    }
+    totals
+}
+
+/// The keyed state a checkpoint holds, restored into one instance.
+fn checkpoint_totals(cp: &JobCheckpoint) -> HashMap<u32, Total> {
+    let mut op = RunningSum::default();
+    cp.keyed.restore_into(&mut op, 0, 1).unwrap();
+    totals_of(std::slice::from_ref(&op))
+}
+
+/// The checkpoint's keyed state is exactly the computation over the input
+/// prefix its source offsets describe.
+fn assert_checkpoint_consistent(cp: &JobCheckpoint, dir: &Path, context: &str) {
+    let offsets = checkpoint_offsets(cp, dir);
+    assert_eq!(
+        offsets.len(),
+        5,
+        "{context}: every partition once: {offsets:?}"
+    );
+    let expected = reference_up_to(dir, &offsets);
+    let consumed: u64 = expected.values().map(|t| t.purchases).sum();
+    assert_eq!(
+        consumed, cp.events,
+        "{context}: events counted in checkpoint {}",
+        cp.id
+    );
+    if let Err(diff) = compare_totals(&checkpoint_totals(cp), &expected) {
+        panic!(
+            "{context}: checkpoint {} is not the prefix computation: {diff}",
+            cp.id
+        );
+    }
+}
+
+fn assert_owned_keys(out: &JobOutcome<RunningSum>) {
+    let a = out.report.assigner;
+    for (op, stats) in out.operators.iter().zip(&out.report.keyed) {
+        for (k, _) in op.sums.iter() {
+            assert!(stats.key_groups.contains(a.key_group(k).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn rescale_sequence_gives_the_single_threaded_totals() {
+    let spec = spec(60_000);
+    let log = TempLog::new("sequence", &spec);
+    let store = MemoryCheckpointStore::new();
+    let phases = [(2, 2), (3, 3), (1, 1), (2, 4)];
+    let mut last_id = 0;
+    for (i, (s, n)) in phases.into_iter().enumerate() {
+        let job = start(&log.0, &store, s, n);
+        let out = if i + 1 < phases.len() {
+            run_until(&job, 12_000);
+            job.stop().unwrap()
+        } else {
+            job.wait().unwrap()
+        };
+        let r = &out.report;
+        assert_eq!((r.source_parallelism, r.keyed_parallelism), (s, n));
+        assert_eq!(out.operators.len(), n);
+        assert_eq!(r.restored_from, (i > 0).then_some(last_id));
+        assert!(r.checkpoints.windows(2).all(|w| w[0].id < w[1].id));
+        let final_cp = store.latest().unwrap().unwrap();
+        assert_eq!(Some(final_cp.id), r.last_checkpoint());
+        assert!(final_cp.id > last_id);
+        last_id = final_cp.id;
+        // A stop leaves the operators exactly in the final checkpoint's state.
+        assert_eq!(
+            totals_of(&out.operators),
+            checkpoint_totals(&final_cp),
+            "phase {i}"
+        );
+        assert_checkpoint_consistent(&final_cp, &log.0, &format!("phase {i}"));
+        assert_owned_keys(&out);
+        if i + 1 == phases.len() {
+            assert_eq!(r.end, JobEnd::Finished);
+            assert_eq!(final_cp.events, spec.events);
+            compare_totals(&totals_of(&out.operators), &reference_totals(&spec)).unwrap();
+        } else {
+            assert_eq!(r.end, JobEnd::Stopped);
+            assert!(final_cp.events < spec.events, "phase {i} should stop early");
+        }
+    }
+}
+
+#[test]
+fn kill_at_a_random_moment_then_restart_at_another_parallelism() {
+    let spec = spec(50_000);
+    let log = TempLog::new("kill", &spec);
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let mut rng = seed | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for round in 0..3 {
+        let store = MemoryCheckpointStore::new();
+        let (s1, n1) = (1 + next() as usize % 3, 1 + next() as usize % 4);
+        let (s2, n2) = (1 + next() as usize % 3, 1 + next() as usize % 4);
+        let kill_after = next() % 40_000;
+        let context = format!(
+            "seed {seed} round {round}: {s1}x{n1} killed after {kill_after}, then {s2}x{n2}"
+        );
+        let job = start(&log.0, &store, s1, n1);
+        run_until(&job, kill_after);
+        let killed = job.kill().unwrap();
+        if killed.report.end == JobEnd::Killed {
+            assert!(killed.operators.is_empty(), "{context}");
+        }
+        // Whatever was stored is a consistent prefix.
+        let latest = store.latest().unwrap();
+        if let Some(cp) = &latest {
+            assert_checkpoint_consistent(cp, &log.0, &context);
+        }
+        let done = start(&log.0, &store, s2, n2).wait().unwrap();
+        assert_eq!(done.report.restored_from, latest.map(|c| c.id), "{context}");
+        assert_eq!(done.report.end, JobEnd::Finished, "{context}");
+        if let Err(diff) = compare_totals(&totals_of(&done.operators), &reference_totals(&spec)) {
+            panic!("{context}: {diff}");
+        }
+    }
+}
+
+/// An event with a sequence number, to see every record exactly once.
+#[derive(Debug, Clone, Serialize, Deserialize, Keyed)]
+struct Numbered {
+    #[key]
+    key: u32,
+    seq: u64,
+}
+
+#[derive(Checkpointed, Default)]
+struct Collect {
+    #[state(keyed)]
+    seqs: KeyedList<u32, u64>,
+}
+
+impl KeyedProcessor for Collect {
+    type Event = Numbered;
+    type Output = ();
+
+    fn process(&mut self, e: Numbered, _: &mut impl FnMut(())) -> Result<(), StateError> {
+        self.seqs.push(&e.key, e.seq)
+    }
+}
+
+#[test]
+fn sources_resume_from_their_offsets_no_record_twice_none_skipped() {
+    const EVENTS: u64 = 30_000;
+    let dir = std::env::temp_dir().join(format!("rs-runner-numbered-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut w = LogWriter::<Numbered>::create(&dir, 7).unwrap();
+    for seq in 0..EVENTS {
+        let key = (seq.wrapping_mul(2_654_435_761) % 997) as u32;
+        w.append((seq % 7) as u32, &Numbered { key, seq }).unwrap();
+    }
+    w.finish().unwrap();
+    let log = TempLog(dir);
+
+    let store = MemoryCheckpointStore::new();
+    // More sources than partitions in one phase: some read nothing.
+    let phases = [(3, 2), (9, 1), (2, 3), (1, 2)];
+    let mut outcome = None;
+    for (i, (s, n)) in phases.into_iter().enumerate() {
+        let job = Job::new(&log.0, store.clone(), |_: &InstanceInfo| Collect::default())
+            .parallelism(s, n)
+            .checkpoint_every_events(2_500)
+            .batch_size(50)
+            .start()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while job.events_read() < 6_000 && !job.is_finished() {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let out = match i {
+            1 => job.kill().unwrap(),
+            3 => job.wait().unwrap(),
+            _ => job.stop().unwrap(),
+        };
+        // Sources: every partition is read by exactly one instance.
+        let mut partitions: Vec<u32> = out
+            .report
+            .sources
+            .iter()
+            .flat_map(|s| s.offsets.iter().map(|(p, _)| *p))
+            .collect();
+        partitions.sort();
+        assert_eq!(partitions, (0..7).collect::<Vec<_>>(), "phase {i}");
+        outcome = Some(out);
+    }
+    let out = outcome.unwrap();
+    let mut seen: Vec<u64> = out
+        .operators
+        .iter()
+        .flat_map(|op| op.seqs.iter().flat_map(|(_, v)| v.iter().copied()))
+        .collect();
+    seen.sort_unstable();
+    let twice = seen.windows(2).filter(|w| w[0] == w[1]).count();
+    assert_eq!(twice, 0, "records read twice into state");
+    assert_eq!(seen, (0..EVENTS).collect::<Vec<_>>(), "records skipped");
+    // Within a partition, a key's records arrive in log order.
+    for op in &out.operators {
+        for (_, seqs) in op.seqs.iter() {
+            for p in 0..7 {
+                let mine: Vec<_> = seqs.iter().filter(|s| *s % 7 == p).collect();
+                assert!(mine.windows(2).all(|w| w[0] < w[1]));
+            }
+        }
+    }
+}
+
+/// Fails on a chosen customer: by panicking, or with an error.
+#[derive(Checkpointed, Default)]
+struct Fragile {
+    #[state(keyed)]
+    sums: KeyedValue<u32, i64>,
+    #[state(skip)]
+    poison: Option<(u32, bool)>,
+}
+
+impl KeyedProcessor for Fragile {
+    type Event = Purchase;
+    type Output = i64;
+
+    fn process(&mut self, e: Purchase, out: &mut impl FnMut(i64)) -> Result<(), StateError> {
+        if let Some((customer, panics)) = self.poison {
+            if e.customer == customer {
+                if panics {
+                    panic!("poisoned purchase of customer {customer}");
+                }
+                return Err(StateError::Decode {
+                    state: "purchase".into(),
+                    message: format!("bad purchase of customer {customer}"),
+                });
+            }
+        }
+        let s = self.sums.get_or_insert_with(e.key(), || 0)?;
+        *s += e.cents;
+        out(*s);
+        Ok(())
+    }
+}
+
+/// Runs `job` to its end on another thread; fails the test if it hangs.
+fn wait_bounded<P: KeyedProcessor>(job: RunningJob<P>) -> Result<JobOutcome<P>, JobError> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(job.wait());
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the job hung after a failure")
+}
+
+#[test]
+fn a_failing_instance_stops_the_job_with_an_error_naming_it() {
+    let spec = spec(30_000);
+    let log = TempLog::new("failing", &spec);
+    let customer = 77u32;
+    let owner = assigner()
+        .subtask_for_key_group(3, assigner().key_group(&customer).unwrap())
+        .unwrap() as usize;
+    for panics in [true, false] {
+        let store = MemoryCheckpointStore::new();
+        let job = Job::new(&log.0, store.clone(), move |i: &InstanceInfo| Fragile {
+            poison: (i.subtask == owner).then_some((customer, panics)),
+            ..Fragile::default()
+        })
+        .parallelism(2, 3)
+        .assigner(assigner())
+        .checkpoint_every_events(1_000)
+        .sink(|_| {})
+        .start()
+        .unwrap();
+        let err = wait_bounded(job).unwrap_err();
+        assert_eq!(err.instance(), Some(Instance::Keyed(owner)), "{err}");
+        let expected = if panics {
+            format!(
+                "keyed operator subtask {owner} panicked: poisoned purchase of customer {customer}"
+            )
+        } else {
+            format!(
+                "keyed operator subtask {owner} failed: could not decode an item of state `purchase`: bad purchase of customer {customer}"
+            )
+        };
+        assert_eq!(err.to_string(), expected);
+    }
+
+    // A panicking sink, and a source reading a corrupt log.
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&seen);
+    let job = Job::new(&log.0, MemoryCheckpointStore::new(), |_: &InstanceInfo| {
+        RunningSum::default()
+    })
+    .parallelism(2, 2)
+    .sink(move |_| {
+        if counter.fetch_add(1, Ordering::Relaxed) == 5_000 {
+            panic!("sink is full");
+        }
+    })
+    .start()
+    .unwrap();
+    let err = wait_bounded(job).unwrap_err();
+    assert_eq!(err.to_string(), "sink panicked: sink is full");
+
+    let path = state_runtime::runner::log::partition_path(&log.0, 3);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let job = Job::new(&log.0, MemoryCheckpointStore::new(), |_: &InstanceInfo| {
+        RunningSum::default()
+    })
+    .parallelism(4, 2)
+    .start()
+    .unwrap();
+    let err = wait_bounded(job).unwrap_err();
+    assert_eq!(err.instance(), Some(Instance::Source(3)), "{err}");
+    assert!(err.to_string().contains("partition-00003.log"), "{err}");
+}
+
+#[test]
+fn invalid_configurations_are_refused_before_starting() {
+    let spec = spec(100);
+    let log = TempLog::new("config", &spec);
+    let store = MemoryCheckpointStore::new();
+    let job = |s, n| {
+        Job::new(&log.0, store.clone(), |_: &InstanceInfo| {
+            RunningSum::default()
+        })
+        .parallelism(s, n)
+        .assigner(assigner())
+        .start()
+    };
+    assert!(matches!(job(0, 1), Err(JobError::Config(_))));
+    assert!(matches!(job(1, 0), Err(JobError::Config(_))));
+    let err = job(1, 65).unwrap_err();
+    assert!(
+        err.to_string().contains("exceeds max parallelism 64"),
+        "{err}"
+    );
+    let missing = Job::new(log.0.join("nope"), store.clone(), |_: &InstanceInfo| {
+        RunningSum::default()
+    })
+    .start()
+    .unwrap_err();
+    assert!(matches!(missing, JobError::Start(_)), "{missing}");
+}
