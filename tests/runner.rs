@@ -136,7 +136,7 @@ fn assert_owned_keys(out: &JobOutcome<RunningSum>) {
 fn rescale_sequence_gives_the_single_threaded_totals() {
     let spec = spec(60_000);
     let log = TempLog::new("sequence", &spec);
-    let store = MemoryCheckpointStore::new();
+    let store = MemoryCheckpointStore::with_retention(usize::MAX);
     let phases = [(2, 2), (3, 3), (1, 1), (2, 4)];
     let mut last_id = 0;
     for (i, (s, n)) in phases.into_iter().enumerate() {
@@ -172,6 +172,13 @@ fn rescale_sequence_gives_the_single_threaded_totals() {
             assert_eq!(r.end, JobEnd::Stopped);
             assert!(final_cp.events < spec.events, "phase {i} should stop early");
         }
+    }
+    // Every checkpoint, periodic ones included, is a consistent cut.
+    let all = store.checkpoints();
+    assert!(all.len() >= 10, "{} checkpoints", all.len());
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id && w[0].events <= w[1].events));
+    for cp in &all {
+        assert_checkpoint_consistent(cp, &log.0, &format!("checkpoint {}", cp.id));
     }
 }
 

@@ -161,6 +161,11 @@ impl MemoryCheckpointStore {
         self.lock().iter().map(|c| c.id).collect()
     }
 
+    /// The retained checkpoints, oldest first.
+    pub fn checkpoints(&self) -> Vec<JobCheckpoint> {
+        self.lock().clone()
+    }
+
     /// The number of retained checkpoints.
     pub fn len(&self) -> usize {
         self.lock().len()
