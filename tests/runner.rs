@@ -176,7 +176,10 @@ fn rescale_sequence_gives_the_single_threaded_totals() {
     // Every checkpoint, periodic ones included, is a consistent cut.
     let all = store.checkpoints();
     assert!(all.len() >= 10, "{} checkpoints", all.len());
-    assert!(all.windows(2).all(|w| w[0].id < w[1].id && w[0].events <= w[1].events));
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].id < w[1].id && w[0].events <= w[1].events)
+    );
     for cp in &all {
         assert_checkpoint_consistent(cp, &log.0, &format!("checkpoint {}", cp.id));
     }
@@ -244,7 +247,7 @@ impl KeyedProcessor for Collect {
     type Output = ();
 
     fn process(&mut self, e: Numbered, _: &mut impl FnMut(())) -> Result<(), StateError> {
-        self.seqs.push(&e.key, e.seq)
+        self.seqs.push(e.key, e.seq)
     }
 }
 
@@ -328,16 +331,16 @@ impl KeyedProcessor for Fragile {
     type Output = i64;
 
     fn process(&mut self, e: Purchase, out: &mut impl FnMut(i64)) -> Result<(), StateError> {
-        if let Some((customer, panics)) = self.poison {
-            if e.customer == customer {
-                if panics {
-                    panic!("poisoned purchase of customer {customer}");
-                }
-                return Err(StateError::Decode {
-                    state: "purchase".into(),
-                    message: format!("bad purchase of customer {customer}"),
-                });
+        if let Some((customer, panics)) = self.poison
+            && e.customer == customer
+        {
+            if panics {
+                panic!("poisoned purchase of customer {customer}");
             }
+            return Err(StateError::Decode {
+                state: "purchase".into(),
+                message: format!("bad purchase of customer {customer}"),
+            });
         }
         let s = self.sums.get_or_insert_with(e.key(), || 0)?;
         *s += e.cents;
