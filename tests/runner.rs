@@ -60,7 +60,7 @@ fn start(dir: &Path, store: &MemoryCheckpointStore, s: usize, n: usize) -> Runni
 }
 
 /// Waits until the job has read `events` records in this run (or finished).
-fn run_until(job: &RunningJob<RunningSum>, events: u64) {
+fn run_until<P: KeyedProcessor>(job: &RunningJob<P>, events: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while job.events_read() < events && !job.is_finished() {
         assert!(Instant::now() < deadline, "job made no progress");
@@ -452,4 +452,165 @@ fn invalid_configurations_are_refused_before_starting() {
     .start()
     .unwrap_err();
     assert!(matches!(missing, JobError::Start(_)), "{missing}");
+}
+
+#[test]
+fn native_mode_changes_max_parallelism_on_restart() {
+    let spec = spec(30_000);
+    let log = TempLog::new("maxp", &spec);
+    let store = MemoryCheckpointStore::new();
+    let job = start(&log.0, &store, 2, 2);
+    run_until(&job, 10_000);
+    job.stop().unwrap();
+    // Restart with 200 key groups instead of 64: keys are re-bucketed.
+    let wider = KeyGroupAssigner::native(MaxParallelism::new(200).unwrap());
+    let done = Job::new(&log.0, store.clone(), |_: &InstanceInfo| {
+        RunningSum::default()
+    })
+    .parallelism(2, 3)
+    .assigner(wider)
+    .start()
+    .unwrap()
+    .wait()
+    .unwrap();
+    assert_eq!(done.report.assigner, wider);
+    assert_eq!(store.latest().unwrap().unwrap().assigner, wider);
+    assert_owned_keys(&done);
+    compare_totals(&totals_of(&done.operators), &reference_totals(&spec)).unwrap();
+    for k in &done.report.keyed {
+        let amp = k.read_amplification().unwrap();
+        // Boundary key groups are read whole and filtered: a little above 1.
+        assert!((1.0..1.5).contains(&amp), "read amplification {amp}");
+    }
+}
+
+/// An event with a Flink-compatible key (Java `Integer`).
+#[derive(Debug, Clone, Serialize, Deserialize, Keyed)]
+struct Transfer {
+    #[key]
+    account: i32,
+    cents: i64,
+}
+
+#[derive(Checkpointed, Default)]
+struct Balances {
+    #[state(keyed)]
+    balances: KeyedValue<i32, i64>,
+}
+
+impl KeyedProcessor for Balances {
+    type Event = Transfer;
+    type Output = ();
+
+    fn process(&mut self, t: Transfer, _: &mut impl FnMut(())) -> Result<(), StateError> {
+        *self.balances.get_or_insert_with(t.key(), || 0)? += t.cents;
+        Ok(())
+    }
+}
+
+#[test]
+fn flink_mode_routes_like_flink_and_refuses_a_new_max_parallelism() {
+    let dir = std::env::temp_dir().join(format!("rs-runner-flink-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut w = LogWriter::<Transfer>::create(&dir, 4).unwrap();
+    let mut expected: HashMap<i32, i64> = HashMap::new();
+    for i in 0..20_000i64 {
+        let t = Transfer {
+            account: (i * 7919 % 1_000) as i32 - 500,
+            cents: i % 97 - 40,
+        };
+        *expected.entry(t.account).or_default() += t.cents;
+        w.append((i % 4) as u32, &t).unwrap();
+    }
+    w.finish().unwrap();
+    let log = TempLog(dir);
+    let flink = KeyGroupAssigner::flink(MaxParallelism::new(128).unwrap());
+    let store = MemoryCheckpointStore::new();
+    let job = Job::new(&log.0, store.clone(), |_: &InstanceInfo| {
+        Balances::default()
+    })
+    .parallelism(2, 3)
+    .assigner(flink)
+    .start()
+    .unwrap();
+    run_until(&job, 8_000);
+    job.stop().unwrap();
+
+    let refused = Job::new(&log.0, store.clone(), |_: &InstanceInfo| {
+        Balances::default()
+    })
+    .parallelism(2, 3)
+    .assigner(KeyGroupAssigner::flink(MaxParallelism::new(256).unwrap()))
+    .start()
+    .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("max parallelism changed from 128 to 256"),
+        "{refused}"
+    );
+
+    let done = Job::new(&log.0, store, |_: &InstanceInfo| Balances::default())
+        .parallelism(3, 2)
+        .start()
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(done.report.assigner, flink);
+    let mut actual: HashMap<i32, i64> = HashMap::new();
+    for (op, stats) in done.operators.iter().zip(&done.report.keyed) {
+        for (k, v) in op.balances.iter() {
+            // Flink's KeyGroupRangeAssignment puts the key here too.
+            assert!(stats.key_groups.contains(flink.key_group(k).unwrap()));
+            actual.insert(*k, *v);
+        }
+    }
+    assert_eq!(actual, expected);
+}
+
+#[test]
+fn timed_and_requested_checkpoints_and_a_sink_that_sees_every_output() {
+    let spec = spec(20_000);
+    let log = TempLog::new("timed", &spec);
+    let store = MemoryCheckpointStore::with_retention(usize::MAX);
+    let outputs = Arc::new(AtomicU64::new(0));
+    let sink_count = Arc::clone(&outputs);
+    let job = Job::new(&log.0, store.clone(), |_: &InstanceInfo| {
+        RunningSum::default()
+    })
+    .parallelism(2, 2)
+    .checkpoint_interval(Duration::from_millis(5))
+    .stop_at_end_of_input(false)
+    .sink(move |_| {
+        sink_count.fetch_add(1, Ordering::Relaxed);
+    })
+    .start()
+    .unwrap();
+    // The input is read to its end, then the job idles: timed checkpoints
+    // and requested ones still complete.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while job.events_read() < spec.events || job.last_checkpoint().unwrap_or(0) < 3 {
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let before = job.last_checkpoint().unwrap();
+    job.trigger_checkpoint();
+    while job.last_checkpoint() == Some(before) {
+        assert!(
+            Instant::now() < deadline,
+            "requested checkpoint never completed"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!job.is_finished());
+    let out = job.stop().unwrap();
+    assert_eq!(out.report.end, JobEnd::Stopped);
+    assert_eq!(out.report.events_processed, spec.events);
+    assert_eq!(outputs.load(Ordering::Relaxed), spec.events);
+    let all = store.checkpoints();
+    assert_eq!(all.last().unwrap().events, spec.events);
+    for cp in &all {
+        assert_checkpoint_consistent(cp, &log.0, &format!("checkpoint {}", cp.id));
+    }
+    compare_totals(&totals_of(&out.operators), &reference_totals(&spec)).unwrap();
 }

@@ -989,9 +989,11 @@ impl<P: KeyedProcessor> KeyedTask<P> {
         };
         let mut outputs = Vec::new();
         loop {
-            let Ok(msg) = self.rx.recv() else {
-                // Every source is gone without ending: a kill or a failure.
-                return Ok(KeyedExit { op: None, stats });
+            let msg = match self.rx.recv() {
+                Ok(m) if !self.shared.abort.load(Ordering::Relaxed) => m,
+                // Every source is gone without ending, or the job is being
+                // torn down: a kill or a failure. Queued records are dropped.
+                _ => return Ok(KeyedExit { op: None, stats }),
             };
             let from = msg.from();
             if align.blocked[from] {
