@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo run --release --example rescale
 //! cargo run --release --example rescale -- --phases 2,3,1,4 --kill --events 1000000
+//! cargo run --release --example rescale -- --final-max-parallelism 200
 //! ```
 //!
 //! Each phase runs the job at a parallelism, stops it (with a final
@@ -45,6 +46,10 @@ struct Args {
     /// Max parallelism (number of key groups).
     #[arg(long, default_value_t = 128)]
     max_parallelism: u32,
+    /// Restart the last phase with this max parallelism (native mode
+    /// re-buckets the keys; boundary key groups are filtered on restore).
+    #[arg(long)]
+    final_max_parallelism: Option<u32>,
     /// A periodic checkpoint every this many events.
     #[arg(long, default_value_t = 400_000)]
     checkpoint_every: u64,
@@ -115,7 +120,10 @@ fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
         bar.set_message(format!("phase {}: {s} -> {n}", i + 1));
         let job = Job::new(&dir, store.clone(), |_| RunningSum::default())
             .parallelism(s, n)
-            .assigner(assigner)
+            .assigner(match args.final_max_parallelism {
+                Some(m) if final_phase => KeyGroupAssigner::native(MaxParallelism::new(m)?),
+                _ => assigner,
+            })
             .checkpoint_every_events(args.checkpoint_every)
             .sink(|_update: (u32, i64)| {})
             .start()?;
@@ -189,10 +197,11 @@ fn print_phase(phase: usize, outcome: &JobOutcome<RunningSum>) {
         r.events_read as f64 / secs / 1e6,
     );
     println!(
-        "  {:>8} | {:>11} | {:>7} | {:>14} | {:>8} | {:>10} | {:>9} | {:>14}",
+        "  {:>8} | {:>11} | {:>13} | {:>11} | {:>14} | {:>8} | {:>10} | {:>9} | {:>13}",
         "instance",
         "key groups",
-        "keys",
+        "keys restored",
+        "keys at end",
         "bytes restored",
         "read amp",
         "restore",
@@ -204,17 +213,20 @@ fn print_phase(phase: usize, outcome: &JobOutcome<RunningSum>) {
             .operators
             .get(i)
             .map_or("-".to_string(), |op| op.sums.len().to_string());
-        let bytes = k
-            .restore
-            .as_ref()
-            .map_or("-".into(), |rep| rep.bytes_read.to_string());
+        let (restored, bytes) = k.restore.as_ref().map_or(("-".into(), "-".into()), |rep| {
+            (
+                rep.keyed_entries_restored.to_string(),
+                rep.bytes_read.to_string(),
+            )
+        });
         let amp = k
             .read_amplification()
             .map_or("-".into(), |a| format!("{a:.3}"));
         println!(
-            "  {:>8} | {:>11} | {:>7} | {:>14} | {:>8} | {:>10.2?} | {:>9} | {:>14.0}",
+            "  {:>8} | {:>11} | {:>13} | {:>11} | {:>14} | {:>8} | {:>10.2?} | {:>9} | {:>13.0}",
             k.subtask,
             k.key_groups.to_string(),
+            restored,
             keys,
             bytes,
             amp,
