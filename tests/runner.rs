@@ -614,3 +614,39 @@ fn timed_and_requested_checkpoints_and_a_sink_that_sees_every_output() {
     }
     compare_totals(&totals_of(&out.operators), &reference_totals(&spec)).unwrap();
 }
+
+#[test]
+fn dropping_a_running_job_kills_it() {
+    let spec = spec(20_000);
+    let log = TempLog::new("drop", &spec);
+    let store = MemoryCheckpointStore::new();
+    let done = Arc::new(AtomicU64::new(0));
+    let sink_done = Arc::clone(&done);
+    struct Flag(Arc<AtomicU64>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(1, Ordering::SeqCst);
+        }
+    }
+    let flag = Flag(sink_done);
+    let job = Job::new(&log.0, store, |_: &InstanceInfo| RunningSum::default())
+        .parallelism(1, 2)
+        .stop_at_end_of_input(false)
+        .sink(move |_| {
+            let _ = &flag;
+        })
+        .start()
+        .unwrap();
+    run_until(&job, 1_000);
+    drop(job);
+    // The sink thread (the last to end) drops its closure once every
+    // keyed instance is gone.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while done.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "threads outlived the dropped job"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

@@ -523,7 +523,7 @@ impl<P: KeyedProcessor> Job<P> {
             .map_err(|e| JobError::Ended(format!("could not spawn the coordinator: {e}")))?;
         Ok(RunningJob {
             commands: coord_tx,
-            handle,
+            handle: Some(handle),
             shared,
             events_at_start,
             _op: PhantomData,
@@ -532,11 +532,12 @@ impl<P: KeyedProcessor> Job<P> {
 }
 
 /// A started job. Dropping it without [`wait`](RunningJob::wait),
-/// [`stop`](RunningJob::stop) or [`kill`](RunningJob::kill) lets it run on
-/// in the background.
+/// [`stop`](RunningJob::stop) or [`kill`](RunningJob::kill) kills it (its
+/// threads end without a final checkpoint), so no thread outlives it.
 pub struct RunningJob<P: KeyedProcessor> {
     commands: Sender<CoordMsg>,
-    handle: JoinHandle<Result<JobOutcome<P>, JobError>>,
+    /// `None` once waited for.
+    handle: Option<JoinHandle<Result<JobOutcome<P>, JobError>>>,
     shared: Arc<Shared>,
     events_at_start: u64,
     _op: PhantomData<fn() -> P>,
@@ -579,7 +580,7 @@ impl<P: KeyedProcessor> RunningJob<P> {
     /// Whether every instance has ended (the job finished, failed, or was
     /// stopped or killed); [`wait`](RunningJob::wait) then returns at once.
     pub fn is_finished(&self) -> bool {
-        self.handle.is_finished()
+        self.handle.as_ref().is_none_or(|h| h.is_finished())
     }
 
     /// Asks for a checkpoint now (besides the periodic ones).
@@ -589,8 +590,11 @@ impl<P: KeyedProcessor> RunningJob<P> {
 
     /// Waits until the job ends: at the end of the input (if it stops there),
     /// or on a failure.
-    pub fn wait(self) -> Result<JobOutcome<P>, JobError> {
-        self.handle.join().unwrap_or_else(|p| {
+    pub fn wait(mut self) -> Result<JobOutcome<P>, JobError> {
+        let Some(handle) = self.handle.take() else {
+            return Err(JobError::Ended("the job was already waited for".into()));
+        };
+        handle.join().unwrap_or_else(|p| {
             Err(JobError::Panicked {
                 instance: Instance::Coordinator,
                 message: panic_message(&*p),
@@ -607,10 +611,19 @@ impl<P: KeyedProcessor> RunningJob<P> {
     }
 
     /// Aborts the job at once, without a final checkpoint (a crash): a
-    /// restart resumes from the last stored checkpoint.
+    /// restart resumes from the last stored checkpoint. If the job had
+    /// already ended (or was stopping), returns how it ended.
     pub fn kill(self) -> Result<JobOutcome<P>, JobError> {
         let _ = self.commands.send(CoordMsg::Command(Command::Kill));
         self.wait()
+    }
+}
+
+impl<P: KeyedProcessor> Drop for RunningJob<P> {
+    fn drop(&mut self) {
+        if self.handle.is_some() {
+            let _ = self.commands.send(CoordMsg::Command(Command::Kill));
+        }
     }
 }
 
