@@ -650,3 +650,45 @@ fn dropping_a_running_job_kills_it() {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// What `#[derive(Checkpointed)]` gives for the source's state.
+#[derive(Checkpointed, Default)]
+struct DerivedSource {
+    #[state(split, name = "partition-offsets")]
+    offsets: Vec<(u32, u64)>,
+}
+
+#[test]
+fn the_source_state_is_the_derived_split_state() {
+    let spec = spec(5_000);
+    let log = TempLog::new("derived", &spec);
+    let store = MemoryCheckpointStore::new();
+    let job = start(&log.0, &store, 3, 1);
+    run_until(&job, 2_000);
+    job.stop().unwrap();
+    let cp = store.latest().unwrap().unwrap();
+    assert_eq!(cp.source.parallelism(), 3);
+    // The runner's source checkpoint restores into the derived struct, and
+    // back: the same items, split the same way.
+    for p in 1..=4 {
+        let derived: Vec<DerivedSource> = (0..p)
+            .map(|i| {
+                let mut d = DerivedSource::default();
+                cp.source.restore_into(&mut d, i, p).unwrap();
+                d
+            })
+            .collect();
+        for (i, d) in derived.iter().enumerate() {
+            let mut s = LogSource::<Purchase>::new(&log.0, Vec::new());
+            cp.source.restore_into(&mut s, i, p).unwrap();
+            assert_eq!(s.offsets(), &d.offsets[..]);
+            assert_eq!(s.snapshot().unwrap(), d.snapshot().unwrap());
+        }
+        let mut all: Vec<u32> = derived
+            .iter()
+            .flat_map(|d| d.offsets.iter().map(|(p, _)| *p))
+            .collect();
+        all.sort();
+        assert_eq!(all, (0..spec.partitions).collect::<Vec<_>>());
+    }
+}
