@@ -9,18 +9,31 @@ use crate::error::StateError;
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
 
+/// Appends to a `Vec` directly, without `std::io::Write`'s layers: encoding
+/// millions of small keys and values one by one is a snapshot's hot path.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for VecWriter<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
 /// Appends the encoding of `value` to `out`.
+#[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
     state: &str,
 ) -> Result<(), StateError> {
-    bincode::serde::encode_into_std_write(value, out, CONFIG)
-        .map(|_| ())
-        .map_err(|e| StateError::Encode {
+    bincode::serde::encode_into_writer(value, VecWriter(out), CONFIG).map_err(|e| {
+        StateError::Encode {
             state: state.to_owned(),
             message: e.to_string(),
-        })
+        }
+    })
 }
 
 /// Decodes one value that must span all of `bytes`.

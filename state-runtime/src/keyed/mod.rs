@@ -53,7 +53,7 @@ use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
 ///
 /// # Snapshot
 /// [`write_key_group`](KeyedState::write_key_group) appends one key group's
-/// section: its entries sorted by encoded key, so the same state gives the
+/// section: its entries sorted by stable hash (ties by encoded key), so the same state gives the
 /// same bytes. A checkpoint writes the sections of every owned key group with
 /// an offsets index.
 ///
@@ -138,7 +138,7 @@ pub trait KeyedState {
     fn key_group_len(&self, key_group: KeyGroup) -> Result<usize, StateError>;
 
     /// Appends the section of `key_group` (an owned key group) to `out`:
-    /// every entry of the key group, sorted by encoded key, so the same state
+    /// every entry of the key group, sorted by stable hash (ties by encoded key), so the same state
     /// gives byte-identical output.
     fn write_key_group(&self, key_group: KeyGroup, out: &mut Vec<u8>) -> Result<(), StateError>;
 

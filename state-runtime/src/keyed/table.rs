@@ -7,7 +7,8 @@
 //! every hash bit). The key is hashed once; its hash is kept in the slot so a
 //! table that grows never rehashes keys. Flink mode additionally computes the
 //! Java hash code for the key group. The table's iteration order is never
-//! observable in a snapshot: sections are sorted by encoded key.
+//! observable in a snapshot: sections are sorted by stable hash (ties by
+//! encoded key).
 
 use hashbrown::HashTable;
 use serde::Serialize;
@@ -337,11 +338,78 @@ fn key_group_of<K: StateKey + ?Sized>(
     }
 }
 
+/// Sorts the pairs by hash. Stable hashes are uniform, so one bucket pass
+/// (256 buckets by position in `[min, max]`) leaves small buckets that sort
+/// in cache; a plain comparison sort of a whole key group, and a scatter
+/// into as many buckets as pairs, both cost more than the encoding did.
+/// Skewed input only makes some buckets bigger, and each bucket is sorted by
+/// comparison, so the result is always sorted.
+fn sort_by_hash<T: Copy + Default>(
+    pairs: &mut Vec<(u64, T)>,
+    tmp: &mut Vec<(u64, T)>,
+    starts: &mut Vec<u32>,
+) {
+    /// Few enough buckets that scattering into them stays in cache.
+    const BUCKETS: usize = 256;
+    let n = pairs.len();
+    if n < 2 * BUCKETS {
+        pairs.sort_unstable_by_key(|p| p.0);
+        return;
+    }
+    let (min, max) = pairs
+        .iter()
+        .fold((u64::MAX, 0), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+    // bucket(h) = floor((h - min) * BUCKETS / span) < BUCKETS, as one
+    // multiply-high: a monotone map, so sorted buckets give sorted output.
+    let span = u128::from(max - min) + 1;
+    let scale = ((BUCKETS as u128) << 64) / span;
+    let bucket = |h: u64| ((u128::from(h - min) * scale) >> 64) as usize;
+    starts.clear();
+    starts.resize(BUCKETS + 1, 0);
+    for p in pairs.iter() {
+        starts[bucket(p.0) + 1] += 1;
+    }
+    for b in 0..BUCKETS {
+        starts[b + 1] += starts[b];
+    }
+    tmp.clear();
+    tmp.resize(n, (0, T::default()));
+    for p in pairs.iter() {
+        let b = bucket(p.0);
+        tmp[starts[b] as usize] = *p;
+        starts[b] += 1;
+    }
+    // starts[b] is now the end of bucket b, the start of bucket b + 1.
+    let mut begin = 0;
+    for &end in &starts[..BUCKETS] {
+        let end = end as usize;
+        tmp[begin..end].sort_unstable_by_key(|p| p.0);
+        begin = end;
+    }
+    std::mem::swap(pairs, tmp);
+}
+
+/// Buffers reused by every snapshot of a key group on this thread: a
+/// snapshot writes thousands of key groups, and fresh buffers for each cost
+/// more page faults than the encoding itself.
+#[derive(Default)]
+struct WriteScratch {
+    bytes: Vec<u8>,
+    entries: Vec<(u64, (usize, usize))>,
+    tmp: Vec<(u64, (usize, usize))>,
+    starts: Vec<u32>,
+}
+
+thread_local! {
+    static WRITE_SCRATCH: std::cell::RefCell<WriteScratch> = std::cell::RefCell::default();
+}
+
 /// Snapshot and restore of one key group's section.
 ///
 /// Section layout (every number a bincode varint through [`codec`]):
-/// `count`, then `count` entries sorted by their encoded key bytes, each the
-/// encoded key followed by the container's encoding of its value.
+/// `count`, then `count` entries sorted by the key's stable hash (equal
+/// hashes by encoded key bytes), each the encoded key followed by the
+/// container's encoding of its value.
 impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
     pub(crate) fn write_key_group(
         &self,
@@ -350,20 +418,54 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         mut write_value: impl FnMut(&T, &mut Vec<u8>, &str) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
         let group = &self.groups[self.group_index(key_group)?];
-        let mut keys = Vec::new();
-        let mut order = Vec::with_capacity(group.len());
-        for slot in group.iter() {
-            let start = keys.len();
-            codec::encode_into(&slot.key, &mut keys, &self.name)?;
-            order.push((start, keys.len(), slot));
-        }
-        order.sort_unstable_by(|a, b| keys[a.0..a.1].cmp(&keys[b.0..b.1]));
-        codec::encode_into(&(order.len() as u64), out, &self.name)?;
-        for (start, end, slot) in order {
-            out.extend_from_slice(&keys[start..end]);
-            write_value(&slot.value, out, &self.name)?;
-        }
-        Ok(())
+        // Encode every entry in the table's memory order (sequential reads),
+        // then order the encoded entries by stable hash: a u64 compare, and
+        // the order of the hash space the native assigner cuts into key
+        // groups. Entries of keys with equal hashes are ordered by their
+        // bytes, which orders them by key (bincode encodings are
+        // self-delimiting, so no key's encoding is a prefix of another's).
+        // The order never depends on the table's history.
+        WRITE_SCRATCH.with(|cell| {
+            // A value's Serialize impl could snapshot state itself (and so
+            // re-enter); it then gets fresh buffers.
+            let mut fresh = WriteScratch::default();
+            let mut borrowed = cell.try_borrow_mut();
+            let scratch = match borrowed.as_deref_mut() {
+                Ok(s) => s,
+                Err(_) => &mut fresh,
+            };
+            let WriteScratch {
+                bytes,
+                entries,
+                tmp,
+                starts,
+            } = scratch;
+            bytes.clear();
+            entries.clear();
+            for slot in group.iter() {
+                let start = bytes.len();
+                codec::encode_into(&slot.key, bytes, &self.name)?;
+                write_value(&slot.value, bytes, &self.name)?;
+                entries.push((slot.hash, (start, bytes.len())));
+            }
+            sort_by_hash(entries, tmp, starts);
+            let entry = |&(_, (a, b)): &(u64, (usize, usize))| &bytes[a..b];
+            let mut i = 0;
+            while i < entries.len() {
+                let h = entries[i].0;
+                let run = entries[i..].iter().take_while(|e| e.0 == h).count();
+                if run > 1 {
+                    entries[i..i + run].sort_by(|a, b| entry(a).cmp(entry(b)));
+                }
+                i += run;
+            }
+            codec::encode_into(&(entries.len() as u64), out, &self.name)?;
+            out.reserve(bytes.len());
+            for e in entries.iter() {
+                out.extend_from_slice(entry(e));
+            }
+            Ok(())
+        })
     }
 
     /// Decodes a section written by [`write_key_group`](Self::write_key_group)
@@ -469,4 +571,40 @@ pub(crate) fn decode_count(bytes: &[u8], state: &str) -> Result<(u64, usize), St
         });
     }
     Ok((count, used))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_sort_sorts_uniform_skewed_and_colliding_hashes() {
+        let mut seed = 1u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            seed
+        };
+        let inputs: Vec<Vec<u64>> = vec![
+            (0..5000).map(|_| next()).collect(),
+            (0..5000).map(|_| next() % 7).collect(),
+            (0..5000)
+                .map(|i| if i % 2 == 0 { 0 } else { u64::MAX })
+                .collect(),
+            (0..5000).map(|i| 1u64 << (i % 64)).collect(),
+            vec![42; 100],
+            (0..63).rev().collect(),
+        ];
+        for hashes in inputs {
+            let items: Vec<u32> = (0..hashes.len() as u32).collect();
+            let mut sorted: Vec<(u64, u32)> =
+                hashes.iter().copied().zip(items.iter().copied()).collect();
+            sort_by_hash(&mut sorted, &mut Vec::new(), &mut Vec::new());
+            let mut expected = hashes.clone();
+            expected.sort_unstable();
+            assert_eq!(sorted.iter().map(|p| p.0).collect::<Vec<_>>(), expected);
+            let mut seen: Vec<u32> = sorted.iter().map(|p| p.1).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, items, "every item exactly once");
+        }
+    }
 }

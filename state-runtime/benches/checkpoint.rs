@@ -1,0 +1,126 @@
+//! Keyed checkpoints against the simplest alternatives, in the same run:
+//!
+//! * `snapshot_5M/key_group_sections`: `Checkpointed::snapshot` of a
+//!   `KeyedValue<u64, i64>` with 5 million keys (128 key groups): entries
+//!   sorted per key group, an offsets index.
+//!   `snapshot_5M/one_bincode_blob`: the same entries, held in a plain
+//!   `HashMap`, encoded as one bincode blob (no index, no order).
+//! * `restore_4_to_3/key_group_ranges`: a 4-instance checkpoint of 5 million
+//!   keys restored into 3 instances: each reads and decodes only the key
+//!   groups it owns.
+//!   `restore_4_to_3/full_reshuffle`: the Bytewax-style alternative: decode
+//!   all four blobs, re-hash every key and send it to its new owner.
+//!
+//! `cargo bench -p state-runtime --bench checkpoint`
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use state_runtime::prelude::*;
+
+const KEYS: u64 = 5_000_000;
+
+#[derive(Checkpointed, Default)]
+struct Sums {
+    #[state(keyed)]
+    sums: KeyedValue<u64, i64>,
+}
+
+fn key(i: u64) -> u64 {
+    i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn bench(c: &mut Criterion) {
+    let assigner = KeyGroupAssigner::native(MaxParallelism::new(128).unwrap());
+    let config = bincode::config::standard();
+
+    // One instance holding every key.
+    let mut all = Sums::default();
+    all.bind_keyed(assigner, assigner.max_parallelism().all_key_groups())
+        .unwrap();
+    let mut plain: HashMap<u64, i64> = HashMap::with_capacity(KEYS as usize);
+    for i in 0..KEYS {
+        all.sums.insert(key(i), i as i64).unwrap();
+        plain.insert(key(i), i as i64);
+    }
+
+    let mut g = c.benchmark_group("snapshot_5M");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(15));
+    g.throughput(Throughput::Elements(KEYS));
+    g.bench_function("key_group_sections", |b| {
+        b.iter(|| black_box(all.snapshot().unwrap().data().len()))
+    });
+    g.bench_function("one_bincode_blob", |b| {
+        b.iter(|| black_box(bincode::serde::encode_to_vec(&plain, config).unwrap().len()))
+    });
+    g.finish();
+    drop(all);
+
+    // Four instances, each with its share, as checkpointed at parallelism 4.
+    let mut old: Vec<Sums> = (0..4)
+        .map(|i| {
+            let mut s = Sums::default();
+            s.bind_keyed(assigner, assigner.range_for_subtask(4, i).unwrap())
+                .unwrap();
+            s
+        })
+        .collect();
+    let mut old_plain: Vec<HashMap<u64, i64>> = vec![HashMap::new(); 4];
+    for (k, v) in plain.drain() {
+        let owner = assigner
+            .subtask_for_key_group(4, assigner.key_group(&k).unwrap())
+            .unwrap() as usize;
+        old[owner].sums.insert(k, v).unwrap();
+        old_plain[owner].insert(k, v);
+    }
+    let checkpoint =
+        Checkpoint::from_subtasks(old.iter().map(|s| s.snapshot().unwrap()).collect()).unwrap();
+    drop(old);
+    let blobs: Vec<Vec<u8>> = old_plain
+        .iter()
+        .map(|m| bincode::serde::encode_to_vec(m, config).unwrap())
+        .collect();
+    drop(old_plain);
+
+    let mut g = c.benchmark_group("restore_4_to_3");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(15));
+    g.throughput(Throughput::Elements(KEYS));
+    g.bench_function("key_group_ranges", |b| {
+        b.iter(|| {
+            let mut total = 0;
+            for j in 0..3 {
+                let mut s = Sums::default();
+                checkpoint.restore_into(&mut s, j, 3).unwrap();
+                total += s.sums.len();
+            }
+            assert_eq!(total as u64, KEYS);
+            black_box(total)
+        })
+    });
+    g.bench_function("full_reshuffle", |b| {
+        b.iter(|| {
+            let mut new: Vec<HashMap<u64, i64>> = vec![HashMap::new(); 3];
+            for blob in &blobs {
+                let (m, _): (HashMap<u64, i64>, usize) =
+                    bincode::serde::decode_from_slice(blob, config).unwrap();
+                for (k, v) in m {
+                    let owner = assigner
+                        .subtask_for_key_group(3, assigner.key_group(&k).unwrap())
+                        .unwrap() as usize;
+                    new[owner].insert(k, v);
+                }
+            }
+            let total: usize = new.iter().map(HashMap::len).sum();
+            assert_eq!(total as u64, KEYS);
+            black_box(total)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
