@@ -83,8 +83,3 @@ pub mod __private {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 mod readme_doctests {}
-
-/// The durable checkpoints guide's Rust examples run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/durable-checkpoints.md")]
-mod durable_checkpoints_doctests {}
