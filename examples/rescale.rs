@@ -23,7 +23,8 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rescale::{LogSpec, RunningSum, compare_totals, reference_totals, totals_of};
 use state_runtime::prelude::*;
-use state_runtime::runner::{Job, JobOutcome, MemoryCheckpointStore};
+use state_runtime::runner::{DurableCheckpointStore, Job, JobOutcome};
+use state_runtime::storage::LocalStorage;
 
 #[derive(Parser, Debug)]
 #[command(about = "Running sums per customer, rescaled while running, verified at the end")]
@@ -59,9 +60,14 @@ struct Args {
     /// Seed of the log generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Where to write the log (default: a temporary folder, removed at the end).
+    /// Where to write the log (`DIR/log`) and the checkpoints
+    /// (`DIR/checkpoints`; default: a temporary folder, removed at the end).
+    /// Keep it to look inside with `statectl inspect DIR/checkpoints`.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Checkpoints kept on disk.
+    #[arg(long, default_value_t = 3)]
+    retain: usize,
 }
 
 fn main() -> ExitCode {
@@ -87,9 +93,15 @@ fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
         return Err("--phases must be non-empty and --sources must have as many entries".into());
     }
     let temp = args.dir.is_none();
-    let dir = args.dir.clone().unwrap_or_else(|| {
+    let root = args.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("rescale-example-{}", std::process::id()))
     });
+    let dir = root.join("log");
+    let checkpoints = root.join("checkpoints");
+    if checkpoints.exists() {
+        // A fresh run: checkpoints of an earlier run would be restored.
+        std::fs::remove_dir_all(&checkpoints)?;
+    }
 
     let t = Instant::now();
     let log_bytes = spec.write_log(&dir)?;
@@ -106,7 +118,13 @@ fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     let expected = reference_totals(&spec);
     let reference_time = t.elapsed();
 
-    let store = MemoryCheckpointStore::new();
+    let storage = std::sync::Arc::new(LocalStorage::open(&checkpoints)?);
+    let store = DurableCheckpointStore::new(storage, args.retain);
+    println!(
+        "checkpoints: format v1 on local disk ({}), the last {} kept; restores read only their byte ranges",
+        checkpoints.display(),
+        args.retain
+    );
     let assigner = KeyGroupAssigner::native(MaxParallelism::new(args.max_parallelism)?);
     let bar = ProgressBar::new(spec.events);
     bar.set_style(ProgressStyle::with_template(
@@ -160,7 +178,7 @@ fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
         reference_time
     );
     if temp {
-        std::fs::remove_dir_all(&dir).ok();
+        std::fs::remove_dir_all(&root).ok();
     }
     match compare_totals(&actual, &expected) {
         Ok(()) => {

@@ -107,4 +107,7 @@ pub use job::{
     CheckpointStats, InstanceInfo, Job, JobEnd, JobOutcome, JobReport, KeyedInstanceStats,
     KeyedProcessor, RunningJob, SourceInstanceStats,
 };
-pub use store::{JobCheckpoint, JobCheckpointStore, MemoryCheckpointStore};
+pub use store::{
+    DurableCheckpointStore, JobCheckpoint, JobCheckpointStore, MemoryCheckpointStore,
+    OperatorCheckpoint,
+};

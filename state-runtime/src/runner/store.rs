@@ -17,23 +17,150 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::durable::{StoredCheckpoint, referenced_files, write_checkpoint};
+use crate::checkpoint::{Checkpoint, RestoreOptions, RestoreReport, SnapshotWriter};
 use crate::error::StateError;
 use crate::keygroup::KeyGroupAssigner;
+use crate::operator::Checkpointed;
+use crate::storage::CheckpointStorage;
+
+/// One operator's part of a [`JobCheckpoint`]: held in memory, or stored in
+/// a [`CheckpointStorage`] and read lazily, each restoring instance reading
+/// only the byte ranges of the items and key groups it receives.
+#[derive(Clone)]
+pub struct OperatorCheckpoint(Backing);
+
+#[derive(Clone)]
+enum Backing {
+    Memory(Checkpoint),
+    Stored {
+        storage: Arc<dyn CheckpointStorage>,
+        checkpoint_id: u64,
+        operator: String,
+        parallelism: usize,
+        data_bytes: u64,
+    },
+}
+
+impl std::fmt::Debug for OperatorCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Backing::Memory(c) => f.debug_tuple("InMemory").field(c).finish(),
+            Backing::Stored {
+                storage,
+                checkpoint_id,
+                operator,
+                ..
+            } => f
+                .debug_struct("Stored")
+                .field("location", &storage.location())
+                .field("checkpoint_id", checkpoint_id)
+                .field("operator", operator)
+                .finish(),
+        }
+    }
+}
+
+impl From<Checkpoint> for OperatorCheckpoint {
+    fn from(c: Checkpoint) -> Self {
+        Self(Backing::Memory(c))
+    }
+}
+
+impl OperatorCheckpoint {
+    /// The parallelism the checkpoint was taken at.
+    pub fn parallelism(&self) -> usize {
+        match &self.0 {
+            Backing::Memory(c) => c.parallelism(),
+            Backing::Stored { parallelism, .. } => *parallelism,
+        }
+    }
+
+    /// The checkpoint id.
+    pub fn checkpoint_id(&self) -> u64 {
+        match &self.0 {
+            Backing::Memory(c) => c.checkpoint_id(),
+            Backing::Stored { checkpoint_id, .. } => *checkpoint_id,
+        }
+    }
+
+    /// Bytes of state data (all subtasks).
+    pub fn data_bytes(&self) -> u64 {
+        match &self.0 {
+            Backing::Memory(c) => c.subtasks().iter().map(|s| s.data().len() as u64).sum(),
+            Backing::Stored { data_bytes, .. } => *data_bytes,
+        }
+    }
+
+    /// The in-memory checkpoint, if this one is held in memory.
+    pub fn in_memory(&self) -> Option<&Checkpoint> {
+        match &self.0 {
+            Backing::Memory(c) => Some(c),
+            Backing::Stored { .. } => None,
+        }
+    }
+
+    /// [`Checkpoint::restore_into`], from memory or storage.
+    pub fn restore_into<T: Checkpointed>(
+        &self,
+        op: &mut T,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<RestoreReport, StateError> {
+        self.restore_into_with(op, subtask, parallelism, &RestoreOptions::default())
+    }
+
+    /// [`Checkpoint::restore_into_with`], from memory or storage (opening the
+    /// manifest, then reading only this subtask's byte ranges).
+    pub fn restore_into_with<T: Checkpointed>(
+        &self,
+        op: &mut T,
+        subtask: usize,
+        parallelism: usize,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport, StateError> {
+        match &self.0 {
+            Backing::Memory(c) => c.restore_into_with(op, subtask, parallelism, options),
+            Backing::Stored {
+                storage,
+                checkpoint_id,
+                operator,
+                ..
+            } => StoredCheckpoint::open(&**storage, *checkpoint_id)?
+                .operator(operator)?
+                .restore_into_with(op, subtask, parallelism, options),
+        }
+    }
+
+    /// The whole checkpoint in memory (reading and checking every byte).
+    pub fn load(&self) -> Result<Checkpoint, StateError> {
+        match &self.0 {
+            Backing::Memory(c) => Ok(c.clone()),
+            Backing::Stored {
+                storage,
+                checkpoint_id,
+                operator,
+                ..
+            } => StoredCheckpoint::open(&**storage, *checkpoint_id)?
+                .operator(operator)?
+                .load(),
+        }
+    }
+}
 
 /// One consistent checkpoint of a whole pipeline: every source instance and
 /// every keyed instance snapshotted after the same prefix of the input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct JobCheckpoint {
     /// The checkpoint id: increasing over the life of a job, across restarts.
     pub id: u64,
     /// The sources' operator state (one `(partition, offset)` item per
     /// partition), at the source parallelism of the run that took it.
-    pub source: Checkpoint,
+    pub source: OperatorCheckpoint,
     /// The keyed operator's state, at the keyed parallelism of the run that
     /// took it.
-    pub keyed: Checkpoint,
+    pub keyed: OperatorCheckpoint,
     /// How keys were assigned to key groups (kind and max parallelism).
     pub assigner: KeyGroupAssigner,
     /// Input records consumed by the job (over all runs) up to this
@@ -63,8 +190,8 @@ impl JobCheckpoint {
     ) -> Self {
         Self {
             id,
-            source: source.with_checkpoint_id(id),
-            keyed: keyed.with_checkpoint_id(id),
+            source: source.with_checkpoint_id(id).into(),
+            keyed: keyed.with_checkpoint_id(id).into(),
             assigner,
             events,
         }
@@ -72,11 +199,7 @@ impl JobCheckpoint {
 
     /// Bytes of state data in the checkpoint (sources and keyed operator).
     pub fn state_bytes(&self) -> u64 {
-        [&self.source, &self.keyed]
-            .iter()
-            .flat_map(|c| c.subtasks())
-            .map(|s| s.data().len() as u64)
-            .sum()
+        self.source.data_bytes() + self.keyed.data_bytes()
     }
 }
 
@@ -188,5 +311,162 @@ impl JobCheckpointStore for MemoryCheckpointStore {
 
     fn latest(&self) -> Result<Option<JobCheckpoint>, StateError> {
         Ok(self.lock().last().cloned())
+    }
+}
+
+/// The operators of a job checkpoint in storage.
+const SOURCE_OPERATOR: &str = "source";
+const KEYED_OPERATOR: &str = "keyed";
+/// One subtask of broadcast state: the job's own fields.
+const JOB_OPERATOR: &str = "job";
+
+/// The job's own fields, kept as broadcast state of a one-subtask operator
+/// `job` next to `source` and `keyed`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JobFields {
+    assigner: KeyGroupAssigner,
+    events: u64,
+}
+
+/// A durable [`JobCheckpointStore`] on any [`CheckpointStorage`] (a local
+/// directory, or object storage): each job checkpoint is written in the
+/// checkpoint format (operators `source`, `keyed` and `job`), committed
+/// atomically, and the last `retain` are kept. A restart restores lazily:
+/// each instance opens the manifest and reads only the byte ranges it
+/// receives.
+///
+/// ```
+/// use std::sync::Arc;
+/// use state_runtime::prelude::*;
+/// use state_runtime::runner::store::{DurableCheckpointStore, JobCheckpoint, JobCheckpointStore};
+/// use state_runtime::storage::LocalStorage;
+///
+/// # let dir = std::env::temp_dir().join(format!("durable-store-doc-{}", std::process::id()));
+/// let store = DurableCheckpointStore::new(Arc::new(LocalStorage::open(&dir)?), 2);
+/// let empty = || Checkpoint::from_subtasks(vec![SubtaskSnapshot::default()]);
+/// let assigner = KeyGroupAssigner::native(MaxParallelism::new(128)?);
+/// for id in 1..=3 {
+///     store.store(&JobCheckpoint::new(id, empty()?, empty()?, assigner, id * 10))?;
+/// }
+/// let latest = store.latest()?.unwrap();
+/// assert_eq!((latest.id, latest.events, latest.assigner), (3, 30, assigner));
+/// assert!(latest.keyed.in_memory().is_none()); // read lazily from storage
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), StateError>(())
+/// ```
+#[derive(Clone)]
+pub struct DurableCheckpointStore {
+    storage: Arc<dyn CheckpointStorage>,
+    retain: usize,
+}
+
+impl std::fmt::Debug for DurableCheckpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableCheckpointStore")
+            .field("location", &self.storage.location())
+            .field("retain", &self.retain)
+            .finish()
+    }
+}
+
+impl DurableCheckpointStore {
+    /// A store writing to `storage`, keeping the last `retain` (at least 1)
+    /// checkpoints.
+    pub fn new(storage: Arc<dyn CheckpointStorage>, retain: usize) -> Self {
+        Self {
+            storage,
+            retain: retain.max(1),
+        }
+    }
+
+    /// The storage the checkpoints go to.
+    pub fn storage(&self) -> &Arc<dyn CheckpointStorage> {
+        &self.storage
+    }
+}
+
+impl JobCheckpointStore for DurableCheckpointStore {
+    fn store(&self, checkpoint: &JobCheckpoint) -> Result<(), StateError> {
+        let fields = JobFields {
+            assigner: checkpoint.assigner,
+            events: checkpoint.events,
+        };
+        let mut w = SnapshotWriter::new();
+        w.broadcast("fields", &fields)?;
+        let job = Checkpoint::from_subtasks(vec![w.finish()])?.with_checkpoint_id(checkpoint.id);
+        let source = checkpoint.source.load()?;
+        let keyed = checkpoint.keyed.load()?;
+        write_checkpoint(
+            &*self.storage,
+            checkpoint.id,
+            &[
+                (SOURCE_OPERATOR, &source),
+                (KEYED_OPERATOR, &keyed),
+                (JOB_OPERATOR, &job),
+            ],
+        )?;
+        self.storage.retain_last(self.retain, &referenced_files)?;
+        Ok(())
+    }
+
+    fn latest(&self) -> Result<Option<JobCheckpoint>, StateError> {
+        let Some(stored) = StoredCheckpoint::latest(&*self.storage)? else {
+            return Ok(None);
+        };
+        let id = stored.checkpoint_id();
+        let job = stored.operator(JOB_OPERATOR)?.load()?;
+        let mut holder = JobFieldsHolder(None);
+        job.restore_into(&mut holder, 0, 1)?;
+        let fields = holder.0.ok_or_else(|| StateError::CorruptSnapshot {
+            state: "fields".into(),
+            subtask: 0,
+            message: format!("checkpoint {id}: operator `{JOB_OPERATOR}` lacks its `fields` state"),
+        })?;
+        let operator = |name: &str| -> Result<OperatorCheckpoint, StateError> {
+            let op = stored.operator(name)?;
+            Ok(OperatorCheckpoint(Backing::Stored {
+                storage: Arc::clone(&self.storage),
+                checkpoint_id: id,
+                operator: name.to_owned(),
+                parallelism: op.parallelism(),
+                data_bytes: op.subtasks().iter().map(|s| s.payload_len()).sum(),
+            }))
+        };
+        Ok(Some(JobCheckpoint {
+            id,
+            source: operator(SOURCE_OPERATOR)?,
+            keyed: operator(KEYED_OPERATOR)?,
+            assigner: fields.assigner,
+            events: fields.events,
+        }))
+    }
+}
+
+/// Restores the `job` operator's one broadcast state.
+struct JobFieldsHolder(Option<JobFields>);
+
+impl Checkpointed for JobFieldsHolder {
+    fn state_descriptors() -> Vec<crate::operator::StateDescriptor> {
+        vec![crate::operator::StateDescriptor::new(
+            "fields",
+            crate::operator::StateMode::Broadcast,
+            std::any::type_name::<JobFields>(),
+        )]
+    }
+
+    fn snapshot(&self) -> Result<crate::checkpoint::SubtaskSnapshot, StateError> {
+        let mut w = SnapshotWriter::new();
+        if let Some(f) = &self.0 {
+            w.broadcast("fields", f)?;
+        }
+        Ok(w.finish())
+    }
+
+    fn restore(
+        &mut self,
+        state: &mut crate::checkpoint::RestoredState<'_>,
+    ) -> Result<(), StateError> {
+        self.0 = state.broadcast("fields")?;
+        Ok(())
     }
 }

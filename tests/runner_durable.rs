@@ -1,0 +1,141 @@
+//! The runner with durable checkpoints on a local directory: stop, kill and
+//! restart at other parallelisms from what is on disk, each instance reading
+//! only its own byte ranges.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rescale::{LogSpec, RunningSum, compare_totals, reference_totals, totals_of};
+use state_runtime::checkpoint::durable::StoredCheckpoint;
+use state_runtime::prelude::*;
+use state_runtime::runner::{
+    DurableCheckpointStore, InstanceInfo, Job, JobCheckpointStore, JobEnd, KeyedProcessor,
+    RunningJob,
+};
+use state_runtime::storage::{CheckpointStorage, LocalStorage};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("rs-durable-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn spec() -> LogSpec {
+    LogSpec {
+        partitions: 4,
+        events: 40_000,
+        customers: 1_500,
+        seed: 5,
+    }
+}
+
+fn start(log: &Path, store: &DurableCheckpointStore, s: usize, n: usize) -> RunningJob<RunningSum> {
+    Job::new(log, store.clone(), |_: &InstanceInfo| RunningSum::default())
+        .parallelism(s, n)
+        .assigner(KeyGroupAssigner::native(MaxParallelism::new(64).unwrap()))
+        .checkpoint_every_events(3_000)
+        .batch_size(128)
+        .start()
+        .unwrap()
+}
+
+fn run_until<P: KeyedProcessor>(job: &RunningJob<P>, events: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while job.events_read() < events && !job.is_finished() {
+        assert!(Instant::now() < deadline, "job made no progress");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn stop_kill_and_restart_from_disk_at_other_parallelisms() {
+    let dir = TempDir::new("sequence");
+    let log = dir.0.join("log");
+    spec().write_log(&log).unwrap();
+    let storage = Arc::new(LocalStorage::open(dir.0.join("checkpoints")).unwrap());
+    let store = DurableCheckpointStore::new(storage.clone(), 3);
+
+    // Phase 1: 2 x 2, stopped with a final checkpoint.
+    let out = {
+        let job = start(&log, &store, 2, 2);
+        run_until(&job, 10_000);
+        job.stop().unwrap()
+    };
+    assert_eq!(out.report.end, JobEnd::Stopped);
+    let stopped_at = store.latest().unwrap().unwrap();
+    assert_eq!(Some(stopped_at.id), out.report.last_checkpoint());
+    assert!(
+        stopped_at.keyed.in_memory().is_none(),
+        "read back from disk"
+    );
+    assert_eq!(stopped_at.keyed.parallelism(), 2);
+    assert!(storage.list().unwrap().len() <= 3, "retention keeps 3");
+    StoredCheckpoint::open(&*storage, stopped_at.id)
+        .unwrap()
+        .verify()
+        .unwrap();
+
+    // Phase 2: 3 x 3 from disk; each keyed instance reads exactly the bytes
+    // of the key groups it owns, so together they read the keyed data once.
+    let before = storage.read_stats();
+    let job = start(&log, &store, 3, 3);
+    run_until(&job, 8_000);
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    std::thread::sleep(Duration::from_micros(u64::from(seed % 5_000)));
+    let killed = job.kill().unwrap();
+    let keyed_read: u64 = killed
+        .report
+        .keyed
+        .iter()
+        .map(|k| k.restore.as_ref().unwrap().bytes_read)
+        .sum();
+    assert_eq!(
+        keyed_read,
+        stopped_at.keyed.data_bytes(),
+        "read amplification 1.0"
+    );
+    // The storage saw exactly those bytes, the sources' offsets, and the
+    // job's own fields (read whole, header included, by `latest`).
+    let read = storage.read_stats().since(before);
+    let stored = StoredCheckpoint::open(&*storage, stopped_at.id).unwrap();
+    let job_file = stored.operator("job").unwrap().subtasks()[0].file_len();
+    assert_eq!(
+        read.data_bytes,
+        keyed_read + stopped_at.source.data_bytes() + job_file,
+        "bytes read from disk"
+    );
+
+    // Phase 3: 1 x 1 from whatever the kill left on disk, to the end.
+    let latest = store.latest().unwrap().unwrap();
+    assert!(latest.id >= stopped_at.id);
+    let done = start(&log, &store, 1, 1).wait().unwrap();
+    assert_eq!(done.report.end, JobEnd::Finished);
+    assert_eq!(done.report.restored_from, Some(latest.id));
+    if let Err(diff) = compare_totals(&totals_of(&done.operators), &reference_totals(&spec())) {
+        panic!("seed {seed}: {diff}");
+    }
+    // And a fresh process could restore the final state from disk alone.
+    let fin = DurableCheckpointStore::new(storage, 3)
+        .latest()
+        .unwrap()
+        .unwrap();
+    assert_eq!(fin.events, spec().events);
+    let mut op = RunningSum::default();
+    fin.keyed.restore_into(&mut op, 0, 1).unwrap();
+    compare_totals(&totals_of(&[op]), &reference_totals(&spec())).unwrap();
+}
