@@ -69,6 +69,16 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // Floor: touch every string once (its length and first byte), no hashing.
+    g.bench_function("floor_read_strings/string12", |b| {
+        b.iter(|| {
+            let mut acc = 0u32;
+            for k in &strings {
+                acc = acc.wrapping_add(k.len() as u32 + k.as_bytes()[0] as u32);
+            }
+            black_box(acc)
+        })
+    });
     // Baseline: the straightforward Java string hash over encode_utf16.
     g.bench_function("baseline_encode_utf16/string12", |b| {
         b.iter(|| {

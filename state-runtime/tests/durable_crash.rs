@@ -10,10 +10,11 @@
 //! `RESCALE_CRASH_SEED=<seed printed on failure>`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{Rng, START_MARKER, crash_seed, spawn_writer};
 
 use state_runtime::checkpoint::durable::{StoredCheckpoint, referenced_files, write_checkpoint};
 use state_runtime::prelude::*;
@@ -21,7 +22,6 @@ use state_runtime::storage::{CheckpointStorage, LocalStorage, MANIFEST_NAME};
 
 const CHILD_ENV: &str = "RESCALE_DURABLE_CHILD_DIR";
 const TEST_NAME: &str = "sigkill_while_writing_job_checkpoints_keeps_the_latest_restorable";
-const START_MARKER: &str = "RESCALE_CHILD_START ";
 const KILLS: usize = 55;
 
 #[derive(Checkpointed, Default)]
@@ -119,61 +119,26 @@ fn child(dir: &Path) -> ! {
     std::process::exit(0);
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[test]
 fn sigkill_while_writing_job_checkpoints_keeps_the_latest_restorable() {
     if let Some(dir) = std::env::var_os(CHILD_ENV) {
         child(Path::new(&dir));
     }
-    let seed = std::env::var("RESCALE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    println!("seed {seed}");
+    let seed = crash_seed();
     let mut rng = Rng(seed);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("checkpoints");
-    let exe = std::env::current_exe().unwrap();
     let began = Instant::now();
     let mut latest: Option<u64> = None;
     let mut interrupted = 0;
     let mut checked = 0;
     for kill in 0..KILLS {
-        let mut child = Command::new(&exe)
-            .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &root)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let start = loop {
-            line.clear();
-            if stdout.read_line(&mut line).unwrap() == 0 {
-                let status = child.wait().unwrap();
-                panic!("seed {seed}, kill {kill}: child ended before starting: {status}");
-            }
-            if let Some(n) = line.trim().strip_prefix(START_MARKER) {
-                break n.parse::<u64>().unwrap();
-            }
-        };
+        let (mut child, start) = spawn_writer(
+            TEST_NAME,
+            CHILD_ENV,
+            &root,
+            &format!("seed {seed}, kill {kill}"),
+        );
         assert_eq!(
             start,
             latest.map_or(1, |l| l + 1),

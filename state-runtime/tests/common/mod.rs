@@ -1,0 +1,69 @@
+//! Shared by the crash tests: a test binary that re-runs one of its own tests
+//! as a child process, which writes checkpoints until the parent kills it.
+
+#![allow(dead_code)] // each test binary uses what it needs
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The line a child prints, with its first checkpoint id, once it has
+/// opened the storage.
+pub const START_MARKER: &str = "RESCALE_CHILD_START ";
+
+/// A xorshift generator for kill delays.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// `RESCALE_CRASH_SEED` if set (to replay a run), else a fresh odd seed;
+/// printed so that a failure can be replayed.
+pub fn crash_seed() -> u64 {
+    let seed = std::env::var("RESCALE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!("seed {seed}");
+    seed
+}
+
+/// Starts this test binary's test `test_name` as a child with `env = root`,
+/// and waits for its start line: returns the child and the first checkpoint
+/// id it will write.
+pub fn spawn_writer(test_name: &str, env: &str, root: &Path, context: &str) -> (Child, u64) {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(&exe)
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn child");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let start = loop {
+        line.clear();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            let status = child.wait().unwrap();
+            panic!("{context}: child ended before starting: {status}");
+        }
+        if let Some(n) = line.trim().strip_prefix(START_MARKER) {
+            break n.parse::<u64>().unwrap();
+        }
+    };
+    (child, start)
+}
