@@ -3,7 +3,7 @@
 //! Pure metadata: planning touches no state bytes. The restore then reads,
 //! for every [`KeyGroupRead`], the sections of its key groups from the old
 //! subtask's snapshot (through the checkpoint's offsets index), and hands
-//! them to [`KeyedState::read_key_group`](super::KeyedState::read_key_group),
+//! them to [`KeyedState::read_key_group`],
 //! with a filter for the key groups the plan marks.
 //!
 //! * **Same max parallelism** (either assigner): key groups do not change, a
