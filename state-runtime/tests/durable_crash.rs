@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Rng, START_MARKER, crash_seed, spawn_writer};
+use common::{Rng, START_MARKER, crash_seed, run_and_kill_writer};
 
 use state_runtime::checkpoint::durable::{StoredCheckpoint, referenced_files, write_checkpoint};
 use state_runtime::prelude::*;
@@ -133,20 +133,10 @@ fn sigkill_while_writing_job_checkpoints_keeps_the_latest_restorable() {
     let mut interrupted = 0;
     let mut checked = 0;
     for kill in 0..KILLS {
-        let (mut child, start) = spawn_writer(
-            TEST_NAME,
-            CHILD_ENV,
-            &root,
-            &format!("seed {seed}, kill {kill}"),
+        let context = format!("seed {seed}, kill {kill}");
+        run_and_kill_writer(
+            TEST_NAME, CHILD_ENV, &root, latest, &mut rng, 120_000, &context,
         );
-        assert_eq!(
-            start,
-            latest.map_or(1, |l| l + 1),
-            "seed {seed}, kill {kill}"
-        );
-        std::thread::sleep(Duration::from_micros(rng.below(120_000)));
-        child.kill().unwrap(); // SIGKILL
-        assert!(!child.wait().unwrap().success());
 
         let storage = LocalStorage::open(&root).unwrap();
         let listed = storage.list().unwrap();

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Rng, START_MARKER, crash_seed, spawn_writer};
+use common::{Rng, START_MARKER, crash_seed, run_and_kill_writer};
 
 use state_runtime::StateError;
 use state_runtime::storage::{CheckpointStorage, FileRef, LocalStorage, MANIFEST_NAME};
@@ -180,23 +180,9 @@ fn sigkill_while_writing_checkpoints_never_exposes_partial_state() {
     let mut latest: Option<u64> = None;
     let mut interrupted_kills = 0;
     for kill in 0..KILLS {
-        let (mut child, start) = spawn_writer(
-            TEST_NAME,
-            CHILD_ENV,
-            &root,
-            &format!("seed {seed}, kill {kill}"),
-        );
-        assert_eq!(
-            start,
-            latest.map_or(1, |l| l + 1),
-            "seed {seed}, kill {kill}: the child must continue after the newest complete checkpoint"
-        );
-        std::thread::sleep(Duration::from_micros(rng.below(150_000)));
-        child.kill().unwrap(); // SIGKILL
-        let status = child.wait().unwrap();
-        assert!(
-            !status.success(),
-            "seed {seed}, kill {kill}: child was not killed: {status}"
+        let context = format!("seed {seed}, kill {kill}");
+        run_and_kill_writer(
+            TEST_NAME, CHILD_ENV, &root, latest, &mut rng, 150_000, &context,
         );
 
         let storage = LocalStorage::open(&root).unwrap();

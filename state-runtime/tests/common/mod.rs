@@ -67,3 +67,30 @@ pub fn spawn_writer(test_name: &str, env: &str, root: &Path, context: &str) -> (
     };
     (child, start)
 }
+
+/// Starts a writer child (see [`spawn_writer`]), checks that it continues
+/// right after the newest complete checkpoint `latest`, lets it write for a
+/// random time below `max_delay_us`, and kills it with SIGKILL.
+pub fn run_and_kill_writer(
+    test_name: &str,
+    env: &str,
+    root: &Path,
+    latest: Option<u64>,
+    rng: &mut Rng,
+    max_delay_us: u64,
+    context: &str,
+) {
+    let (mut child, start) = spawn_writer(test_name, env, root, context);
+    assert_eq!(
+        start,
+        latest.map_or(1, |l| l + 1),
+        "{context}: the child must continue after the newest complete checkpoint"
+    );
+    std::thread::sleep(std::time::Duration::from_micros(rng.below(max_delay_us)));
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "{context}: child was not killed: {status}"
+    );
+}
