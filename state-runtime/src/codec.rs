@@ -37,8 +37,6 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 }
 
 /// Decodes one value that must span all of `bytes`.
-// Not used by keyed state (which decodes entry by entry); kept for operator state.
-#[allow(dead_code)]
 pub(crate) fn decode_exact<T: DeserializeOwned>(
     bytes: &[u8],
     state: &str,
@@ -55,7 +53,6 @@ pub(crate) fn decode_exact<T: DeserializeOwned>(
 
 /// Decodes one value from the front of `bytes`, returning it and the number of
 /// bytes it used.
-#[allow(dead_code)] // for the on-disk format and keyed state, not yet written
 pub(crate) fn decode_prefix<T: DeserializeOwned>(
     bytes: &[u8],
     state: &str,
