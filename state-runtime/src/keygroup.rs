@@ -466,6 +466,42 @@ impl KeyGroupAssigner {
         }
     }
 
+    /// Checks that state assigned by `self` can be restored under `new`: the
+    /// same kind, and in Flink mode the same max parallelism (Flink's
+    /// `murmur % max_parallelism` would move nearly every key). A native
+    /// assigner may change its max parallelism.
+    ///
+    /// ```
+    /// use state_runtime::prelude::*;
+    ///
+    /// let native = |m| KeyGroupAssigner::native(MaxParallelism::new(m).unwrap());
+    /// let flink = |m| KeyGroupAssigner::flink(MaxParallelism::new(m).unwrap());
+    /// assert!(native(128).check_restore_as(native(256)).is_ok());
+    /// assert!(matches!(
+    ///     flink(128).check_restore_as(flink(256)),
+    ///     Err(StateError::MaxParallelismChanged { old: 128, new: 256 })
+    /// ));
+    /// assert!(matches!(
+    ///     native(128).check_restore_as(flink(128)),
+    ///     Err(StateError::AssignerKindChanged { .. })
+    /// ));
+    /// ```
+    pub fn check_restore_as(&self, new: KeyGroupAssigner) -> Result<(), StateError> {
+        if self.kind != new.kind {
+            return Err(StateError::AssignerKindChanged {
+                old: self.kind,
+                new: new.kind,
+            });
+        }
+        if self.kind == AssignerKind::Flink && self.max_parallelism != new.max_parallelism {
+            return Err(StateError::MaxParallelismChanged {
+                old: self.max_parallelism.get(),
+                new: new.max_parallelism.get(),
+            });
+        }
+        Ok(())
+    }
+
     /// The key groups subtask `subtask` of `parallelism` owns.
     pub fn range_for_subtask(
         &self,

@@ -54,8 +54,8 @@
 use super::KeyedState;
 use crate::error::StateError;
 use crate::keygroup::{
-    AssignerKind, KeyGroup, KeyGroupAssigner, KeyGroupRange, native_hash_interval,
-    native_key_group_for_hash, subtask_for_key_group_unchecked,
+    KeyGroup, KeyGroupAssigner, KeyGroupRange, native_hash_interval, native_key_group_for_hash,
+    subtask_for_key_group_unchecked,
 };
 
 /// Old key groups of one old subtask that a new subtask reads.
@@ -129,19 +129,8 @@ impl KeyedRescalePlan {
     ) -> Result<Self, StateError> {
         old.max_parallelism().check_parallelism(old_parallelism)?;
         new.max_parallelism().check_parallelism(new_parallelism)?;
-        if old.kind() != new.kind() {
-            return Err(StateError::AssignerKindChanged {
-                old: old.kind(),
-                new: new.kind(),
-            });
-        }
+        old.check_restore_as(new)?;
         let same_max_p = old.max_parallelism() == new.max_parallelism();
-        if !same_max_p && old.kind() == AssignerKind::Flink {
-            return Err(StateError::MaxParallelismChanged {
-                old: old.max_parallelism().get(),
-                new: new.max_parallelism().get(),
-            });
-        }
         let mut subtasks = Vec::with_capacity(new_parallelism as usize);
         for subtask in 0..new_parallelism {
             let key_groups = new.range_for_subtask(new_parallelism, subtask)?;

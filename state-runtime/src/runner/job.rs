@@ -20,7 +20,6 @@ use super::store::{JobCheckpoint, JobCheckpointStore};
 use crate::checkpoint::{Checkpoint, RestoreOptions, RestoreReport, SubtaskSnapshot};
 use crate::error::StateError;
 use crate::keyed::Keyed;
-use crate::keyed::plan::KeyedRescalePlan;
 use crate::keygroup::{KeyGroupAssigner, KeyGroupRange, MaxParallelism};
 use crate::operator::Checkpointed;
 
@@ -338,7 +337,8 @@ impl<P: KeyedProcessor> Job<P> {
             (Some(cp), Some(a)) if a != cp.assigner => {
                 // Only native mode may change max parallelism; refuse a
                 // Flink-mode change (or a change of kind) before starting.
-                KeyedRescalePlan::new(cp.assigner, cp.keyed.parallelism() as u32, a, 1)
+                cp.assigner
+                    .check_restore_as(a)
                     .map_err(|e| JobError::Config(e.to_string()))?;
                 tracing::info!(old = %cp.assigner, new = %a, "changing the key-group assigner");
                 a
