@@ -132,6 +132,15 @@ impl OperatorCheckpoint {
         }
     }
 
+    /// The checkpoint in memory: borrowed if it is held in memory, else
+    /// [`load`](Self::load)ed.
+    fn as_checkpoint(&self) -> Result<std::borrow::Cow<'_, Checkpoint>, StateError> {
+        match &self.0 {
+            Backing::Memory(c) => Ok(std::borrow::Cow::Borrowed(c)),
+            Backing::Stored { .. } => self.load().map(std::borrow::Cow::Owned),
+        }
+    }
+
     /// The whole checkpoint in memory (reading and checking every byte).
     pub fn load(&self) -> Result<Checkpoint, StateError> {
         match &self.0 {
@@ -394,14 +403,16 @@ impl JobCheckpointStore for DurableCheckpointStore {
         let mut w = SnapshotWriter::new();
         w.broadcast("fields", &fields)?;
         let job = Checkpoint::from_subtasks(vec![w.finish()])?.with_checkpoint_id(checkpoint.id);
-        let source = checkpoint.source.load()?;
-        let keyed = checkpoint.keyed.load()?;
+        // The runner hands over checkpoints held in memory: write them as
+        // they are, without a copy.
+        let source = checkpoint.source.as_checkpoint()?;
+        let keyed = checkpoint.keyed.as_checkpoint()?;
         write_checkpoint(
             &*self.storage,
             checkpoint.id,
             &[
-                (SOURCE_OPERATOR, &source),
-                (KEYED_OPERATOR, &keyed),
+                (SOURCE_OPERATOR, &*source),
+                (KEYED_OPERATOR, &*keyed),
                 (JOB_OPERATOR, &job),
             ],
         )?;
