@@ -29,6 +29,8 @@
 use std::fmt;
 use std::ops::Range;
 
+mod batch;
+
 use crate::error::StateError;
 use crate::hash::StateKey;
 

@@ -1,0 +1,341 @@
+//! Key groups of many keys at once: [`KeyGroupAssigner::key_groups_into`].
+//!
+//! The per-key formulas are the same as [`KeyGroupAssigner::key_group`]'s;
+//! a batch only lets them run as straight loops the compiler vectorizes.
+//! The loops are compiled twice, for the baseline target and with AVX2
+//! (chosen once per call by runtime CPU detection), so one binary runs on
+//! every x86-64 and uses 256-bit lanes where the CPU has them: 32-bit
+//! multiplies eight lanes at a time for Flink's murmur mix, the 64-bit
+//! multiplies of XXH3 four lanes at a time for native integer keys.
+//!
+//! Flink mode takes two passes per chunk: the Java hash codes (scalar for
+//! strings), then murmur and the modulo over the chunk (vectorized). The
+//! modulo by a non-power-of-two max parallelism is a multiply and a shift
+//! (Granlund and Montgomery; exact because murmur's output has 31 bits),
+//! which, unlike the 128-bit product of the per-key fastmod, vectorizes.
+
+use super::{AssignerKind, KeyGroup, KeyGroupAssigner, MaxParallelism, native_key_group_for_hash};
+use crate::error::StateError;
+use crate::flink::murmur_hash;
+use crate::hash::StateKey;
+
+/// Keys per chunk in Flink mode: the hash codes of one chunk stay in L1.
+const CHUNK: usize = 256;
+
+impl KeyGroupAssigner {
+    /// Appends the key group of every key in `keys` to `out`, in order: the
+    /// same values as [`key_group`](Self::key_group) key by key, computed a
+    /// batch at a time (vectorized where the CPU allows; see the
+    /// `keygroup` benchmark). Use it where events arrive in batches, e.g.
+    /// to route a batch to the subtasks owning its keys.
+    ///
+    /// Errors, before appending anything, in Flink mode for a key type that
+    /// has no Java `hashCode()`.
+    ///
+    /// ```
+    /// use state_runtime::keygroup::{KeyGroupAssigner, MaxParallelism};
+    ///
+    /// let flink = KeyGroupAssigner::flink(MaxParallelism::new(128)?);
+    /// let keys: Vec<i64> = (0..1000).collect();
+    /// let mut groups = Vec::new();
+    /// flink.key_groups_into(&keys, &mut groups)?;
+    /// assert_eq!(groups.len(), 1000);
+    /// for (key, kg) in keys.iter().zip(&groups) {
+    ///     assert_eq!(*kg, flink.key_group(key)?);
+    /// }
+    /// # Ok::<(), state_runtime::StateError>(())
+    /// ```
+    pub fn key_groups_into<K: StateKey>(
+        &self,
+        keys: &[K],
+        out: &mut Vec<KeyGroup>,
+    ) -> Result<(), StateError> {
+        self.check_key_type::<K>()?;
+        let start = out.len();
+        out.resize(start + keys.len(), 0);
+        let dst = &mut out[start..];
+        let complete = {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: `assign_avx2` only needs AVX2, which the CPU
+                    // has (detected just above).
+                    unsafe { assign_avx2(self, keys, dst) }
+                } else {
+                    assign_portable(self, keys, dst)
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                assign_portable(self, keys, dst)
+            }
+        };
+        if complete {
+            Ok(())
+        } else {
+            // A key type that claims a Java hash code but returned none.
+            out.truncate(start);
+            Err(StateError::KeyNotFlinkCompatible {
+                key_type: std::any::type_name::<K>(),
+            })
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn assign_avx2<K: StateKey>(assigner: &KeyGroupAssigner, keys: &[K], out: &mut [KeyGroup]) -> bool {
+    assign(assigner, keys, out)
+}
+
+/// The baseline-target build of [`assign`] (also the one tests compare).
+fn assign_portable<K: StateKey>(
+    assigner: &KeyGroupAssigner,
+    keys: &[K],
+    out: &mut [KeyGroup],
+) -> bool {
+    assign(assigner, keys, out)
+}
+
+/// Writes the key group of `keys[i]` to `out[i]`. False if a key in Flink
+/// mode had no Java hash code.
+#[inline(always)]
+fn assign<K: StateKey>(assigner: &KeyGroupAssigner, keys: &[K], out: &mut [KeyGroup]) -> bool {
+    debug_assert_eq!(keys.len(), out.len());
+    let max_p = assigner.max_parallelism();
+    match assigner.kind() {
+        AssignerKind::Native => {
+            for (o, k) in out.iter_mut().zip(keys) {
+                *o = native_key_group_for_hash(k.stable_hash(), max_p);
+            }
+            true
+        }
+        AssignerKind::Flink => {
+            let modulo = Modulo31::new(max_p);
+            let mut codes = [0i32; CHUNK];
+            let mut complete = true;
+            for (chunk, out) in keys.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+                let codes = &mut codes[..chunk.len()];
+                for (c, k) in codes.iter_mut().zip(chunk) {
+                    let code = k.java_hash_code();
+                    complete &= code.is_some();
+                    *c = code.unwrap_or(0);
+                }
+                match modulo {
+                    Modulo31::Mask(mask) => {
+                        for (o, &c) in out.iter_mut().zip(codes.iter()) {
+                            *o = murmur_hash(c) as u32 & mask;
+                        }
+                    }
+                    Modulo31::MulShift {
+                        divisor,
+                        magic,
+                        shift,
+                    } => {
+                        for (o, &c) in out.iter_mut().zip(codes.iter()) {
+                            let x = murmur_hash(c) as u32;
+                            let q = ((u64::from(x) * u64::from(magic)) >> shift) as u32;
+                            *o = x - q * divisor;
+                        }
+                    }
+                }
+            }
+            complete
+        }
+    }
+}
+
+/// `x % max_parallelism` for `x < 2^31` (murmur's output) in a form that
+/// vectorizes.
+#[derive(Clone, Copy, Debug)]
+enum Modulo31 {
+    /// A power of two: `x & mask`.
+    Mask(u32),
+    /// `x - ((x * magic) >> shift) * divisor`, with `l = ceil(log2 d)`,
+    /// `shift = 31 + l` and `magic = ceil(2^shift / d)`. Then
+    /// `2^shift <= magic * d <= 2^shift + d - 1 < 2^shift + 2^l`, which makes
+    /// the quotient exact for every 31-bit `x` (Granlund and Montgomery,
+    /// "Division by invariant integers using multiplication", theorem 4.2).
+    /// For `d` not a power of two, `magic < 2^32`.
+    MulShift {
+        divisor: u32,
+        magic: u32,
+        shift: u32,
+    },
+}
+
+impl Modulo31 {
+    fn new(max_parallelism: MaxParallelism) -> Self {
+        let d = max_parallelism.get();
+        if d.is_power_of_two() {
+            return Modulo31::Mask(d - 1);
+        }
+        let l = 32 - (d - 1).leading_zeros();
+        let shift = 31 + l;
+        let magic = (1u64 << shift).div_ceil(u64::from(d));
+        Modulo31::MulShift {
+            divisor: d,
+            magic: u32::try_from(magic).expect("magic < 2^32 for a non-power-of-two divisor"),
+            shift,
+        }
+    }
+
+    #[cfg(test)]
+    fn apply(self, x: u32) -> u32 {
+        match self {
+            Modulo31::Mask(mask) => x & mask,
+            Modulo31::MulShift {
+                divisor,
+                magic,
+                shift,
+            } => x - ((u64::from(x) * u64::from(magic)) >> shift) as u32 * divisor,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::StableHash;
+
+    #[test]
+    fn modulo31_is_exact_for_every_max_parallelism() {
+        let mut seed = 3u64;
+        for d in 1..=super::super::UPPER_BOUND_MAX_PARALLELISM {
+            let m = Modulo31::new(MaxParallelism::new(d).unwrap());
+            let top = (1u32 << 31) - 1;
+            // The edges of the quotient steps near 0 and near 2^31, and random
+            // points in between.
+            let q_top = top / d;
+            let probes = [
+                0,
+                1,
+                d - 1,
+                d,
+                d + 1,
+                top,
+                top - 1,
+                q_top * d,
+                q_top * d - 1,
+            ];
+            for x in probes.into_iter().chain((0..24).map(|_| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                (seed >> 33) as u32
+            })) {
+                assert_eq!(m.apply(x), x % d, "{x} % {d}");
+            }
+        }
+    }
+
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *seed
+    }
+
+    /// Every build of the batch (portable, AVX2 where the CPU has it, and
+    /// the public entry) equals the per-key assignment.
+    fn check_batch_equals_per_key<K: StateKey + std::fmt::Debug>(keys: &[K]) {
+        for max_p in [1, 2, 3, 100, 128, 129, 1000, 4096, 32767, 32768] {
+            let max_p = MaxParallelism::new(max_p).unwrap();
+            for assigner in [
+                KeyGroupAssigner::native(max_p),
+                KeyGroupAssigner::flink(max_p),
+            ] {
+                let expected: Vec<KeyGroup> = keys
+                    .iter()
+                    .map(|k| assigner.key_group(k).unwrap())
+                    .collect();
+                let mut portable = vec![0; keys.len()];
+                assert!(assign_portable(&assigner, keys, &mut portable));
+                assert_eq!(portable, expected, "portable, {assigner:?}");
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    let mut avx2 = vec![0; keys.len()];
+                    // SAFETY: the CPU has AVX2.
+                    assert!(unsafe { assign_avx2(&assigner, keys, &mut avx2) });
+                    assert_eq!(avx2, expected, "avx2, {assigner:?}");
+                }
+                let mut appended = vec![7];
+                assigner.key_groups_into(keys, &mut appended).unwrap();
+                assert_eq!(appended[0], 7);
+                assert_eq!(
+                    &appended[1..],
+                    &expected[..],
+                    "key_groups_into, {assigner:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn batches_equal_per_key_assignment() {
+        let mut seed = 5u64;
+        // Lengths around the chunk size and the vector widths.
+        for n in [0, 1, 7, 8, 9, 255, 256, 257, 1000] {
+            let ints: Vec<i64> = (0..n).map(|_| lcg(&mut seed) as i64).collect();
+            check_batch_equals_per_key(&ints);
+            let ints32: Vec<i32> = ints.iter().map(|&v| v as i32).collect();
+            check_batch_equals_per_key(&ints32);
+        }
+        let edges = [0i64, 1, -1, i64::MIN, i64::MAX, i32::MIN as i64, 1 << 31];
+        check_batch_equals_per_key(&edges);
+        let strings: Vec<String> = (0..600)
+            .map(|i| {
+                let len = i % 40;
+                let r = lcg(&mut seed);
+                let mut s: String = (0..len)
+                    .map(|j| (b'a' + ((r >> (j % 60)) % 26) as u8) as char)
+                    .collect();
+                if i % 7 == 0 {
+                    s.push('é');
+                }
+                s
+            })
+            .collect();
+        check_batch_equals_per_key(&strings);
+    }
+
+    #[test]
+    fn flink_batch_refuses_keys_without_java_hash_code() {
+        #[derive(Debug)]
+        struct NoJava(u8);
+        impl StableHash for NoJava {
+            fn stable_hash_into(&self, h: &mut crate::hash::StableHasher) {
+                h.write_u8(self.0);
+            }
+        }
+        impl StateKey for NoJava {}
+        let flink = KeyGroupAssigner::flink(MaxParallelism::new(128).unwrap());
+        let mut out = vec![1, 2];
+        let err = flink.key_groups_into(&[NoJava(1)], &mut out).unwrap_err();
+        assert!(
+            matches!(err, StateError::KeyNotFlinkCompatible { .. }),
+            "{err}"
+        );
+        assert_eq!(out, [1, 2]);
+        // A key type that claims a Java hash code but returns none.
+        #[derive(Debug)]
+        struct Liar(u8);
+        impl StableHash for Liar {
+            fn stable_hash_into(&self, h: &mut crate::hash::StableHasher) {
+                h.write_u8(self.0);
+            }
+        }
+        impl StateKey for Liar {
+            const HAS_JAVA_HASH_CODE: bool = true;
+        }
+        let err = flink
+            .key_groups_into(&[Liar(1), Liar(2)], &mut out)
+            .unwrap_err();
+        assert!(
+            matches!(err, StateError::KeyNotFlinkCompatible { .. }),
+            "{err}"
+        );
+        assert_eq!(out, [1, 2]);
+        let native = KeyGroupAssigner::native(MaxParallelism::new(128).unwrap());
+        native.key_groups_into(&[NoJava(1)], &mut out).unwrap();
+        assert_eq!(out.len(), 3);
+    }
+}
