@@ -17,7 +17,8 @@
 use super::{AssignerKind, KeyGroup, KeyGroupAssigner, MaxParallelism, native_key_group_for_hash};
 use crate::error::StateError;
 use crate::flink::murmur_hash;
-use crate::hash::StateKey;
+use crate::hash::{StableHash, StateKey};
+use crate::keyed::Keyed;
 
 /// Keys per chunk in Flink mode: the hash codes of one chunk stay in L1.
 const CHUNK: usize = 256;
@@ -51,25 +52,55 @@ impl KeyGroupAssigner {
         out: &mut Vec<KeyGroup>,
     ) -> Result<(), StateError> {
         self.check_key_type::<K>()?;
-        let start = out.len();
-        out.resize(start + keys.len(), 0);
-        let dst = &mut out[start..];
-        let complete = {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: `assign_avx2` only needs AVX2, which the CPU
-                    // has (detected just above).
-                    unsafe { assign_avx2(self, keys, dst) }
-                } else {
-                    assign_portable(self, keys, dst)
-                }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                assign_portable(self, keys, dst)
-            }
-        };
+        let complete = dispatch(self, keys, K::stable_hash, K::java_hash_code, out);
+        self.finish_batch::<K>(complete, out.len() - keys.len(), out)
+    }
+
+    /// Appends the key group of every event's key
+    /// ([`Keyed::key`](crate::keyed::Keyed::key)) to `out`, in order: what
+    /// [`key_groups_into`](Self::key_groups_into) does for keys, without
+    /// collecting the keys first. The job runner routes each polled batch of
+    /// events with it.
+    ///
+    /// ```
+    /// use state_runtime::prelude::*;
+    ///
+    /// #[derive(Keyed)]
+    /// struct Payment {
+    ///     #[key]
+    ///     customer: u64,
+    ///     cents: i64,
+    /// }
+    ///
+    /// let native = KeyGroupAssigner::native(MaxParallelism::new(128)?);
+    /// let events: Vec<Payment> = (0..10).map(|c| Payment { customer: c, cents: 1 }).collect();
+    /// let mut groups = Vec::new();
+    /// native.event_key_groups_into(&events, &mut groups)?;
+    /// assert_eq!(groups[3], native.key_group(&3u64)?);
+    /// # Ok::<(), state_runtime::StateError>(())
+    /// ```
+    pub fn event_key_groups_into<E: Keyed>(
+        &self,
+        events: &[E],
+        out: &mut Vec<KeyGroup>,
+    ) -> Result<(), StateError> {
+        self.check_key_type::<E::Key>()?;
+        let complete = dispatch(
+            self,
+            events,
+            |e: &E| e.key().stable_hash(),
+            |e: &E| e.key().java_hash_code(),
+            out,
+        );
+        self.finish_batch::<E::Key>(complete, out.len() - events.len(), out)
+    }
+
+    fn finish_batch<K>(
+        &self,
+        complete: bool,
+        start: usize,
+        out: &mut Vec<KeyGroup>,
+    ) -> Result<(), StateError> {
         if complete {
             Ok(())
         } else {
@@ -82,31 +113,67 @@ impl KeyGroupAssigner {
     }
 }
 
+/// Appends the key groups of `items` to `out` with the best build of
+/// [`assign`] for this CPU. False if an item in Flink mode had no Java hash
+/// code.
+fn dispatch<T>(
+    assigner: &KeyGroupAssigner,
+    items: &[T],
+    stable_hash: impl Fn(&T) -> u64,
+    java_hash_code: impl Fn(&T) -> Option<i32>,
+    out: &mut Vec<KeyGroup>,
+) -> bool {
+    let start = out.len();
+    out.resize(start + items.len(), 0);
+    let dst = &mut out[start..];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: `assign_avx2` only needs AVX2, which the CPU has (detected
+        // just above).
+        return unsafe { assign_avx2(assigner, items, stable_hash, java_hash_code, dst) };
+    }
+    assign_portable(assigner, items, stable_hash, java_hash_code, dst)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn assign_avx2<K: StateKey>(assigner: &KeyGroupAssigner, keys: &[K], out: &mut [KeyGroup]) -> bool {
-    assign(assigner, keys, out)
+fn assign_avx2<T>(
+    assigner: &KeyGroupAssigner,
+    items: &[T],
+    stable_hash: impl Fn(&T) -> u64,
+    java_hash_code: impl Fn(&T) -> Option<i32>,
+    out: &mut [KeyGroup],
+) -> bool {
+    assign(assigner, items, stable_hash, java_hash_code, out)
 }
 
 /// The baseline-target build of [`assign`] (also the one tests compare).
-fn assign_portable<K: StateKey>(
+fn assign_portable<T>(
     assigner: &KeyGroupAssigner,
-    keys: &[K],
+    items: &[T],
+    stable_hash: impl Fn(&T) -> u64,
+    java_hash_code: impl Fn(&T) -> Option<i32>,
     out: &mut [KeyGroup],
 ) -> bool {
-    assign(assigner, keys, out)
+    assign(assigner, items, stable_hash, java_hash_code, out)
 }
 
-/// Writes the key group of `keys[i]` to `out[i]`. False if a key in Flink
+/// Writes the key group of `items[i]` to `out[i]`. False if an item in Flink
 /// mode had no Java hash code.
 #[inline(always)]
-fn assign<K: StateKey>(assigner: &KeyGroupAssigner, keys: &[K], out: &mut [KeyGroup]) -> bool {
-    debug_assert_eq!(keys.len(), out.len());
+fn assign<T>(
+    assigner: &KeyGroupAssigner,
+    items: &[T],
+    stable_hash: impl Fn(&T) -> u64,
+    java_hash_code: impl Fn(&T) -> Option<i32>,
+    out: &mut [KeyGroup],
+) -> bool {
+    debug_assert_eq!(items.len(), out.len());
     let max_p = assigner.max_parallelism();
     match assigner.kind() {
         AssignerKind::Native => {
-            for (o, k) in out.iter_mut().zip(keys) {
-                *o = native_key_group_for_hash(k.stable_hash(), max_p);
+            for (o, item) in out.iter_mut().zip(items) {
+                *o = native_key_group_for_hash(stable_hash(item), max_p);
             }
             true
         }
@@ -114,10 +181,10 @@ fn assign<K: StateKey>(assigner: &KeyGroupAssigner, keys: &[K], out: &mut [KeyGr
             let modulo = Modulo31::new(max_p);
             let mut codes = [0i32; CHUNK];
             let mut complete = true;
-            for (chunk, out) in keys.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            for (chunk, out) in items.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
                 let codes = &mut codes[..chunk.len()];
-                for (c, k) in codes.iter_mut().zip(chunk) {
-                    let code = k.java_hash_code();
+                for (c, item) in codes.iter_mut().zip(chunk) {
+                    let code = java_hash_code(item);
                     complete &= code.is_some();
                     *c = code.unwrap_or(0);
                 }
@@ -196,7 +263,6 @@ impl Modulo31 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::StableHash;
 
     #[test]
     fn modulo31_is_exact_for_every_max_parallelism() {
@@ -248,13 +314,27 @@ mod tests {
                     .map(|k| assigner.key_group(k).unwrap())
                     .collect();
                 let mut portable = vec![0; keys.len()];
-                assert!(assign_portable(&assigner, keys, &mut portable));
+                assert!(assign_portable(
+                    &assigner,
+                    keys,
+                    K::stable_hash,
+                    K::java_hash_code,
+                    &mut portable
+                ));
                 assert_eq!(portable, expected, "portable, {assigner:?}");
                 #[cfg(target_arch = "x86_64")]
                 if std::arch::is_x86_feature_detected!("avx2") {
                     let mut avx2 = vec![0; keys.len()];
                     // SAFETY: the CPU has AVX2.
-                    assert!(unsafe { assign_avx2(&assigner, keys, &mut avx2) });
+                    assert!(unsafe {
+                        assign_avx2(
+                            &assigner,
+                            keys,
+                            K::stable_hash,
+                            K::java_hash_code,
+                            &mut avx2,
+                        )
+                    });
                     assert_eq!(avx2, expected, "avx2, {assigner:?}");
                 }
                 let mut appended = vec![7];

@@ -654,10 +654,19 @@ impl Router {
         Ok(Self { assigner, owner })
     }
 
-    #[inline]
-    fn route<E: Keyed>(&self, event: &E) -> Result<usize, StateError> {
-        let kg = self.assigner.key_group(&event.key())?;
-        Ok(self.owner[kg as usize] as usize)
+    /// The subtask owning each event's key, a batch at a time
+    /// ([`KeyGroupAssigner::event_key_groups_into`]), written to `targets`.
+    fn route_batch<E: Keyed>(
+        &self,
+        events: &[E],
+        targets: &mut Vec<u32>,
+    ) -> Result<(), StateError> {
+        targets.clear();
+        self.assigner.event_key_groups_into(events, targets)?;
+        for t in targets.iter_mut() {
+            *t = self.owner[*t as usize];
+        }
+        Ok(())
     }
 }
 
@@ -790,6 +799,7 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
                 .map(|_| Vec::with_capacity(self.batch_size))
                 .collect(),
             polled: Vec::with_capacity(self.batch_size),
+            targets: Vec::with_capacity(self.batch_size),
             read: 0,
             source,
         };
@@ -845,8 +855,9 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
             let polled = &mut st.polled;
             let n = st.source.poll(self.batch_size, |e| polled.push(e))?;
             st.read += n as u64;
-            for e in st.polled.drain(..) {
-                let target = self.router.route(&e)?;
+            self.router.route_batch(&st.polled, &mut st.targets)?;
+            for (e, &target) in st.polled.drain(..).zip(&st.targets) {
+                let target = target as usize;
                 let batch = &mut st.batches[target];
                 batch.push(e);
                 if batch.len() >= self.batch_size {
@@ -916,6 +927,8 @@ struct SourceState<E> {
     source: LogSource<E>,
     batches: Vec<Vec<E>>,
     polled: Vec<E>,
+    /// The subtask each polled event goes to.
+    targets: Vec<u32>,
     read: u64,
 }
 
