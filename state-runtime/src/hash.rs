@@ -280,15 +280,26 @@ impl StableHash for str {
         h.write_bytes(self.as_bytes());
     }
 
-    /// The same value as the generic path; short strings (most keys) are laid
-    /// out in a small stack buffer and hashed in one call.
-    #[inline]
+    /// The same value as the generic path. Strings of 9 to 24 bytes (most
+    /// keys) are hashed inline from registers; others in one call.
+    #[inline(always)]
     fn stable_hash(&self) -> u64 {
-        const SHORT: usize = 56;
         let bytes = self.as_bytes();
         if (9..=24).contains(&bytes.len()) {
             return xxh3_len_prefixed_9_to_24(bytes);
         }
+        str_hash_outside_9_to_24(self)
+    }
+}
+
+/// [`StableHash::stable_hash`] of a string that is not 9 to 24 bytes long:
+/// short strings are laid out in a small stack buffer and hashed in one
+/// call. Kept out of line so that the common case inlines into loops.
+#[inline(never)]
+fn str_hash_outside_9_to_24(s: &str) -> u64 {
+    const SHORT: usize = 56;
+    let bytes = s.as_bytes();
+    {
         if bytes.len() <= SHORT {
             let mut buf = [0u8; SHORT + 8];
             buf[..8].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
@@ -296,7 +307,7 @@ impl StableHash for str {
             xxh3_64(&buf[..8 + bytes.len()])
         } else {
             let mut h = StableHasher::new();
-            self.stable_hash_into(&mut h);
+            s.stable_hash_into(&mut h);
             h.finish()
         }
     }
@@ -350,7 +361,7 @@ impl StableHash for String {
     fn stable_hash_into(&self, h: &mut StableHasher) {
         self.as_str().stable_hash_into(h);
     }
-    #[inline]
+    #[inline(always)]
     fn stable_hash(&self) -> u64 {
         self.as_str().stable_hash()
     }

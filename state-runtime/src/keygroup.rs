@@ -208,6 +208,10 @@ impl MaxParallelism {
     /// `u32`; Lemire, Kaser & Kurz, "Faster remainder by direct computation").
     #[inline]
     pub const fn reduce(self, x: u32) -> u32 {
+        if self.value.is_power_of_two() {
+            // The default max parallelism (128) and most chosen ones.
+            return x & (self.value - 1);
+        }
         let low = self.mod_magic.wrapping_mul(x as u64);
         ((low as u128 * self.value as u128) >> 64) as u32
     }
