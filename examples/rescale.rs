@@ -138,6 +138,7 @@ fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
         bar.set_message(format!("phase {}: {s} -> {n}", i + 1));
         let job = Job::new(&dir, store.clone(), |_| RunningSum::default())
             .parallelism(s, n)
+            .measure_restored_state(true)
             .assigner(match args.final_max_parallelism {
                 Some(m) if final_phase => KeyGroupAssigner::native(MaxParallelism::new(m)?),
                 _ => assigner,

@@ -469,6 +469,7 @@ fn native_mode_changes_max_parallelism_on_restart() {
     })
     .parallelism(2, 3)
     .assigner(wider)
+    .measure_restored_state(true)
     .start()
     .unwrap()
     .wait()
@@ -690,5 +691,44 @@ fn the_source_state_is_the_derived_split_state() {
             .collect();
         all.sort();
         assert_eq!(all, (0..spec.partitions).collect::<Vec<_>>());
+    }
+}
+
+/// A restored instance encodes its state once more only when asked to (it
+/// costs about a snapshot before any event is processed).
+#[test]
+fn restored_state_is_measured_only_on_request() {
+    let spec = spec(5_000);
+    let log = TempLog::new("measure", &spec);
+    let store = MemoryCheckpointStore::new();
+    let job = start(&log.0, &store, 1, 2);
+    run_until(&job, 2_000);
+    job.stop().unwrap();
+    let run = |measure: bool| {
+        Job::new(&log.0, store.clone(), |_: &InstanceInfo| {
+            RunningSum::default()
+        })
+        .parallelism(1, 3)
+        .measure_restored_state(measure)
+        .stop_at_end_of_input(true)
+        .start()
+        .unwrap()
+        .wait()
+        .unwrap()
+    };
+    let plain = run(false);
+    for k in &plain.report.keyed {
+        assert!(k.restore.is_some(), "instance {} was restored", k.subtask);
+        assert_eq!(k.state_bytes, None);
+        assert_eq!(k.read_amplification(), None);
+    }
+    let measured = run(true);
+    for k in &measured.report.keyed {
+        assert!(k.state_bytes.unwrap() > 0);
+        let amp = k.read_amplification().unwrap();
+        assert!(
+            (amp - 1.0).abs() < 1e-9,
+            "unchanged max parallelism reads exactly its state: {amp}"
+        );
     }
 }

@@ -105,8 +105,9 @@ pub struct KeyedInstanceStats {
     pub restore: Option<RestoreReport>,
     /// How long its restore took.
     pub restore_time: Duration,
-    /// After a restore: the bytes of the state it then held, encoded as in a
-    /// checkpoint (what it needed to read at least).
+    /// After a restore, with [`Job::measure_restored_state`]: the bytes of
+    /// the state it then held, encoded as in a checkpoint (what it needed to
+    /// read at least).
     pub state_bytes: Option<u64>,
     /// Events it processed.
     pub events: u64,
@@ -117,7 +118,8 @@ pub struct KeyedInstanceStats {
 impl KeyedInstanceStats {
     /// Bytes read by the restore over the bytes of the state the instance
     /// then held (1.0: it read exactly its own state). `None` without a
-    /// restore or with an empty state.
+    /// restore, with an empty state, or unless the job was built with
+    /// [`Job::measure_restored_state`].
     ///
     /// With an unchanged max parallelism an instance reads whole key groups
     /// it owns, so this is 1.0; after a change of max parallelism (native
@@ -222,6 +224,7 @@ pub struct Job<P: KeyedProcessor> {
     stop_at_end: bool,
     batch_size: usize,
     channel_capacity: usize,
+    measure_restored_state: bool,
 }
 
 impl<P: KeyedProcessor> std::fmt::Debug for Job<P> {
@@ -261,6 +264,7 @@ impl<P: KeyedProcessor> Job<P> {
             stop_at_end: true,
             batch_size: 1024,
             channel_capacity: 16,
+            measure_restored_state: false,
         }
     }
 
@@ -309,6 +313,17 @@ impl<P: KeyedProcessor> Job<P> {
     /// it waits for [`RunningJob::stop`] or [`RunningJob::kill`].
     pub fn stop_at_end_of_input(mut self, stop: bool) -> Self {
         self.stop_at_end = stop;
+        self
+    }
+
+    /// Whether each restored keyed instance encodes its state once more after
+    /// the restore, to report how many bytes it holds
+    /// ([`KeyedInstanceStats::state_bytes`]) and so its
+    /// [`read_amplification`](KeyedInstanceStats::read_amplification).
+    /// Default false: the extra encoding costs about as much as a snapshot of
+    /// the instance, before it processes anything.
+    pub fn measure_restored_state(mut self, measure: bool) -> Self {
+        self.measure_restored_state = measure;
         self
     }
 
@@ -413,6 +428,7 @@ impl<P: KeyedProcessor> Job<P> {
                 coord: coord_tx.clone(),
                 shared: Arc::clone(&shared),
                 sources: s,
+                measure_restored_state: self.measure_restored_state,
             };
             keyed_handles.push(spawn_instance(
                 Instance::Keyed(subtask),
@@ -941,6 +957,7 @@ struct KeyedTask<P: KeyedProcessor> {
     coord: Sender<CoordMsg>,
     shared: Arc<Shared>,
     sources: usize,
+    measure_restored_state: bool,
 }
 
 /// A keyed instance's result: the operator after a stop, and its stats.
@@ -992,10 +1009,10 @@ impl<P: KeyedProcessor> KeyedTask<P> {
         };
         let restore_time = t.elapsed();
         // What the instance holds now, encoded as a checkpoint would: the
-        // denominator of the read amplification.
+        // denominator of the read amplification (only when asked for).
         let state_bytes = match restore {
-            Some(_) => Some(op.snapshot()?.data().len() as u64),
-            None => None,
+            Some(_) if self.measure_restored_state => Some(op.snapshot()?.data().len() as u64),
+            _ => None,
         };
         let mut stats = KeyedInstanceStats {
             subtask: info.subtask,
