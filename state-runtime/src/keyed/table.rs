@@ -14,9 +14,10 @@
 //! key group. The order depends only on the key set, which changes slowly
 //! between checkpoints while values change constantly, so the next snapshot
 //! places ranked entries by rank, checks that they are still in order, and
-//! sorts only the keys added since. The ranks are a hint: a snapshot whose
-//! placed entries are out of order sorts them all, so the output never
-//! depends on them.
+//! sorts only the keys added since (the ranks are rewritten once the keys
+//! added or removed since are more than a few percent of the key group).
+//! The ranks are a hint: a snapshot whose placed entries are out of order
+//! sorts them all, so the output never depends on them.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -471,6 +472,10 @@ fn insertion_sort<T: Copy>(run: &mut [(u64, T)]) {
 /// Entries of at most this many bytes are copied as one fixed-size move.
 const COPY_WIDTH: usize = 16;
 
+/// The ranks of a key group are rewritten once more than `1 / RERANK` of
+/// its entries are holes or unranked.
+const RERANK: usize = 16;
+
 /// Marks an empty place in an order being filled by rank.
 const HOLE: usize = usize::MAX;
 
@@ -523,7 +528,7 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
     /// Encodes every entry of group `idx` in the table's memory order
     /// (sequential reads), orders them, and appends them to `out` in that
     /// order. The ranked entries are placed by rank (and checked), the rest
-    /// sorted and merged in; the ranks are then updated if anything moved.
+    /// sorted and merged in; the ranks are rewritten once enough changed.
     /// The order depends only on the key set: it is checked, and sorted from
     /// scratch if the ranks were wrong.
     fn write_group(
@@ -614,8 +619,13 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         codec::encode_into(&(n as u64), out, &self.name)?;
         let start = out.len();
         out.reserve(bytes.len());
-        // Without holes (removed keys) or new keys, the ranks stay valid.
-        let mut changed = order.len() + unranked.len() != n || !unranked.is_empty();
+        // Holes (removed keys) and unranked (new) keys cost every snapshot
+        // until the ranks are rewritten, and rewriting them costs a pass
+        // over the table: rewrite once they are more than 1/RERANK of the
+        // key group. Unchanged ranks stay a valid hint: the placed entries
+        // are still in order.
+        let stale = (order.len() + 2 * unranked.len()).saturating_sub(n);
+        let mut rerank = stale * RERANK > n;
         let mut copied = None;
         if unranked.is_empty() {
             copied = copy(order, out);
@@ -655,9 +665,9 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             sort(order, tmp, starts);
             let all = copy(order, out);
             debug_assert_eq!(all, Some(n));
-            changed = true;
+            rerank = true;
         }
-        if changed {
+        if rerank {
             // Ranks fit a u32 below UNRANKED; a larger group keeps none.
             if n < UNRANKED as usize {
                 ranks.clear();
@@ -1115,5 +1125,20 @@ mod tests {
         check(&t);
         t.insert(wide(1), 5).unwrap();
         check(&t);
+        // A few new keys are sorted and merged in, but the ranks are kept
+        // until more has changed.
+        let counts: Vec<u32> = t.ranked.iter().map(Rank::get).collect();
+        for i in 30_000..30_010 {
+            t.insert(wide(i), 1).unwrap();
+        }
+        assert_eq!(sections(&t), expected(&t));
+        assert_eq!(t.ranked.iter().map(Rank::get).collect::<Vec<_>>(), counts);
+        let new = t
+            .groups
+            .iter()
+            .flat_map(|g| g.iter())
+            .filter(|s| s.value == 1);
+        assert!(new.map(|s| s.rank.get()).all(|r| r == UNRANKED));
+        assert_eq!(sections(&t), expected(&t));
     }
 }
