@@ -410,7 +410,7 @@ fn sort_by_hash<T: Copy + Default>(
     starts: &mut Vec<u32>,
 ) {
     /// Pairs per bucket on average.
-    const BUCKET_FILL: usize = 4;
+    const BUCKET_FILL: usize = 2;
     let n = pairs.len();
     if n <= INSERTION_MAX {
         insertion_sort(pairs);
