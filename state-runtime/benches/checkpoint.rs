@@ -2,7 +2,16 @@
 //!
 //! * `snapshot_5M/key_group_sections`: `Checkpointed::snapshot` of a
 //!   `KeyedValue<u64, i64>` with 5 million keys (128 key groups): entries
-//!   sorted per key group, an offsets index.
+//!   sorted per key group, an offsets index. Steady state: the key set is
+//!   the one of the previous snapshot (values may change), so each key
+//!   group's order comes from the ranks the previous snapshot stored.
+//!   `snapshot_5M/key_group_sections_cold`: the same state, never
+//!   snapshotted before (as on the first checkpoint, or the first after a
+//!   restore): every key group sorted from scratch. Each sample snapshots a
+//!   fresh clone (the clone is not timed).
+//!   `snapshot_5M/key_group_sections_1pct_new`: steady state after 1% of the
+//!   keys were removed and 1% new keys inserted since the previous snapshot
+//!   (the changes are not timed).
 //!   `snapshot_5M/one_bincode_blob`: the same entries, held in a plain
 //!   `HashMap`, encoded as one bincode blob (no index, no order).
 //! * `restore_4_to_3/key_group_ranges`: a 4-instance checkpoint of 5 million
@@ -15,14 +24,14 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use state_runtime::prelude::*;
 
 const KEYS: u64 = 5_000_000;
 
-#[derive(Checkpointed, Default)]
+#[derive(Checkpointed, Default, Clone)]
 struct Sums {
     #[state(keyed)]
     sums: KeyedValue<u64, i64>,
@@ -50,13 +59,46 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(15));
     g.throughput(Throughput::Elements(KEYS));
+    // First, while `all` has never been snapshotted.
+    g.bench_function("key_group_sections_cold", |b| {
+        b.iter_batched(
+            || all.clone(),
+            |fresh| {
+                black_box(fresh.snapshot().unwrap().data().len());
+                fresh // dropped untimed
+            },
+            BatchSize::PerIteration,
+        )
+    });
     g.bench_function("key_group_sections", |b| {
         b.iter(|| black_box(all.snapshot().unwrap().data().len()))
     });
     g.bench_function("one_bincode_blob", |b| {
         b.iter(|| black_box(bincode::serde::encode_to_vec(&plain, config).unwrap().len()))
     });
+    // A window of key indexes slides by 1% between snapshots: the oldest
+    // 1% removed, 1% new inserted.
+    const CHURN: u64 = KEYS / 100;
+    let mut lo = 0;
+    g.bench_function("key_group_sections_1pct_new", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                for i in lo..lo + CHURN {
+                    all.sums.remove(key(i)).unwrap();
+                    all.sums.insert(key(i + KEYS), i as i64).unwrap();
+                }
+                lo += CHURN;
+                let start = Instant::now();
+                black_box(all.snapshot().unwrap().data().len());
+                timed += start.elapsed();
+            }
+            timed
+        })
+    });
     g.finish();
+    // The window moved: rebuild `plain` to match `all` for the rest.
+    plain = all.sums.iter().map(|(k, v)| (*k, *v)).collect();
     drop(all);
 
     // Four instances, each with its share, as checkpointed at parallelism 4.

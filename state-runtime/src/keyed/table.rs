@@ -9,6 +9,18 @@
 //! Java hash code for the key group. The table's iteration order is never
 //! observable in a snapshot: sections are sorted by stable hash (ties by
 //! encoded key).
+//!
+//! Each slot also keeps its rank: its position in the last snapshot of its
+//! key group. The order depends only on the key set, which changes slowly
+//! between checkpoints while values change constantly, so the next snapshot
+//! places ranked entries by rank, checks that they are still in order, and
+//! sorts only the keys added since (the ranks are rewritten once the keys
+//! added or removed since are more than a few percent of the key group).
+//! The ranks are a hint: a snapshot whose placed entries are out of order
+//! sorts them all, so the output never depends on them.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use hashbrown::HashTable;
 use serde::Serialize;
@@ -40,12 +52,57 @@ fn table_hash(stable_hash: u64) -> u64 {
     stable_hash.wrapping_mul(PHI)
 }
 
-/// One entry: the key's stable hash, the key, the container's per-key value.
+/// Rank of a slot that has none.
+const UNRANKED: u32 = u32::MAX;
+
+/// A `u32` set through `&self` (a snapshot takes `&self`, and the tables must
+/// stay `Sync`), cloned by value. Only ever a hint, so `Relaxed` suffices:
+/// racing snapshots of one state compute, and store, the same ranks.
+#[derive(Default)]
+struct Rank(AtomicU32);
+
+impl Rank {
+    fn new(v: u32) -> Self {
+        Self(AtomicU32::new(v))
+    }
+
+    #[inline]
+    fn get(&self) -> u32 {
+        self.0.load(Relaxed)
+    }
+
+    #[inline]
+    fn set(&self, v: u32) {
+        self.0.store(v, Relaxed)
+    }
+}
+
+impl Clone for Rank {
+    fn clone(&self) -> Self {
+        Self::new(self.get())
+    }
+}
+
+/// One entry: the key's stable hash, the key, the container's per-key value,
+/// and the entry's rank in the last snapshot of its key group ([`UNRANKED`]
+/// if it has none).
 #[derive(Clone)]
 pub(crate) struct Slot<K, T> {
     pub(crate) hash: u64,
     pub(crate) key: K,
     pub(crate) value: T,
+    rank: Rank,
+}
+
+impl<K, T> Slot<K, T> {
+    fn new(hash: u64, key: K, value: T) -> Self {
+        Self {
+            hash,
+            key,
+            value,
+            rank: Rank::new(UNRANKED),
+        }
+    }
 }
 
 /// Entries of one keyed state, partitioned by key group.
@@ -56,6 +113,9 @@ pub(crate) struct Tables<K, T> {
     range: KeyGroupRange,
     bound: bool,
     groups: Vec<HashTable<Slot<K, T>>>,
+    /// Per group: how many ranks its last snapshot handed out. A slot whose
+    /// rank is below this count was (probably) at that position.
+    ranked: Vec<Rank>,
     len: usize,
 }
 
@@ -67,6 +127,7 @@ impl<K, T> Default for Tables<K, T> {
             range: KeyGroupRange::EMPTY,
             bound: false,
             groups: Vec::new(),
+            ranked: Vec::new(),
             len: 0,
         }
     }
@@ -102,6 +163,9 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         for g in &mut self.groups {
             g.clear();
         }
+        for r in &mut self.ranked {
+            *r = Rank::default();
+        }
         self.len = 0;
     }
 
@@ -133,10 +197,12 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         }
         let old = std::mem::take(&mut self.groups);
         self.groups = (0..range.len()).map(|_| HashTable::new()).collect();
+        self.ranked = (0..range.len()).map(|_| Rank::default()).collect();
         self.assigner = assigner;
         self.range = range;
         self.bound = true;
-        for slot in old.into_iter().flat_map(|g| g.into_iter()) {
+        for mut slot in old.into_iter().flat_map(|g| g.into_iter()) {
+            slot.rank = Rank::new(UNRANKED);
             let kg = key_group_of(&assigner, slot.hash, &slot.key)?;
             let idx = (kg - range.start()) as usize;
             self.groups[idx].insert_unique(table_hash(slot.hash), slot, |s| table_hash(s.hash));
@@ -223,12 +289,8 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
             hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
             hashbrown::hash_table::Entry::Vacant(v) => {
                 self.len += 1;
-                v.insert(Slot {
-                    hash,
-                    key: key.into_key(),
-                    value: default(),
-                })
-                .into_mut()
+                v.insert(Slot::new(hash, key.into_key(), default()))
+                    .into_mut()
             }
         };
         Ok(&mut slot.value)
@@ -247,11 +309,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
             }
             hashbrown::hash_table::Entry::Vacant(v) => {
                 self.len += 1;
-                v.insert(Slot {
-                    hash,
-                    key: key.into_key(),
-                    value,
-                });
+                v.insert(Slot::new(hash, key.into_key(), value));
                 Ok(None)
             }
         }
@@ -338,38 +396,41 @@ fn key_group_of<K: StateKey + ?Sized>(
     }
 }
 
-/// Sorts the pairs by hash. Stable hashes are uniform, so one bucket pass
-/// (256 buckets by position in `[min, max]`) leaves small buckets that sort
-/// in cache; a plain comparison sort of a whole key group, and a scatter
-/// into as many buckets as pairs, both cost more than the encoding did.
-/// Skewed input only makes some buckets bigger, and each bucket is sorted by
+/// Buckets of at most this many pairs are sorted by insertion.
+const INSERTION_MAX: usize = 32;
+
+/// Sorts the pairs by hash. Stable hashes are uniform, so one scatter into
+/// about `n / BUCKET_FILL` buckets by position in `[min, max]` leaves
+/// buckets of a few pairs each, which insertion sort finishes in place.
+/// Skewed input only makes some buckets bigger; those are sorted by
 /// comparison, so the result is always sorted.
 fn sort_by_hash<T: Copy + Default>(
     pairs: &mut Vec<(u64, T)>,
     tmp: &mut Vec<(u64, T)>,
     starts: &mut Vec<u32>,
 ) {
-    /// Few enough buckets that scattering into them stays in cache.
-    const BUCKETS: usize = 256;
+    /// Pairs per bucket on average.
+    const BUCKET_FILL: usize = 2;
     let n = pairs.len();
-    if n < 2 * BUCKETS {
-        pairs.sort_unstable_by_key(|p| p.0);
+    if n <= INSERTION_MAX {
+        insertion_sort(pairs);
         return;
     }
+    let buckets = n / BUCKET_FILL;
     let (min, max) = pairs
         .iter()
         .fold((u64::MAX, 0), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
-    // bucket(h) = floor((h - min) * BUCKETS / span) < BUCKETS, as one
+    // bucket(h) = floor((h - min) * buckets / span) < buckets, as one
     // multiply-high: a monotone map, so sorted buckets give sorted output.
     let span = u128::from(max - min) + 1;
-    let scale = ((BUCKETS as u128) << 64) / span;
+    let scale = ((buckets as u128) << 64) / span;
     let bucket = |h: u64| ((u128::from(h - min) * scale) >> 64) as usize;
     starts.clear();
-    starts.resize(BUCKETS + 1, 0);
+    starts.resize(buckets + 1, 0);
     for p in pairs.iter() {
         starts[bucket(p.0) + 1] += 1;
     }
-    for b in 0..BUCKETS {
+    for b in 0..buckets {
         starts[b + 1] += starts[b];
     }
     tmp.clear();
@@ -381,27 +442,67 @@ fn sort_by_hash<T: Copy + Default>(
     }
     // starts[b] is now the end of bucket b, the start of bucket b + 1.
     let mut begin = 0;
-    for &end in &starts[..BUCKETS] {
+    for &end in &starts[..buckets] {
         let end = end as usize;
-        tmp[begin..end].sort_unstable_by_key(|p| p.0);
+        let run = &mut tmp[begin..end];
+        if run.len() <= INSERTION_MAX {
+            insertion_sort(run);
+        } else {
+            run.sort_unstable_by_key(|p| p.0);
+        }
         begin = end;
     }
     std::mem::swap(pairs, tmp);
 }
 
+/// Sorts a few pairs by hash.
+#[inline]
+fn insertion_sort<T: Copy>(run: &mut [(u64, T)]) {
+    for i in 1..run.len() {
+        let x = run[i];
+        let mut j = i;
+        while j > 0 && run[j - 1].0 > x.0 {
+            run[j] = run[j - 1];
+            j -= 1;
+        }
+        run[j] = x;
+    }
+}
+
+/// Entries of at most this many bytes are copied as one fixed-size move.
+const COPY_WIDTH: usize = 16;
+
+/// The ranks of a key group are rewritten once more than `1 / RERANK` of
+/// its entries are holes or unranked.
+const RERANK: usize = 16;
+
+/// Marks an empty place in an order being filled by rank.
+const HOLE: usize = usize::MAX;
+
 /// Buffers reused by every snapshot of a key group on this thread: a
 /// snapshot writes thousands of key groups, and fresh buffers for each cost
-/// more page faults than the encoding itself.
+/// page faults.
 #[derive(Default)]
 struct WriteScratch {
+    /// The key group's entries, encoded in table order.
     bytes: Vec<u8>,
-    entries: Vec<(u64, (usize, usize))>,
-    tmp: Vec<(u64, (usize, usize))>,
+    /// Entry `i` (in table order) is `bytes[offsets[i]..offsets[i + 1]]`.
+    offsets: Vec<usize>,
+    /// `(stable hash, table index)` in snapshot order.
+    order: Vec<(u64, usize)>,
+    /// Entries without a usable rank.
+    unranked: Vec<(u64, usize)>,
+    tmp: Vec<(u64, usize)>,
     starts: Vec<u32>,
+    /// Per table index, its position in the new order.
+    ranks: Vec<u32>,
 }
 
 thread_local! {
-    static WRITE_SCRATCH: std::cell::RefCell<WriteScratch> = std::cell::RefCell::default();
+    /// Taken for the length of one key group's snapshot: a value's
+    /// `Serialize` impl that snapshots state itself (and so re-enters) finds
+    /// it empty and uses fresh buffers.
+    static WRITE_SCRATCH: Cell<WriteScratch> = Cell::default();
 }
 
 /// Snapshot and restore of one key group's section.
@@ -417,55 +518,174 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         out: &mut Vec<u8>,
         mut write_value: impl FnMut(&T, &mut Vec<u8>, &str) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
-        let group = &self.groups[self.group_index(key_group)?];
-        // Encode every entry in the table's memory order (sequential reads),
-        // then order the encoded entries by stable hash: a u64 compare, and
-        // the order of the hash space the native assigner cuts into key
-        // groups. Entries of keys with equal hashes are ordered by their
-        // bytes, which orders them by key (bincode encodings are
-        // self-delimiting, so no key's encoding is a prefix of another's).
-        // The order never depends on the table's history.
-        WRITE_SCRATCH.with(|cell| {
-            // A value's Serialize impl could snapshot state itself (and so
-            // re-enter); it then gets fresh buffers.
-            let mut fresh = WriteScratch::default();
-            let mut borrowed = cell.try_borrow_mut();
-            let scratch = match borrowed.as_deref_mut() {
-                Ok(s) => s,
-                Err(_) => &mut fresh,
-            };
-            let WriteScratch {
-                bytes,
-                entries,
-                tmp,
-                starts,
-            } = scratch;
-            bytes.clear();
-            entries.clear();
-            for slot in group.iter() {
-                let start = bytes.len();
-                codec::encode_into(&slot.key, bytes, &self.name)?;
-                write_value(&slot.value, bytes, &self.name)?;
-                entries.push((slot.hash, (start, bytes.len())));
+        let idx = self.group_index(key_group)?;
+        let mut scratch = WRITE_SCRATCH.with(Cell::take);
+        let result = self.write_group(idx, &mut scratch, out, &mut write_value);
+        WRITE_SCRATCH.with(|c| c.set(scratch));
+        result
+    }
+
+    /// Encodes every entry of group `idx` in the table's memory order
+    /// (sequential reads), orders them, and appends them to `out` in that
+    /// order. The ranked entries are placed by rank (and checked), the rest
+    /// sorted and merged in; the ranks are rewritten once enough changed.
+    /// The order depends only on the key set: it is checked, and sorted from
+    /// scratch if the ranks were wrong.
+    fn write_group(
+        &self,
+        idx: usize,
+        scratch: &mut WriteScratch,
+        out: &mut Vec<u8>,
+        write_value: &mut impl FnMut(&T, &mut Vec<u8>, &str) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let group = &self.groups[idx];
+        let WriteScratch {
+            bytes,
+            offsets,
+            order,
+            unranked,
+            tmp,
+            starts,
+            ranks,
+        } = scratch;
+        let handed_out = self.ranked[idx].get() as usize;
+        bytes.clear();
+        offsets.clear();
+        order.clear();
+        order.resize(handed_out, (0, HOLE));
+        unranked.clear();
+        for (i, slot) in group.iter().enumerate() {
+            offsets.push(bytes.len());
+            codec::encode_into(&slot.key, bytes, &self.name)?;
+            write_value(&slot.value, bytes, &self.name)?;
+            // A plain store, no check for a rank taken twice: a lost entry
+            // is noticed when the order is copied.
+            match order.get_mut(slot.rank.get() as usize) {
+                Some(e) => *e = (slot.hash, i),
+                None => unranked.push((slot.hash, i)),
             }
-            sort_by_hash(entries, tmp, starts);
-            let entry = |&(_, (a, b)): &(u64, (usize, usize))| &bytes[a..b];
-            let mut i = 0;
-            while i < entries.len() {
-                let h = entries[i].0;
-                let run = entries[i..].iter().take_while(|e| e.0 == h).count();
-                if run > 1 {
-                    entries[i..i + run].sort_by(|a, b| entry(a).cmp(entry(b)));
+        }
+        offsets.push(bytes.len());
+        let n = offsets.len() - 1;
+        // Slack, so that short entries can be copied 16 bytes at a time.
+        bytes.extend_from_slice(&[0; COPY_WIDTH]);
+        // Entries of keys with equal hashes are ordered by their bytes, which
+        // orders them by key: bincode encodings are self-delimiting, so no
+        // key's encoding is a prefix of another's, and distinct keys differ
+        // before either encoding ends.
+        let entry = |&(_, i): &(u64, usize)| &bytes[offsets[i]..offsets[i + 1]];
+        let less =
+            |a: &(u64, usize), b: &(u64, usize)| a.0 < b.0 || (a.0 == b.0 && entry(a) < entry(b));
+        let sort =
+            |v: &mut Vec<(u64, usize)>, tmp: &mut Vec<(u64, usize)>, starts: &mut Vec<u32>| {
+                sort_by_hash(v, tmp, starts);
+                let mut i = 0;
+                while i < v.len() {
+                    let h = v[i].0;
+                    let run = v[i..].iter().take_while(|e| e.0 == h).count();
+                    if run > 1 {
+                        v[i..i + run].sort_unstable_by(|a, b| entry(a).cmp(entry(b)));
+                    }
+                    i += run;
                 }
-                i += run;
+            };
+        // Appends the entries in `order` (skipping holes) to `out` and
+        // returns how many; `None` (and `out` partly written) if they are
+        // out of order.
+        let copy = |order: &[(u64, usize)], out: &mut Vec<u8>| {
+            let mut prev: Option<&(u64, usize)> = None;
+            let mut copied = 0;
+            for e in order {
+                if e.1 == HOLE {
+                    continue;
+                }
+                if prev.is_some_and(|p| !less(p, e)) {
+                    return None;
+                }
+                prev = Some(e);
+                copied += 1;
+                let (a, b) = (offsets[e.1], offsets[e.1 + 1]);
+                if b - a <= COPY_WIDTH {
+                    // One fixed-size move instead of a memcpy call.
+                    out.extend_from_slice(&bytes[a..a + COPY_WIDTH]);
+                    out.truncate(out.len() - (COPY_WIDTH - (b - a)));
+                } else {
+                    out.extend_from_slice(&bytes[a..b]);
+                }
             }
-            codec::encode_into(&(entries.len() as u64), out, &self.name)?;
-            out.reserve(bytes.len());
-            for e in entries.iter() {
-                out.extend_from_slice(entry(e));
+            Some(copied)
+        };
+
+        codec::encode_into(&(n as u64), out, &self.name)?;
+        let start = out.len();
+        out.reserve(bytes.len());
+        // Holes (removed keys) and unranked (new) keys cost every snapshot
+        // until the ranks are rewritten, and rewriting them costs a pass
+        // over the table: rewrite once they are more than 1/RERANK of the
+        // key group. Unchanged ranks stay a valid hint: the placed entries
+        // are still in order.
+        let stale = (order.len() + 2 * unranked.len()).saturating_sub(n);
+        let mut rerank = stale * RERANK > n;
+        let mut copied = None;
+        if unranked.is_empty() {
+            copied = copy(order, out);
+        } else {
+            sort(unranked, tmp, starts);
+            // Merge the placed entries (checking their order) with the
+            // sorted unranked ones.
+            tmp.clear();
+            tmp.reserve(n);
+            let mut rest = unranked.iter().peekable();
+            let mut prev: Option<&(u64, usize)> = None;
+            let mut sorted = true;
+            for e in order.iter().filter(|e| e.1 != HOLE) {
+                if prev.is_some_and(|p| !less(p, e)) {
+                    sorted = false;
+                    break;
+                }
+                prev = Some(e);
+                while let Some(u) = rest.next_if(|u| less(u, e)) {
+                    tmp.push(*u);
+                }
+                tmp.push(*e);
             }
-            Ok(())
-        })
+            if sorted {
+                tmp.extend(rest);
+                std::mem::swap(order, tmp);
+                copied = copy(order, out);
+            }
+        }
+        // Out of order, or fewer entries than the table has (two slots had
+        // the same rank, and one overwrote the other): the ranks were wrong,
+        // sort everything.
+        if copied != Some(n) {
+            out.truncate(start);
+            order.clear();
+            order.extend(group.iter().enumerate().map(|(i, s)| (s.hash, i)));
+            sort(order, tmp, starts);
+            let all = copy(order, out);
+            debug_assert_eq!(all, Some(n));
+            rerank = true;
+        }
+        if rerank {
+            // Ranks fit a u32 below UNRANKED; a larger group keeps none.
+            if n < UNRANKED as usize {
+                ranks.clear();
+                ranks.resize(n, UNRANKED);
+                let entries = order.iter().filter(|e| e.1 != HOLE);
+                for (pos, &(_, i)) in entries.enumerate() {
+                    ranks[i] = pos as u32;
+                }
+                // Same table, same iteration order as above.
+                for (slot, &rank) in group.iter().zip(ranks.iter()) {
+                    slot.rank.set(rank);
+                }
+                self.ranked[idx].set(n as u32);
+            } else {
+                self.ranked[idx].set(0);
+            }
+        }
+        Ok(())
     }
 
     /// Decodes a section written by [`write_key_group`](Self::write_key_group)
@@ -524,7 +744,7 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                     ));
                 }
                 hashbrown::hash_table::Entry::Vacant(v) => {
-                    v.insert(Slot { hash, key, value });
+                    v.insert(Slot::new(hash, key, value));
                     self.len += 1;
                     inserted += 1;
                 }
@@ -606,5 +826,319 @@ mod tests {
             seen.sort_unstable();
             assert_eq!(seen, items, "every item exactly once");
         }
+    }
+
+    use crate::hash::{StableHash, StableHasher};
+    use serde::Deserialize;
+
+    /// A key whose stable hash has only five values: long runs of equal
+    /// hashes, ordered by encoded key.
+    #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+    struct Weak(u64);
+
+    impl StableHash for Weak {
+        fn stable_hash_into(&self, h: &mut StableHasher) {
+            h.write_bytes(&(self.0 % 5).to_le_bytes());
+        }
+    }
+    impl StateKey for Weak {}
+
+    type Key<K> = fn(u64) -> K;
+
+    fn wide(i: u64) -> u64 {
+        i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn weak(i: u64) -> Weak {
+        Weak(i)
+    }
+
+    fn new_table<K: StateKey + Eq>() -> Tables<K, i64> {
+        let a = KeyGroupAssigner::native(MaxParallelism::new(8).unwrap());
+        Tables::new(a, a.max_parallelism().all_key_groups()).unwrap()
+    }
+
+    fn write_value(v: &i64, out: &mut Vec<u8>, name: &str) -> Result<(), StateError> {
+        codec::encode_into(v, out, name)
+    }
+
+    /// Every owned key group's section, as `write_key_group` writes it.
+    fn sections<K: StateKey + Eq + Serialize + DeserializeOwned>(
+        t: &Tables<K, i64>,
+    ) -> Vec<Vec<u8>> {
+        t.range
+            .iter()
+            .map(|kg| {
+                let mut out = Vec::new();
+                t.write_key_group(kg, &mut out, write_value).unwrap();
+                out
+            })
+            .collect()
+    }
+
+    /// The sections as the format defines them, computed the slow way.
+    fn expected<K: StateKey + Eq + Serialize + DeserializeOwned>(
+        t: &Tables<K, i64>,
+    ) -> Vec<Vec<u8>> {
+        t.range
+            .iter()
+            .map(|kg| {
+                let mut entries: Vec<(u64, Vec<u8>, Vec<u8>)> = t
+                    .iter_key_group(kg)
+                    .unwrap()
+                    .map(|(k, v)| {
+                        let mut key = Vec::new();
+                        codec::encode_into(k, &mut key, "t").unwrap();
+                        let mut value = Vec::new();
+                        codec::encode_into(v, &mut value, "t").unwrap();
+                        (k.stable_hash(), key, value)
+                    })
+                    .collect();
+                entries.sort();
+                let mut out = Vec::new();
+                codec::encode_into(&(entries.len() as u64), &mut out, "t").unwrap();
+                for (_, key, value) in entries {
+                    out.extend(key);
+                    out.extend(value);
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// A table with `keys` inserted in that order, never snapshotted.
+    fn fresh<K: StateKey + Eq + Serialize + DeserializeOwned>(
+        key: Key<K>,
+        keys: impl IntoIterator<Item = u64>,
+    ) -> Tables<K, i64> {
+        let mut t = new_table();
+        for i in keys {
+            t.insert(key(i), i as i64).unwrap();
+        }
+        t
+    }
+
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *seed >> 33
+    }
+
+    fn histories_give_one_snapshot<K: StateKey + Eq + Serialize + DeserializeOwned + Clone>(
+        key: Key<K>,
+        n: u64,
+    ) {
+        let want = expected(&fresh(key, 0..n));
+        assert_eq!(sections(&fresh(key, 0..n)), want, "insert order");
+        assert_eq!(sections(&fresh(key, (0..n).rev())), want, "reverse order");
+
+        // Extra keys inserted and snapshotted, then removed.
+        let mut t = fresh(key, (0..n + n / 3).rev());
+        sections(&t);
+        for i in n..n + n / 3 {
+            t.remove(key(i)).unwrap();
+        }
+        assert_eq!(sections(&t), want, "after removals");
+        assert_eq!(sections(&t), want, "twice");
+
+        // Half the keys, snapshotted, then the rest.
+        let mut t = fresh(key, (0..n).filter(|i| i % 2 == 0));
+        sections(&t);
+        for i in (0..n).filter(|i| i % 2 == 1) {
+            t.insert(key(i), i as i64).unwrap();
+        }
+        assert_eq!(sections(&t), want, "after inserts");
+
+        // Restored from its own sections, then from a snapshotted state.
+        let mut r = new_table::<K>();
+        for (kg, bytes) in r.range.iter().zip(&want) {
+            r.read_key_group(kg, bytes, None, |b, name| {
+                codec::decode_prefix::<i64>(b, name)
+            })
+            .unwrap();
+        }
+        assert_eq!(sections(&r), want, "after restore");
+        assert_eq!(sections(&r), want, "after restore, twice");
+
+        // Cleared after a snapshot of other keys, then refilled.
+        let mut t = fresh(key, n..2 * n);
+        sections(&t);
+        t.clear();
+        for i in 0..n {
+            t.insert(key(i), i as i64).unwrap();
+        }
+        assert_eq!(sections(&t), want, "after clear");
+
+        // A clone of a snapshotted state, snapshotted and changed on its own.
+        let mut t = fresh(key, 0..n + 1);
+        sections(&t);
+        let mut c = t.clone();
+        c.remove(key(n)).unwrap();
+        assert_eq!(sections(&c), want, "clone");
+        t.remove(key(n)).unwrap();
+        assert_eq!(sections(&t), want, "original after the clone");
+
+        // Rebound (all slots move), after a snapshot.
+        let mut t = fresh(key, 0..n);
+        sections(&t);
+        let (assigner, range) = t.binding().unwrap();
+        t.bind(assigner, range).unwrap();
+        assert_eq!(sections(&t), want, "after bind");
+    }
+
+    #[test]
+    fn same_key_set_gives_the_same_snapshot_whatever_the_history() {
+        histories_give_one_snapshot(wide, 20_000);
+        histories_give_one_snapshot(weak, 600);
+    }
+
+    fn mutate_and_snapshot<K: StateKey + Eq + Serialize + DeserializeOwned + Clone>(
+        key: Key<K>,
+        universe: u64,
+        rounds: usize,
+    ) {
+        let mut seed = 7;
+        let mut t = fresh(key, 0..universe / 2);
+        let mut live: std::collections::BTreeMap<u64, i64> =
+            (0..universe / 2).map(|i| (i, i as i64)).collect();
+        for round in 0..rounds {
+            // A different mix every round: inserts of new keys, removals,
+            // value updates, sometimes nothing.
+            let changes = match round % 4 {
+                0 => universe / 50,
+                1 => universe / 3,
+                2 => 0,
+                _ => 3,
+            };
+            for _ in 0..changes {
+                let i = lcg(&mut seed) % universe;
+                match lcg(&mut seed) % 3 {
+                    0 => {
+                        t.remove(key(i)).unwrap();
+                        live.remove(&i);
+                    }
+                    _ => {
+                        let v = lcg(&mut seed) as i64;
+                        t.insert(key(i), v).unwrap();
+                        live.insert(i, v);
+                    }
+                }
+            }
+            let mut reference = new_table::<K>();
+            for (&i, &v) in &live {
+                reference.insert(key(i), v).unwrap();
+            }
+            let want = expected(&reference);
+            assert_eq!(sections(&t), want, "round {round}");
+            assert_eq!(sections(&reference), want, "round {round}, fresh state");
+        }
+    }
+
+    #[test]
+    fn snapshot_after_changes_matches_a_fresh_state() {
+        mutate_and_snapshot(wide, 30_000, 12);
+        mutate_and_snapshot(weak, 900, 12);
+    }
+
+    fn wrong_ranks_are_ignored<K: StateKey + Eq + Serialize + DeserializeOwned>(
+        key: Key<K>,
+        n: u64,
+    ) {
+        let want = expected(&fresh(key, 0..n));
+        /// A name, the new rank from (table index, old rank, count), the
+        /// new count.
+        type Corruption = (&'static str, fn(usize, u32, u32) -> u32, fn(u32) -> u32);
+        let corruptions: [Corruption; 6] = [
+            ("reversed", |_, r, c| c - 1 - r, |c| c),
+            ("all zero", |_, _, _| 0, |c| c),
+            ("table order", |i, _, _| i as u32, |c| c),
+            ("shifted", |_, r, c| (r + 1) % c, |c| c),
+            ("count too small", |_, r, _| r, |c| c / 2),
+            (
+                "count too large",
+                |i, _, _| (i as u32).wrapping_mul(7),
+                |c| c * 9,
+            ),
+        ];
+        for (what, rank, count) in corruptions {
+            let mut t = fresh(key, 0..n);
+            assert_eq!(sections(&t), want, "{what}: first snapshot");
+            // Values change (ranks must not care), then the ranks break.
+            for i in (0..n).step_by(3) {
+                t.insert(key(i), -(i as i64)).unwrap();
+            }
+            let want_now = expected(&t);
+            for (g, handed_out) in t.groups.iter().zip(&t.ranked) {
+                let c = handed_out.get();
+                if c == 0 {
+                    continue;
+                }
+                for (i, slot) in g.iter().enumerate() {
+                    slot.rank.set(rank(i, slot.rank.get(), c));
+                }
+                handed_out.set(count(c));
+            }
+            assert_eq!(sections(&t), want_now, "{what}");
+            assert_eq!(sections(&t), want_now, "{what}, twice");
+        }
+    }
+
+    #[test]
+    fn wrong_ranks_never_change_the_snapshot() {
+        wrong_ranks_are_ignored(wide, 5_000);
+        wrong_ranks_are_ignored(weak, 400);
+    }
+
+    /// Each slot's rank is its position in the last snapshot of its key
+    /// group, so the next snapshot of an unchanged key set sorts nothing.
+    #[test]
+    fn ranks_are_the_positions_in_the_last_snapshot() {
+        let mut t = fresh(wide, 0..10_000);
+        let check = |t: &Tables<u64, i64>| {
+            for (kg, section) in t.range.iter().zip(sections(t)) {
+                let g = &t.groups[t.group_index(kg).unwrap()];
+                let (count, mut pos) = codec::decode_prefix::<u64>(&section, "t").unwrap();
+                assert_eq!(count as usize, g.len());
+                assert_eq!(t.ranked[t.group_index(kg).unwrap()].get() as usize, g.len());
+                for rank in 0..count as u32 {
+                    let (k, used) = codec::decode_prefix::<u64>(&section[pos..], "t").unwrap();
+                    pos += used;
+                    let (_, used) = codec::decode_prefix::<i64>(&section[pos..], "t").unwrap();
+                    pos += used;
+                    let slot = g.find(table_hash(k.stable_hash()), |s| s.key == k).unwrap();
+                    assert_eq!(slot.rank.get(), rank);
+                }
+            }
+        };
+        assert!(t.iter().next().is_some());
+        for slot in t.groups.iter().flat_map(|g| g.iter()) {
+            assert_eq!(slot.rank.get(), UNRANKED);
+        }
+        check(&t);
+        for i in (0..10_000).step_by(7) {
+            t.remove(wide(i)).unwrap();
+        }
+        for i in 20_000..20_300 {
+            t.insert(wide(i), 0).unwrap();
+        }
+        check(&t);
+        t.insert(wide(1), 5).unwrap();
+        check(&t);
+        // A few new keys are sorted and merged in, but the ranks are kept
+        // until more has changed.
+        let counts: Vec<u32> = t.ranked.iter().map(Rank::get).collect();
+        for i in 30_000..30_010 {
+            t.insert(wide(i), 1).unwrap();
+        }
+        assert_eq!(sections(&t), expected(&t));
+        assert_eq!(t.ranked.iter().map(Rank::get).collect::<Vec<_>>(), counts);
+        let new = t
+            .groups
+            .iter()
+            .flat_map(|g| g.iter())
+            .filter(|s| s.value == 1);
+        assert!(new.map(|s| s.rank.get()).all(|r| r == UNRANKED));
+        assert_eq!(sections(&t), expected(&t));
     }
 }
