@@ -342,3 +342,26 @@ fn reading_a_section_twice_or_into_the_wrong_instance_is_an_error() {
     assert_eq!(x.read_key_group(kg, &bytes, Some(&keep)).unwrap(), 0);
     assert!(x.is_empty());
 }
+
+/// The size hint a snapshot reserves its buffer with: unknown (0) before the
+/// first snapshot, then close to what a snapshot writes.
+#[test]
+fn encoded_size_hint_follows_the_last_snapshot() {
+    let a = native(16);
+    let all = a.max_parallelism().all_key_groups();
+    let mut v = KeyedValue::<u64, String>::new(a, all).unwrap();
+    for k in 0..2000u64 {
+        v.insert(k, format!("value-{k}")).unwrap();
+    }
+    assert_eq!(v.encoded_size_hint(), 0);
+    let mut written = Vec::new();
+    for kg in all {
+        v.write_key_group(kg, &mut written).unwrap();
+    }
+    let hint = v.encoded_size_hint();
+    let actual = written.len();
+    assert!(
+        hint.abs_diff(actual) * 10 <= actual,
+        "hint {hint} vs {actual} bytes written"
+    );
+}

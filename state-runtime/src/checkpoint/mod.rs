@@ -639,6 +639,7 @@ impl SnapshotWriter {
         }
         let (assigner, key_groups) = binding;
         let data = &mut self.snapshot.data;
+        data.reserve(states.iter().map(|(_, s)| s.encoded_size_hint()).sum());
         let mut bounds = Vec::with_capacity(key_groups.len() as usize * states.len() + 1);
         bounds.push(data.len() as u64);
         for kg in key_groups {

@@ -137,6 +137,13 @@ pub trait KeyedState {
     /// Number of keys with state in `key_group` (an owned key group).
     fn key_group_len(&self, key_group: KeyGroup) -> Result<usize, StateError>;
 
+    /// About how many bytes [`write_key_group`](KeyedState::write_key_group)
+    /// would append for every owned key group together (a hint for reserving
+    /// the snapshot buffer; 0 if unknown).
+    fn encoded_size_hint(&self) -> usize {
+        0
+    }
+
     /// Appends the section of `key_group` (an owned key group) to `out`:
     /// every entry of the key group, sorted by stable hash (ties by encoded key), so the same state
     /// gives byte-identical output.
@@ -336,6 +343,10 @@ macro_rules! keyed_common {
                 key_group: $crate::keygroup::KeyGroup,
             ) -> Result<usize, $crate::StateError> {
                 self.tables.key_group_len(key_group)
+            }
+
+            fn encoded_size_hint(&self) -> usize {
+                self.tables.encoded_size_hint()
             }
 
             fn write_key_group(

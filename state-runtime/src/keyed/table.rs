@@ -116,6 +116,9 @@ pub(crate) struct Tables<K, T> {
     /// Per group: how many ranks its last snapshot handed out. A slot whose
     /// rank is below this count was (probably) at that position.
     ranked: Vec<Rank>,
+    /// Encoded bytes per entry in the last snapshot of a key group, in
+    /// sixteenths: [`encoded_size_hint`](Self::encoded_size_hint).
+    bytes_per_entry_x16: Rank,
     len: usize,
 }
 
@@ -128,6 +131,7 @@ impl<K, T> Default for Tables<K, T> {
             bound: false,
             groups: Vec::new(),
             ranked: Vec::new(),
+            bytes_per_entry_x16: Rank::default(),
             len: 0,
         }
     }
@@ -157,6 +161,15 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// About how many bytes a snapshot of every key group would take, from
+    /// the last key group snapshotted (0 before any): lets a snapshot
+    /// reserve its buffer once instead of growing it by doubling.
+    pub(crate) fn encoded_size_hint(&self) -> usize {
+        self.len
+            .saturating_mul(self.bytes_per_entry_x16.get() as usize)
+            / 16
     }
 
     pub(crate) fn clear(&mut self) {
@@ -618,7 +631,12 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
 
         codec::encode_into(&(n as u64), out, &self.name)?;
         let start = out.len();
-        out.reserve(bytes.len());
+        let encoded = bytes.len() - COPY_WIDTH;
+        out.reserve(encoded);
+        if n > 0 {
+            let x16 = (encoded.saturating_mul(16) / n).min(UNRANKED as usize - 1);
+            self.bytes_per_entry_x16.set(x16 as u32);
+        }
         // Holes (removed keys) and unranked (new) keys cost every snapshot
         // until the ranks are rewritten, and rewriting them costs a pass
         // over the table: rewrite once they are more than 1/RERANK of the
