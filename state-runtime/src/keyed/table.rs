@@ -633,9 +633,9 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         let start = out.len();
         let encoded = bytes.len() - COPY_WIDTH;
         out.reserve(encoded);
-        if n > 0 {
-            let x16 = (encoded.saturating_mul(16) / n).min(UNRANKED as usize - 1);
-            self.bytes_per_entry_x16.set(x16 as u32);
+        if let Some(x16) = encoded.saturating_mul(16).checked_div(n) {
+            self.bytes_per_entry_x16
+                .set(x16.min(UNRANKED as usize - 1) as u32);
         }
         // Holes (removed keys) and unranked (new) keys cost every snapshot
         // until the ranks are rewritten, and rewriting them costs a pass
