@@ -1107,7 +1107,7 @@ mod tests {
             .unwrap();
         }
         for i in 0..n {
-            assert_eq!(r.get(&Weak(wide(i))).unwrap(), Some(&value(i)));
+            assert_eq!(r.get(Weak(wide(i))).unwrap(), Some(&value(i)));
         }
     }
 
