@@ -1,6 +1,7 @@
 //! All encoding of user items goes through this module, so that the codec
 //! (bincode 2 over serde, standard configuration) could be swapped in one
-//! place.
+//! place. Encoding is done by our own serializer ([`encode`]), which writes
+//! bincode's bytes without its per-call layers; decoding is bincode's.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -9,30 +10,19 @@ use crate::error::StateError;
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
 
-/// Appends to a `Vec` directly, without `std::io::Write`'s layers: encoding
-/// millions of small keys and values one by one is a snapshot's hot path.
-struct VecWriter<'a>(&'a mut Vec<u8>);
+mod encode;
 
-impl bincode::enc::write::Writer for VecWriter<'_> {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
-        self.0.extend_from_slice(bytes);
-        Ok(())
-    }
-}
-
-/// Appends the encoding of `value` to `out`.
+/// Appends the encoding of `value` to `out` (the bytes bincode's serde
+/// encoder writes with the standard configuration; see [`encode`]).
 #[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
     state: &str,
 ) -> Result<(), StateError> {
-    bincode::serde::encode_into_writer(value, VecWriter(out), CONFIG).map_err(|e| {
-        StateError::Encode {
-            state: state.to_owned(),
-            message: e.to_string(),
-        }
+    encode::encode(value, out).map_err(|e| StateError::Encode {
+        state: state.to_owned(),
+        message: e.to_string(),
     })
 }
 
