@@ -621,7 +621,10 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                 bytes.truncate(start);
                 bytes.extend_from_slice(&at.to_le_bytes());
             }
-            bytes.resize(start + COPY_WIDTH, 0);
+            // Pad to the stride with one fixed-size store (`resize` would
+            // call memset for every entry).
+            bytes.extend_from_slice(&[0; COPY_WIDTH]);
+            bytes.truncate(start + COPY_WIDTH);
             lens.push(len as u32);
             encoded += len;
             // A plain store, no check for a rank taken twice: a lost entry
