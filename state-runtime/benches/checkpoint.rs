@@ -45,11 +45,8 @@ fn key(i: u64) -> u64 {
     i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-fn bench(c: &mut Criterion) {
-    let assigner = KeyGroupAssigner::native(MaxParallelism::new(128).unwrap());
-    let config = bincode::config::standard();
-
-    // One instance holding every key.
+/// One instance holding every key, and the same entries in a `HashMap`.
+fn every_key(assigner: KeyGroupAssigner) -> (Sums, HashMap<u64, i64>) {
     let mut all = Sums::default();
     all.bind_keyed(assigner, assigner.max_parallelism().all_key_groups())
         .unwrap();
@@ -58,6 +55,15 @@ fn bench(c: &mut Criterion) {
         all.sums.insert(key(i), i as i64).unwrap();
         plain.insert(key(i), i as i64);
     }
+    (all, plain)
+}
+
+fn bench(c: &mut Criterion) {
+    let assigner = KeyGroupAssigner::native(MaxParallelism::new(128).unwrap());
+    let config = bincode::config::standard();
+
+    // One instance holding every key.
+    let (mut all, mut plain) = every_key(assigner);
 
     let mut g = c.benchmark_group("snapshot_5M");
     g.sample_size(10);
@@ -177,14 +183,7 @@ fn interleaved_snapshot_ratio() {
     const ROUNDS: usize = 9;
     let assigner = KeyGroupAssigner::native(MaxParallelism::new(128).unwrap());
     let config = bincode::config::standard();
-    let mut all = Sums::default();
-    all.bind_keyed(assigner, assigner.max_parallelism().all_key_groups())
-        .unwrap();
-    let mut plain: HashMap<u64, i64> = HashMap::with_capacity(KEYS as usize);
-    for i in 0..KEYS {
-        all.sums.insert(key(i), i as i64).unwrap();
-        plain.insert(key(i), i as i64);
-    }
+    let (all, plain) = every_key(assigner);
     let time = |f: &dyn Fn() -> usize| {
         let start = Instant::now();
         black_box(f());

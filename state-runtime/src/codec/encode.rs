@@ -332,39 +332,29 @@ impl ser::SerializeMap for Encoder<'_> {
     }
 }
 
-impl ser::SerializeStruct for Encoder<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-    #[inline]
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), EncodeError> {
-        value.serialize(Encoder(self.0))
-    }
-    #[inline]
-    fn end(self) -> Result<(), EncodeError> {
-        Ok(())
-    }
+/// The struct serializers: each field in turn, names unwritten.
+macro_rules! fields {
+    ($($trait:ident),* $(,)?) => {$(
+        impl ser::$trait for Encoder<'_> {
+            type Ok = ();
+            type Error = EncodeError;
+            #[inline]
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                _: &'static str,
+                value: &T,
+            ) -> Result<(), EncodeError> {
+                value.serialize(Encoder(self.0))
+            }
+            #[inline]
+            fn end(self) -> Result<(), EncodeError> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Encoder<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-    #[inline]
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), EncodeError> {
-        value.serialize(Encoder(self.0))
-    }
-    #[inline]
-    fn end(self) -> Result<(), EncodeError> {
-        Ok(())
-    }
-}
+fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {

@@ -990,6 +990,20 @@ mod tests {
             .collect()
     }
 
+    /// A table restored from `sections` (one per key group).
+    fn restored<K: StateKey + Eq + Serialize + DeserializeOwned>(
+        sections: &[Vec<u8>],
+    ) -> Tables<K, i64> {
+        let mut r = new_table::<K>();
+        for (kg, bytes) in r.range.iter().zip(sections) {
+            r.read_key_group(kg, bytes, None, |b, name| {
+                codec::decode_prefix::<i64>(b, name)
+            })
+            .unwrap();
+        }
+        r
+    }
+
     /// A table with `keys` inserted in that order, never snapshotted.
     fn fresh<K: StateKey + Eq + Serialize + DeserializeOwned>(
         key: Key<K>,
@@ -1035,13 +1049,7 @@ mod tests {
         assert_eq!(sections(&t), want, "after inserts");
 
         // Restored from its own sections, then from a snapshotted state.
-        let mut r = new_table::<K>();
-        for (kg, bytes) in r.range.iter().zip(&want) {
-            r.read_key_group(kg, bytes, None, |b, name| {
-                codec::decode_prefix::<i64>(b, name)
-            })
-            .unwrap();
-        }
+        let r = restored::<K>(&want);
         assert_eq!(sections(&r), want, "after restore");
         assert_eq!(sections(&r), want, "after restore, twice");
 
@@ -1102,13 +1110,7 @@ mod tests {
         t.remove(Weak(wide(1))).unwrap();
         t.insert(Weak(wide(1)), value(1)).unwrap();
         assert_eq!(sections(&t), want, "after changes");
-        let mut r = new_table::<Weak>();
-        for (kg, bytes) in r.range.iter().zip(&want) {
-            r.read_key_group(kg, bytes, None, |b, name| {
-                codec::decode_prefix::<i64>(b, name)
-            })
-            .unwrap();
-        }
+        let r = restored::<Weak>(&want);
         for i in 0..n {
             assert_eq!(r.get(Weak(wide(i))).unwrap(), Some(&value(i)));
         }

@@ -57,7 +57,7 @@ impl KeyGroupAssigner {
     }
 
     /// Appends the key group of every event's key
-    /// ([`Keyed::key`](crate::keyed::Keyed::key)) to `out`, in order: what
+    /// ([`Keyed::key`]) to `out`, in order: what
     /// [`key_groups_into`](Self::key_groups_into) does for keys, without
     /// collecting the keys first. The job runner routes each polled batch of
     /// events with it.
