@@ -83,25 +83,36 @@ impl Clone for Rank {
     }
 }
 
-/// One entry: the key's stable hash, the key, the container's per-key value,
-/// and the entry's rank in the last snapshot of its key group ([`UNRANKED`]
-/// if it has none).
+/// One entry: the key's stable hash, the key, the container's per-key value.
+/// (Its rank lives beside the table, in [`Tables::ranks`].)
 #[derive(Clone)]
 pub(crate) struct Slot<K, T> {
     pub(crate) hash: u64,
     pub(crate) key: K,
     pub(crate) value: T,
-    rank: Rank,
 }
 
 impl<K, T> Slot<K, T> {
     fn new(hash: u64, key: K, value: T) -> Self {
-        Self {
-            hash,
-            key,
-            value,
-            rank: Rank::new(UNRANKED),
-        }
+        Self { hash, key, value }
+    }
+}
+
+/// Ranks of one group, indexed by hashbrown bucket index, for a table of
+/// `num_buckets` buckets.
+fn unranked(num_buckets: usize) -> Vec<Rank> {
+    (0..num_buckets).map(|_| Rank::new(UNRANKED)).collect()
+}
+
+/// Records that the entry in `bucket` of a group is new (unranked). A
+/// table that grew moved every entry: its ranks are all dropped.
+#[inline]
+fn note_new(ranks: &mut Vec<Rank>, handed_out: &Rank, num_buckets: usize, bucket: usize) {
+    if ranks.len() == num_buckets {
+        ranks[bucket].set(UNRANKED);
+    } else {
+        *ranks = unranked(num_buckets);
+        handed_out.set(0);
     }
 }
 
@@ -113,7 +124,13 @@ pub(crate) struct Tables<K, T> {
     range: KeyGroupRange,
     bound: bool,
     groups: Vec<HashTable<Slot<K, T>>>,
-    /// Per group: how many ranks its last snapshot handed out. A slot whose
+    /// Per group, per hashbrown bucket: the rank of the entry in that bucket
+    /// (its position in the last snapshot of its key group), kept beside the
+    /// table so that slots stay small. Sized to the table's buckets by every
+    /// insert; the positions of a table that rehashes in place change
+    /// silently, which the snapshot's order check catches.
+    ranks: Vec<Vec<Rank>>,
+    /// Per group: how many ranks its last snapshot handed out. An entry whose
     /// rank is below this count was (probably) at that position.
     ranked: Vec<Rank>,
     /// Encoded bytes per entry in the last snapshot of a key group, in
@@ -130,6 +147,7 @@ impl<K, T> Default for Tables<K, T> {
             range: KeyGroupRange::EMPTY,
             bound: false,
             groups: Vec::new(),
+            ranks: Vec::new(),
             ranked: Vec::new(),
             bytes_per_entry_x16: Rank::default(),
             len: 0,
@@ -214,12 +232,16 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         self.assigner = assigner;
         self.range = range;
         self.bound = true;
-        for mut slot in old.into_iter().flat_map(|g| g.into_iter()) {
-            slot.rank = Rank::new(UNRANKED);
+        for slot in old.into_iter().flat_map(|g| g.into_iter()) {
             let kg = key_group_of(&assigner, slot.hash, &slot.key)?;
             let idx = (kg - range.start()) as usize;
             self.groups[idx].insert_unique(table_hash(slot.hash), slot, |s| table_hash(s.hash));
         }
+        self.ranks = self
+            .groups
+            .iter()
+            .map(|g| unranked(g.num_buckets()))
+            .collect();
         Ok(())
     }
 
@@ -302,8 +324,16 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
             hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
             hashbrown::hash_table::Entry::Vacant(v) => {
                 self.len += 1;
-                v.insert(Slot::new(hash, key.into_key(), default()))
-                    .into_mut()
+                let o = v.insert(Slot::new(hash, key.into_key(), default()));
+                let bucket = o.bucket_index();
+                let table = o.into_table();
+                note_new(
+                    &mut self.ranks[idx],
+                    &self.ranked[idx],
+                    table.num_buckets(),
+                    bucket,
+                );
+                table.get_bucket_mut(bucket).expect("just inserted")
             }
         };
         Ok(&mut slot.value)
@@ -322,7 +352,10 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
             }
             hashbrown::hash_table::Entry::Vacant(v) => {
                 self.len += 1;
-                v.insert(Slot::new(hash, key.into_key(), value));
+                let o = v.insert(Slot::new(hash, key.into_key(), value));
+                let bucket = o.bucket_index();
+                let buckets = o.into_table().num_buckets();
+                note_new(&mut self.ranks[idx], &self.ranked[idx], buckets, bucket);
                 Ok(None)
             }
         }
@@ -534,6 +567,8 @@ struct WriteScratch {
     starts: Vec<u32>,
     /// Per table index, its position in the new order.
     ranks: Vec<u32>,
+    /// Per table index, its hashbrown bucket.
+    buckets: Vec<usize>,
 }
 
 thread_local! {
@@ -586,8 +621,17 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             tmp,
             starts,
             ranks,
+            buckets,
         } = scratch;
-        let handed_out = self.ranked[idx].get() as usize;
+        let group_ranks = &self.ranks[idx];
+        // Every insert keeps the ranks sized to the table; if they are not,
+        // none applies.
+        let usable = group_ranks.len() == group.num_buckets();
+        let handed_out = if usable {
+            self.ranked[idx].get() as usize
+        } else {
+            0
+        };
         if group.len() >= u32::MAX as usize {
             return Err(StateError::Encode {
                 state: self.name.clone(),
@@ -604,7 +648,10 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         order.resize(handed_out, (0, HOLE));
         unranked.clear();
         let mut encoded = 0;
-        for (i, slot) in group.iter().enumerate() {
+        buckets.clear();
+        for (i, bucket) in group.iter_buckets().enumerate() {
+            let slot = group.get_bucket(bucket).expect("an occupied bucket");
+            buckets.push(bucket);
             let start = bytes.len();
             codec::encode_into(&slot.key, bytes, &self.name)?;
             write_value(&slot.value, bytes, &self.name)?;
@@ -629,7 +676,12 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             encoded += len;
             // A plain store, no check for a rank taken twice: a lost entry
             // is noticed when the order is copied.
-            match order.get_mut(slot.rank.get() as usize) {
+            let rank = if usable {
+                group_ranks[bucket].get()
+            } else {
+                UNRANKED
+            };
+            match order.get_mut(rank as usize) {
                 Some(e) => *e = (slot.hash, loc(i, len)),
                 None => unranked.push((slot.hash, loc(i, len))),
             }
@@ -739,12 +791,16 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         if copied != Some(n) {
             out.truncate(start);
             order.clear();
+            // Index `i` is the `i`-th entry of the pass above (`buckets`).
             order.extend(
-                group
+                buckets
                     .iter()
                     .zip(lens.iter())
                     .enumerate()
-                    .map(|(i, (s, &len))| (s.hash, loc(i, len as usize))),
+                    .map(|(i, (&b, &len))| {
+                        let hash = group.get_bucket(b).expect("an occupied bucket").hash;
+                        (hash, loc(i, len as usize))
+                    }),
             );
             sort(order, tmp, starts);
             let all = copy(order, out);
@@ -760,11 +816,14 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                 for (pos, &(_, l)) in entries.enumerate() {
                     ranks[loc_index(l)] = pos as u32;
                 }
-                // Same table, same iteration order as above.
-                for (slot, &rank) in group.iter().zip(ranks.iter()) {
-                    slot.rank.set(rank);
+                if usable {
+                    for (&bucket, &rank) in buckets.iter().zip(ranks.iter()) {
+                        group_ranks[bucket].set(rank);
+                    }
+                    self.ranked[idx].set(n as u32);
+                } else {
+                    self.ranked[idx].set(0);
                 }
-                self.ranked[idx].set(n as u32);
             } else {
                 self.ranked[idx].set(0);
             }
@@ -828,7 +887,10 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                     ));
                 }
                 hashbrown::hash_table::Entry::Vacant(v) => {
-                    v.insert(Slot::new(hash, key, value));
+                    let o = v.insert(Slot::new(hash, key, value));
+                    let bucket = o.bucket_index();
+                    let buckets = o.into_table().num_buckets();
+                    note_new(&mut self.ranks[idx], &self.ranked[idx], buckets, bucket);
                     self.len += 1;
                     inserted += 1;
                 }
@@ -988,6 +1050,13 @@ mod tests {
                 out
             })
             .collect()
+    }
+
+    impl<K: StateKey + Eq, T> Tables<K, T> {
+        /// The rank kept for the entry in `bucket` of `key_group`.
+        fn rank_of(&self, key_group: KeyGroup, bucket: usize) -> u32 {
+            self.ranks[self.group_index(key_group).unwrap()][bucket].get()
+        }
     }
 
     /// A table restored from `sections` (one per key group).
@@ -1198,13 +1267,13 @@ mod tests {
                 t.insert(key(i), -(i as i64)).unwrap();
             }
             let want_now = expected(&t);
-            for (g, handed_out) in t.groups.iter().zip(&t.ranked) {
+            for ((g, ranks), handed_out) in t.groups.iter().zip(&t.ranks).zip(&t.ranked) {
                 let c = handed_out.get();
                 if c == 0 {
                     continue;
                 }
-                for (i, slot) in g.iter().enumerate() {
-                    slot.rank.set(rank(i, slot.rank.get(), c));
+                for (i, b) in g.iter_buckets().enumerate() {
+                    ranks[b].set(rank(i, ranks[b].get(), c));
                 }
                 handed_out.set(count(c));
             }
@@ -1235,14 +1304,16 @@ mod tests {
                     pos += used;
                     let (_, used) = codec::decode_prefix::<i64>(&section[pos..], "t").unwrap();
                     pos += used;
-                    let slot = g.find(table_hash(k.stable_hash()), |s| s.key == k).unwrap();
-                    assert_eq!(slot.rank.get(), rank);
+                    let b = g
+                        .find_bucket_index(table_hash(k.stable_hash()), |s| s.key == k)
+                        .unwrap();
+                    assert_eq!(t.rank_of(kg, b), rank);
                 }
             }
         };
         assert!(t.iter().next().is_some());
-        for slot in t.groups.iter().flat_map(|g| g.iter()) {
-            assert_eq!(slot.rank.get(), UNRANKED);
+        for (g, ranks) in t.groups.iter().zip(&t.ranks) {
+            assert!(g.iter_buckets().all(|b| ranks[b].get() == UNRANKED));
         }
         check(&t);
         for i in (0..10_000).step_by(7) {
@@ -1262,12 +1333,12 @@ mod tests {
         }
         assert_eq!(sections(&t), expected(&t));
         assert_eq!(t.ranked.iter().map(Rank::get).collect::<Vec<_>>(), counts);
-        let new = t
-            .groups
-            .iter()
-            .flat_map(|g| g.iter())
-            .filter(|s| s.value == 1);
-        assert!(new.map(|s| s.rank.get()).all(|r| r == UNRANKED));
+        for (g, ranks) in t.groups.iter().zip(&t.ranks) {
+            let new = g
+                .iter_buckets()
+                .filter(|&b| g.get_bucket(b).unwrap().value == 1);
+            assert!(new.map(|b| ranks[b].get()).all(|r| r == UNRANKED));
+        }
         assert_eq!(sections(&t), expected(&t));
     }
 }
