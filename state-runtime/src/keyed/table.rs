@@ -104,15 +104,26 @@ fn unranked(num_buckets: usize) -> Vec<Rank> {
     (0..num_buckets).map(|_| Rank::new(UNRANKED)).collect()
 }
 
-/// Records that the entry in `bucket` of a group is new (unranked). A
-/// table that grew moved every entry: its ranks are all dropped.
+/// Makes room for one more entry in a group's table, before any
+/// `HashTable::entry` call: that call grows a full table (or rehashes it in
+/// place) even for a key that is present, moving every entry. The move
+/// happens here instead, where the group's ranks are dropped with it (the
+/// next snapshot sorts the group and ranks it again).
 #[inline]
-fn note_new(ranks: &mut Vec<Rank>, handed_out: &Rank, num_buckets: usize, bucket: usize) {
-    if ranks.len() == num_buckets {
-        ranks[bucket].set(UNRANKED);
-    } else {
-        *ranks = unranked(num_buckets);
+fn make_room<K, T>(group: &mut HashTable<Slot<K, T>>, ranks: &mut Vec<Rank>, handed_out: &Rank) {
+    if group.len() == group.capacity() {
+        group.reserve(1, |s| table_hash(s.hash));
+        *ranks = unranked(group.num_buckets());
         handed_out.set(0);
+    }
+}
+
+/// Records that the entry in `bucket` of a group is new (unranked). The
+/// group's ranks are sized to its table by [`make_room`].
+#[inline]
+fn note_new(ranks: &[Rank], bucket: usize) {
+    if let Some(r) = ranks.get(bucket) {
+        r.set(UNRANKED);
     }
 }
 
@@ -126,9 +137,8 @@ pub(crate) struct Tables<K, T> {
     groups: Vec<HashTable<Slot<K, T>>>,
     /// Per group, per hashbrown bucket: the rank of the entry in that bucket
     /// (its position in the last snapshot of its key group), kept beside the
-    /// table so that slots stay small. Sized to the table's buckets by every
-    /// insert; the positions of a table that rehashes in place change
-    /// silently, which the snapshot's order check catches.
+    /// table so that slots stay small. Kept sized to the table's buckets by
+    /// [`make_room`], the one place a table grows.
     ranks: Vec<Vec<Rank>>,
     /// Per group: how many ranks its last snapshot handed out. An entry whose
     /// rank is below this count was (probably) at that position.
@@ -319,21 +329,19 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     ) -> Result<&mut T, StateError> {
         let (idx, hash) = self.locate(&key)?;
         let th = table_hash(hash);
+        make_room(
+            &mut self.groups[idx],
+            &mut self.ranks[idx],
+            &self.ranked[idx],
+        );
         let entry = self.groups[idx].entry(th, |s| key.matches(&s.key), |s| table_hash(s.hash));
         let slot = match entry {
             hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
             hashbrown::hash_table::Entry::Vacant(v) => {
                 self.len += 1;
                 let o = v.insert(Slot::new(hash, key.into_key(), default()));
-                let bucket = o.bucket_index();
-                let table = o.into_table();
-                note_new(
-                    &mut self.ranks[idx],
-                    &self.ranked[idx],
-                    table.num_buckets(),
-                    bucket,
-                );
-                table.get_bucket_mut(bucket).expect("just inserted")
+                note_new(&self.ranks[idx], o.bucket_index());
+                o.into_mut()
             }
         };
         Ok(&mut slot.value)
@@ -346,6 +354,11 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     ) -> Result<Option<T>, StateError> {
         let (idx, hash) = self.locate(&key)?;
         let th = table_hash(hash);
+        make_room(
+            &mut self.groups[idx],
+            &mut self.ranks[idx],
+            &self.ranked[idx],
+        );
         match self.groups[idx].entry(th, |s| key.matches(&s.key), |s| table_hash(s.hash)) {
             hashbrown::hash_table::Entry::Occupied(mut o) => {
                 Ok(Some(std::mem::replace(&mut o.get_mut().value, value)))
@@ -353,9 +366,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
             hashbrown::hash_table::Entry::Vacant(v) => {
                 self.len += 1;
                 let o = v.insert(Slot::new(hash, key.into_key(), value));
-                let bucket = o.bucket_index();
-                let buckets = o.into_table().num_buckets();
-                note_new(&mut self.ranks[idx], &self.ranked[idx], buckets, bucket);
+                note_new(&self.ranks[idx], o.bucket_index());
                 Ok(None)
             }
         }
@@ -878,6 +889,11 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                 return Err(self.outside(kg));
             };
             let th = table_hash(hash);
+            make_room(
+                &mut self.groups[idx],
+                &mut self.ranks[idx],
+                &self.ranked[idx],
+            );
             match self.groups[idx].entry(th, |s| s.key == key, |s| table_hash(s.hash)) {
                 hashbrown::hash_table::Entry::Occupied(_) => {
                     return Err(self.decode_error(
@@ -888,9 +904,7 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                 }
                 hashbrown::hash_table::Entry::Vacant(v) => {
                     let o = v.insert(Slot::new(hash, key, value));
-                    let bucket = o.bucket_index();
-                    let buckets = o.into_table().num_buckets();
-                    note_new(&mut self.ranks[idx], &self.ranked[idx], buckets, bucket);
+                    note_new(&self.ranks[idx], o.bucket_index());
                     self.len += 1;
                     inserted += 1;
                 }
@@ -1183,6 +1197,39 @@ mod tests {
         for i in 0..n {
             assert_eq!(r.get(Weak(wide(i))).unwrap(), Some(&value(i)));
         }
+    }
+
+    /// `HashTable::entry` grows a full table even for a key that is present:
+    /// an update of an existing key then moves every entry. The ranks must
+    /// follow (dropped and rewritten by the next snapshot), not stay out of
+    /// step with the table for good.
+    #[test]
+    fn a_table_grown_by_an_update_keeps_its_ranks_in_step() {
+        let a = KeyGroupAssigner::native(MaxParallelism::new(1).unwrap());
+        let mut t = Tables::<u64, i64>::new(a, a.max_parallelism().all_key_groups()).unwrap();
+        let mut i = 0;
+        while t.groups[0].is_empty() || t.groups[0].len() < t.groups[0].capacity() {
+            t.insert(wide(i), 0).unwrap();
+            i += 1;
+        }
+        let n = t.len();
+        assert_eq!(sections(&t), expected(&t));
+        assert_eq!(t.ranked[0].get() as usize, n);
+        let buckets = t.groups[0].num_buckets();
+        t.insert(wide(0), 7).unwrap(); // present: an update
+        assert!(
+            t.groups[0].num_buckets() > buckets,
+            "the update grew the table"
+        );
+        assert_eq!(sections(&t), expected(&t));
+        assert_eq!(sections(&t), expected(&t));
+        assert_eq!(
+            t.ranked[0].get() as usize,
+            n,
+            "ranks rewritten after the growth"
+        );
+        let g = &t.groups[0];
+        assert!(g.iter_buckets().all(|b| t.ranks[0][b].get() < n as u32));
     }
 
     #[test]
