@@ -758,7 +758,7 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         out.reserve(encoded);
         if let Some(x16) = encoded.saturating_mul(16).checked_div(n) {
             self.bytes_per_entry_x16
-                .set(x16.min(UNRANKED as usize - 1) as u32);
+                .set(x16.min(u32::MAX as usize) as u32);
         }
         // Holes (removed keys) and unranked (new) keys cost every snapshot
         // until the ranks are rewritten, and rewriting them costs a pass

@@ -52,8 +52,7 @@ impl KeyGroupAssigner {
         out: &mut Vec<KeyGroup>,
     ) -> Result<(), StateError> {
         self.check_key_type::<K>()?;
-        let complete = dispatch(self, keys, K::stable_hash, K::java_hash_code, out);
-        self.finish_batch::<K>(complete, out.len() - keys.len(), out)
+        dispatch::<K, _>(self, keys, K::stable_hash, K::java_hash_code, out)
     }
 
     /// Appends the key group of every event's key
@@ -85,54 +84,49 @@ impl KeyGroupAssigner {
         out: &mut Vec<KeyGroup>,
     ) -> Result<(), StateError> {
         self.check_key_type::<E::Key>()?;
-        let complete = dispatch(
+        dispatch::<E::Key, _>(
             self,
             events,
             |e: &E| e.key().stable_hash(),
             |e: &E| e.key().java_hash_code(),
             out,
-        );
-        self.finish_batch::<E::Key>(complete, out.len() - events.len(), out)
-    }
-
-    fn finish_batch<K>(
-        &self,
-        complete: bool,
-        start: usize,
-        out: &mut Vec<KeyGroup>,
-    ) -> Result<(), StateError> {
-        if complete {
-            Ok(())
-        } else {
-            // A key type that claims a Java hash code but returned none.
-            out.truncate(start);
-            Err(StateError::KeyNotFlinkCompatible {
-                key_type: std::any::type_name::<K>(),
-            })
-        }
+        )
     }
 }
 
-/// Appends the key groups of `items` to `out` with the best build of
-/// [`assign`] for this CPU. False if an item in Flink mode had no Java hash
-/// code.
-fn dispatch<T>(
+/// Appends the key groups of `items` (keys of type `K`) to `out` with the
+/// best build of [`assign`] for this CPU. If an item in Flink mode had no
+/// Java hash code (a key type that claims one but returned none), appends
+/// nothing and errors.
+fn dispatch<K, T>(
     assigner: &KeyGroupAssigner,
     items: &[T],
     stable_hash: impl Fn(&T) -> u64,
     java_hash_code: impl Fn(&T) -> Option<i32>,
     out: &mut Vec<KeyGroup>,
-) -> bool {
+) -> Result<(), StateError> {
     let start = out.len();
     out.resize(start + items.len(), 0);
     let dst = &mut out[start..];
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: `assign_avx2` only needs AVX2, which the CPU has (detected
-        // just above).
-        return unsafe { assign_avx2(assigner, items, stable_hash, java_hash_code, dst) };
+    let complete = 'assigned: {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: `assign_avx2` only needs AVX2, which the CPU has
+            // (detected just above).
+            break 'assigned unsafe {
+                assign_avx2(assigner, items, stable_hash, java_hash_code, dst)
+            };
+        }
+        assign_portable(assigner, items, stable_hash, java_hash_code, dst)
+    };
+    if complete {
+        Ok(())
+    } else {
+        out.truncate(start);
+        Err(StateError::KeyNotFlinkCompatible {
+            key_type: std::any::type_name::<K>(),
+        })
     }
-    assign_portable(assigner, items, stable_hash, java_hash_code, dst)
 }
 
 #[cfg(target_arch = "x86_64")]
