@@ -2,13 +2,13 @@
 //!
 //! * `snapshot_5M/key_group_sections`: `Checkpointed::snapshot` of a
 //!   `KeyedValue<u64, i64>` with 5 million keys (128 key groups): entries
-//!   sorted per key group, an offsets index. Steady state: the key set is
-//!   the one of the previous snapshot (values may change), so each key
-//!   group's order comes from the ranks the previous snapshot stored.
+//!   in stable-hash order per key group (the order the tables keep them
+//!   in), an offsets index. Steady state: snapshotted before, so the
+//!   buffer is reserved from the size of the last snapshot.
 //!   `snapshot_5M/key_group_sections_cold`: the same state, never
 //!   snapshotted before (as on the first checkpoint, or the first after a
-//!   restore): every key group sorted from scratch. Each sample snapshots a
-//!   fresh clone (the clone is not timed).
+//!   restore): no size hint yet. Each sample snapshots a fresh clone (the
+//!   clone is not timed).
 //!   `snapshot_5M/key_group_sections_1pct_new`: steady state after 1% of the
 //!   keys were removed and 1% new keys inserted since the previous snapshot
 //!   (the changes are not timed).

@@ -1,7 +1,8 @@
 //! Snapshots of keyed state are byte-for-byte the same for the same content,
 //! whatever the history that led to it: the order of a key group's entries
-//! depends on the key set only, not on insertion order, earlier snapshots
-//! (whose ranks later snapshots reuse), removals, restores or clones.
+//! depends on the key set only, not on insertion order, earlier snapshots,
+//! removals (which shift entries back in their tables), table growth,
+//! restores or clones.
 
 use state_runtime::prelude::*;
 
@@ -56,8 +57,7 @@ fn same_content_same_snapshot_whatever_the_history() {
     let want = reference.snapshot().unwrap();
 
     // Reverse order, with extra keys and other values first, snapshots in
-    // between (so later snapshots place entries by the ranks of earlier
-    // ones), then the extras removed and the values set.
+    // between, then the extras removed and the values set.
     let mut op = bound();
     for i in (0..KEYS + 500).rev() {
         put(&mut op, i);

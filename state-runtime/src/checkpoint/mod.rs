@@ -639,7 +639,10 @@ impl SnapshotWriter {
         }
         let (assigner, key_groups) = binding;
         let data = &mut self.snapshot.data;
-        data.reserve(states.iter().map(|(_, s)| s.encoded_size_hint()).sum());
+        let hint = || -> usize { states.iter().map(|(_, s)| s.encoded_size_hint()).sum() };
+        let start = data.len();
+        let mut reserved = hint();
+        data.reserve(reserved);
         let mut bounds = Vec::with_capacity(key_groups.len() as usize * states.len() + 1);
         bounds.push(data.len() as u64);
         for kg in key_groups {
@@ -649,6 +652,12 @@ impl SnapshotWriter {
                     s.write_key_group(kg, data)?;
                 }
                 bounds.push(data.len() as u64);
+            }
+            // A state never snapshotted has no size hint until its first
+            // key group is written: reserve once then, not by doubling.
+            if reserved == 0 && data.len() > start {
+                reserved = hint();
+                data.reserve(reserved.saturating_sub(data.len() - start));
             }
         }
         self.snapshot.keyed = Some(KeyedSection {

@@ -33,6 +33,7 @@
 mod key;
 mod list;
 mod map;
+mod ordered;
 pub mod plan;
 mod table;
 mod value;

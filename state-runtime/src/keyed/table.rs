@@ -1,28 +1,21 @@
-//! The storage shared by the keyed containers: one hash table per owned key
-//! group, indexed by `key_group - range.start`.
+//! The storage shared by the keyed containers: one [`OrderedTable`] per
+//! owned key group, indexed by `key_group - range.start`.
 //!
 //! Hot path: one stable hash of the key, from which the native key group is
-//! derived (`((hash >> 32) * max_p) >> 32`) and the table slot is found
-//! (`hash * φ`, so the top bits hashbrown uses for its control bytes depend on
-//! every hash bit). The key is hashed once; its hash is kept in the slot so a
-//! table that grows never rehashes keys. Flink mode additionally computes the
-//! Java hash code for the key group. The table's iteration order is never
-//! observable in a snapshot: sections are sorted by stable hash (ties by
-//! encoded key).
+//! derived (`((hash >> 32) * max_p) >> 32`) and the entry is found (its home
+//! in the key group's table is the hash's place in the key group's hash
+//! interval). The key is hashed once; its hash is kept in the slot so a table
+//! that grows never rehashes keys. Flink mode additionally computes the Java
+//! hash code for the key group.
 //!
-//! Each slot also keeps its rank: its position in the last snapshot of its
-//! key group. The order depends only on the key set, which changes slowly
-//! between checkpoints while values change constantly, so the next snapshot
-//! places ranked entries by rank, checks that they are still in order, and
-//! sorts only the keys added since (the ranks are rewritten once the keys
-//! added or removed since are more than a few percent of the key group).
-//! The ranks are a hint: a snapshot whose placed entries are out of order
-//! sorts them all, so the output never depends on them.
+//! Each table keeps its entries sorted by stable hash, which is the order of
+//! a snapshot section (ties by encoded key): a snapshot encodes a key group
+//! in one sequential pass, and only entries of equal hashes (rare for any
+//! real key type) are sorted, by their bytes.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
-use hashbrown::HashTable;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -30,11 +23,12 @@ use crate::codec;
 use crate::error::StateError;
 use crate::hash::StateKey;
 use crate::keygroup::{
-    AssignerKind, KeyGroup, KeyGroupAssigner, KeyGroupRange, MaxParallelism,
+    AssignerKind, KeyGroup, KeyGroupAssigner, KeyGroupRange, MaxParallelism, native_hash_interval,
     native_key_group_for_hash,
 };
 
 use super::key::KeyQuery;
+use super::ordered::{HashSpan, OrderedTable};
 
 /// Name of a container that was never given one.
 pub(crate) const UNNAMED: &str = "<unnamed>";
@@ -44,86 +38,37 @@ pub(crate) const UNNAMED: &str = "<unnamed>";
 /// a corrupt count).
 pub(crate) const MAX_ZERO_BYTE_ITEMS: u64 = 1 << 16;
 
-/// The multiplier of Fibonacci hashing (2^64 / φ, odd).
-const PHI: u64 = 0x9e37_79b9_7f4a_7c15;
-
-#[inline]
-fn table_hash(stable_hash: u64) -> u64 {
-    stable_hash.wrapping_mul(PHI)
-}
-
-/// Rank of a slot that has none.
-const UNRANKED: u32 = u32::MAX;
-
 /// A `u32` set through `&self` (a snapshot takes `&self`, and the tables must
-/// stay `Sync`), cloned by value. Only ever a hint, so `Relaxed` suffices:
-/// racing snapshots of one state compute, and store, the same ranks.
+/// stay `Sync`), cloned by value. Only ever a hint, so `Relaxed` suffices.
 #[derive(Default)]
-struct Rank(AtomicU32);
+struct Hint(AtomicU32);
 
-impl Rank {
-    fn new(v: u32) -> Self {
-        Self(AtomicU32::new(v))
-    }
-
-    #[inline]
+impl Hint {
     fn get(&self) -> u32 {
         self.0.load(Relaxed)
     }
 
-    #[inline]
     fn set(&self, v: u32) {
         self.0.store(v, Relaxed)
     }
 }
 
-impl Clone for Rank {
+impl Clone for Hint {
     fn clone(&self) -> Self {
-        Self::new(self.get())
+        Self(AtomicU32::new(self.get()))
     }
 }
 
-/// One entry: the key's stable hash, the key, the container's per-key value.
-/// (Its rank lives beside the table, in [`Tables::ranks`].)
-#[derive(Clone)]
-pub(crate) struct Slot<K, T> {
-    pub(crate) hash: u64,
-    pub(crate) key: K,
-    pub(crate) value: T,
-}
-
-impl<K, T> Slot<K, T> {
-    fn new(hash: u64, key: K, value: T) -> Self {
-        Self { hash, key, value }
-    }
-}
-
-/// Ranks of one group, indexed by hashbrown bucket index, for a table of
-/// `num_buckets` buckets.
-fn unranked(num_buckets: usize) -> Vec<Rank> {
-    (0..num_buckets).map(|_| Rank::new(UNRANKED)).collect()
-}
-
-/// Makes room for one more entry in a group's table, before any
-/// `HashTable::entry` call: that call grows a full table (or rehashes it in
-/// place) even for a key that is present, moving every entry. The move
-/// happens here instead, where the group's ranks are dropped with it (the
-/// next snapshot sorts the group and ranks it again).
-#[inline]
-fn make_room<K, T>(group: &mut HashTable<Slot<K, T>>, ranks: &mut Vec<Rank>, handed_out: &Rank) {
-    if group.len() == group.capacity() {
-        group.reserve(1, |s| table_hash(s.hash));
-        *ranks = unranked(group.num_buckets());
-        handed_out.set(0);
-    }
-}
-
-/// Records that the entry in `bucket` of a group is new (unranked). The
-/// group's ranks are sized to its table by [`make_room`].
-#[inline]
-fn note_new(ranks: &[Rank], bucket: usize) {
-    if let Some(r) = ranks.get(bucket) {
-        r.set(UNRANKED);
+/// The hashes `key_group` holds under `assigner`: its interval of the hash
+/// space in native mode, every hash in Flink mode.
+fn span_of(assigner: &KeyGroupAssigner, key_group: KeyGroup) -> HashSpan {
+    match assigner.kind() {
+        AssignerKind::Native => {
+            let (lo, hi) = native_hash_interval(key_group, assigner.max_parallelism());
+            // Upper 32 bits in [lo, hi): hashes lo << 32 ..= (hi << 32) - 1.
+            HashSpan::new(lo << 32, (hi << 32).wrapping_sub(1)).unwrap_or(HashSpan::ALL)
+        }
+        AssignerKind::Flink => HashSpan::ALL,
     }
 }
 
@@ -134,18 +79,10 @@ pub(crate) struct Tables<K, T> {
     assigner: KeyGroupAssigner,
     range: KeyGroupRange,
     bound: bool,
-    groups: Vec<HashTable<Slot<K, T>>>,
-    /// Per group, per hashbrown bucket: the rank of the entry in that bucket
-    /// (its position in the last snapshot of its key group), kept beside the
-    /// table so that slots stay small. Kept sized to the table's buckets by
-    /// [`make_room`], the one place a table grows.
-    ranks: Vec<Vec<Rank>>,
-    /// Per group: how many ranks its last snapshot handed out. An entry whose
-    /// rank is below this count was (probably) at that position.
-    ranked: Vec<Rank>,
+    groups: Vec<OrderedTable<K, T>>,
     /// Encoded bytes per entry in the last snapshot of a key group, in
     /// sixteenths: [`encoded_size_hint`](Self::encoded_size_hint).
-    bytes_per_entry_x16: Rank,
+    bytes_per_entry_x16: Hint,
     len: usize,
 }
 
@@ -157,9 +94,7 @@ impl<K, T> Default for Tables<K, T> {
             range: KeyGroupRange::EMPTY,
             bound: false,
             groups: Vec::new(),
-            ranks: Vec::new(),
-            ranked: Vec::new(),
-            bytes_per_entry_x16: Rank::default(),
+            bytes_per_entry_x16: Hint::default(),
             len: 0,
         }
     }
@@ -204,9 +139,6 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         for g in &mut self.groups {
             g.clear();
         }
-        for r in &mut self.ranked {
-            *r = Rank::default();
-        }
         self.len = 0;
     }
 
@@ -226,8 +158,8 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
                 max_parallelism: max_p,
             });
         }
-        for slot in self.groups.iter().flat_map(|g| g.iter()) {
-            let kg = key_group_of(&assigner, slot.hash, &slot.key)?;
+        for (hash, key, _) in self.groups.iter().flat_map(|g| g.iter()) {
+            let kg = key_group_of(&assigner, hash, key)?;
             if !range.contains(kg) {
                 return Err(StateError::KeyGroupOutsideRange {
                     state: self.name.clone(),
@@ -237,21 +169,18 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
             }
         }
         let old = std::mem::take(&mut self.groups);
-        self.groups = (0..range.len()).map(|_| HashTable::new()).collect();
-        self.ranked = (0..range.len()).map(|_| Rank::default()).collect();
+        self.groups = range
+            .iter()
+            .map(|kg| OrderedTable::new(span_of(&assigner, kg)))
+            .collect();
         self.assigner = assigner;
         self.range = range;
         self.bound = true;
-        for slot in old.into_iter().flat_map(|g| g.into_iter()) {
-            let kg = key_group_of(&assigner, slot.hash, &slot.key)?;
+        for (hash, key, value) in old.into_iter().flat_map(OrderedTable::into_entries) {
+            let kg = key_group_of(&assigner, hash, &key)?;
             let idx = (kg - range.start()) as usize;
-            self.groups[idx].insert_unique(table_hash(slot.hash), slot, |s| table_hash(s.hash));
+            self.groups[idx].insert_unique(hash, key, value);
         }
-        self.ranks = self
-            .groups
-            .iter()
-            .map(|g| unranked(g.num_buckets()))
-            .collect();
         Ok(())
     }
 
@@ -308,17 +237,13 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     #[inline]
     pub(crate) fn get<Q: KeyQuery<K>>(&self, key: Q) -> Result<Option<&T>, StateError> {
         let (idx, hash) = self.locate(&key)?;
-        Ok(self.groups[idx]
-            .find(table_hash(hash), |s| key.matches(&s.key))
-            .map(|s| &s.value))
+        Ok(self.groups[idx].find(hash, |k| key.matches(k)))
     }
 
     #[inline]
     pub(crate) fn get_mut<Q: KeyQuery<K>>(&mut self, key: Q) -> Result<Option<&mut T>, StateError> {
         let (idx, hash) = self.locate(&key)?;
-        Ok(self.groups[idx]
-            .find_mut(table_hash(hash), |s| key.matches(&s.key))
-            .map(|s| &mut s.value))
+        Ok(self.groups[idx].find_mut(hash, |k| key.matches(k)))
     }
 
     #[inline]
@@ -328,23 +253,14 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         default: impl FnOnce() -> T,
     ) -> Result<&mut T, StateError> {
         let (idx, hash) = self.locate(&key)?;
-        let th = table_hash(hash);
-        make_room(
-            &mut self.groups[idx],
-            &mut self.ranks[idx],
-            &self.ranked[idx],
-        );
-        let entry = self.groups[idx].entry(th, |s| key.matches(&s.key), |s| table_hash(s.hash));
-        let slot = match entry {
-            hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
-            hashbrown::hash_table::Entry::Vacant(v) => {
+        let group = &mut self.groups[idx];
+        Ok(match group.find_or_vacancy(hash, |k| key.matches(k)) {
+            Ok(i) => group.value_at(i),
+            Err(vacancy) => {
                 self.len += 1;
-                let o = v.insert(Slot::new(hash, key.into_key(), default()));
-                note_new(&self.ranks[idx], o.bucket_index());
-                o.into_mut()
+                group.fill(vacancy, key.into_key(), default())
             }
-        };
-        Ok(&mut slot.value)
+        })
     }
 
     pub(crate) fn insert<Q: KeyQuery<K>>(
@@ -353,20 +269,12 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         value: T,
     ) -> Result<Option<T>, StateError> {
         let (idx, hash) = self.locate(&key)?;
-        let th = table_hash(hash);
-        make_room(
-            &mut self.groups[idx],
-            &mut self.ranks[idx],
-            &self.ranked[idx],
-        );
-        match self.groups[idx].entry(th, |s| key.matches(&s.key), |s| table_hash(s.hash)) {
-            hashbrown::hash_table::Entry::Occupied(mut o) => {
-                Ok(Some(std::mem::replace(&mut o.get_mut().value, value)))
-            }
-            hashbrown::hash_table::Entry::Vacant(v) => {
+        let group = &mut self.groups[idx];
+        match group.find_or_vacancy(hash, |k| key.matches(k)) {
+            Ok(i) => Ok(Some(std::mem::replace(group.value_at(i), value))),
+            Err(vacancy) => {
                 self.len += 1;
-                let o = v.insert(Slot::new(hash, key.into_key(), value));
-                note_new(&self.ranks[idx], o.bucket_index());
+                group.fill(vacancy, key.into_key(), value);
                 Ok(None)
             }
         }
@@ -374,14 +282,9 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
 
     pub(crate) fn remove<Q: KeyQuery<K>>(&mut self, key: Q) -> Result<Option<(K, T)>, StateError> {
         let (idx, hash) = self.locate(&key)?;
-        match self.groups[idx].find_entry(table_hash(hash), |s| key.matches(&s.key)) {
-            Ok(o) => {
-                self.len -= 1;
-                let (slot, _) = o.remove();
-                Ok(Some((slot.key, slot.value)))
-            }
-            Err(_) => Ok(None),
-        }
+        let removed = self.groups[idx].remove(hash, |k| key.matches(k));
+        self.len -= usize::from(removed.is_some());
+        Ok(removed)
     }
 
     /// Applies `f` to the value of `key`, if it has one, and removes the
@@ -392,39 +295,32 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         f: impl FnOnce(&mut T) -> (R, bool),
     ) -> Result<Option<R>, StateError> {
         let (idx, hash) = self.locate(&key)?;
-        match self.groups[idx].find_entry(table_hash(hash), |s| key.matches(&s.key)) {
-            Ok(mut o) => {
-                let (r, remove) = f(&mut o.get_mut().value);
-                if remove {
-                    o.remove();
-                    self.len -= 1;
-                }
-                Ok(Some(r))
-            }
-            Err(_) => Ok(None),
-        }
+        let group = &mut self.groups[idx];
+        let before = group.len();
+        let r = group.modify_or_remove(hash, |k| key.matches(k), f);
+        self.len -= before - group.len();
+        Ok(r)
     }
 
     /// Keeps only the entries for which `f` returns true.
     pub(crate) fn retain(&mut self, mut f: impl FnMut(&K, &mut T) -> bool) {
         let mut len = 0;
         for g in &mut self.groups {
-            g.retain(|s| f(&s.key, &mut s.value));
+            g.retain(&mut f);
             len += g.len();
         }
         self.len = len;
     }
 
+    /// Every entry, key group by key group, each in stable-hash order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &T)> + '_ {
         self.groups
             .iter()
-            .flat_map(|g| g.iter().map(|s| (&s.key, &s.value)))
+            .flat_map(|g| g.iter().map(|(_, k, v)| (k, v)))
     }
 
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut T)> + '_ {
-        self.groups
-            .iter_mut()
-            .flat_map(|g| g.iter_mut().map(|s| (&s.key, &mut s.value)))
+        self.groups.iter_mut().flat_map(OrderedTable::iter_mut)
     }
 
     pub(crate) fn iter_key_group(
@@ -432,7 +328,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         key_group: KeyGroup,
     ) -> Result<impl Iterator<Item = (&K, &T)> + '_, StateError> {
         let idx = self.group_index(key_group)?;
-        Ok(self.groups[idx].iter().map(|s| (&s.key, &s.value)))
+        Ok(self.groups[idx].iter().map(|(_, k, v)| (k, v)))
     }
 
     pub(crate) fn key_group_len(&self, key_group: KeyGroup) -> Result<usize, StateError> {
@@ -453,140 +349,39 @@ fn key_group_of<K: StateKey + ?Sized>(
     }
 }
 
-/// Buckets of at most this many pairs are sorted by insertion.
-const INSERTION_MAX: usize = 32;
-
-/// Sorts the pairs by hash. Stable hashes are uniform, so one scatter into
-/// about `n / BUCKET_FILL` buckets by position in `[min, max]` leaves
-/// buckets of a few pairs each, which insertion sort finishes in place.
-/// Skewed input only makes some buckets bigger; those are sorted by
-/// comparison, so the result is always sorted.
-fn sort_by_hash<T: Copy + Default>(
-    pairs: &mut Vec<(u64, T)>,
-    tmp: &mut Vec<(u64, T)>,
-    starts: &mut Vec<u32>,
-) {
-    /// Pairs per bucket on average.
-    const BUCKET_FILL: usize = 2;
-    let n = pairs.len();
-    if n <= INSERTION_MAX {
-        insertion_sort(pairs);
-        return;
-    }
-    let buckets = n / BUCKET_FILL;
-    let (min, max) = pairs
-        .iter()
-        .fold((u64::MAX, 0), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
-    // bucket(h) = floor((h - min) * buckets / span) < buckets, as one
-    // multiply-high: a monotone map, so sorted buckets give sorted output.
-    let span = u128::from(max - min) + 1;
-    let scale = ((buckets as u128) << 64) / span;
-    let bucket = |h: u64| ((u128::from(h - min) * scale) >> 64) as usize;
-    starts.clear();
-    starts.resize(buckets + 1, 0);
-    for p in pairs.iter() {
-        starts[bucket(p.0) + 1] += 1;
-    }
-    for b in 0..buckets {
-        starts[b + 1] += starts[b];
-    }
-    tmp.clear();
-    tmp.resize(n, (0, T::default()));
-    for p in pairs.iter() {
-        let b = bucket(p.0);
-        tmp[starts[b] as usize] = *p;
-        starts[b] += 1;
-    }
-    // starts[b] is now the end of bucket b, the start of bucket b + 1.
-    let mut begin = 0;
-    for &end in &starts[..buckets] {
-        let end = end as usize;
-        let run = &mut tmp[begin..end];
-        if run.len() <= INSERTION_MAX {
-            insertion_sort(run);
-        } else {
-            run.sort_unstable_by_key(|p| p.0);
-        }
-        begin = end;
-    }
-    std::mem::swap(pairs, tmp);
-}
-
-/// Sorts a few pairs by hash.
-#[inline]
-fn insertion_sort<T: Copy>(run: &mut [(u64, T)]) {
-    for i in 1..run.len() {
-        let x = run[i];
-        let mut j = i;
-        while j > 0 && run[j - 1].0 > x.0 {
-            run[j] = run[j - 1];
-            j -= 1;
-        }
-        run[j] = x;
-    }
-}
-
-/// Entries of at most this many bytes are copied as one fixed-size move.
-const COPY_WIDTH: usize = 16;
-
-/// An entry's place in [`WriteScratch`]: its index in table order (high 32
-/// bits) and its encoded length (low 32 bits).
-type Loc = u64;
-
-/// The ranks of a key group are rewritten once more than `1 / RERANK` of
-/// its entries are holes or unranked.
-const RERANK: usize = 16;
-
-/// Marks an empty place in an order being filled by rank.
-const HOLE: Loc = Loc::MAX;
-
-#[inline]
-fn loc(index: usize, len: usize) -> Loc {
-    ((index as u64) << 32) | len as u64
-}
-
-#[inline]
-fn loc_index(l: Loc) -> usize {
-    (l >> 32) as usize
-}
-
-#[inline]
-fn loc_len(l: Loc) -> usize {
-    (l & 0xffff_ffff) as usize
-}
-
-/// Buffers reused by every snapshot of a key group on this thread: a
-/// snapshot writes thousands of key groups, and fresh buffers for each cost
-/// page faults.
-#[derive(Default)]
-struct WriteScratch {
-    /// The key group's entries, encoded in table order, `COPY_WIDTH` bytes
-    /// each: entry `i` at `16 * i`, or, if longer than that, in `spill` at
-    /// the offset written (as a little-endian `u64`) at `16 * i`. The fixed
-    /// stride lets the copy into snapshot order find an entry without
-    /// reading an offsets table first.
-    bytes: Vec<u8>,
-    /// Entries longer than `COPY_WIDTH`.
-    spill: Vec<u8>,
-    /// Encoded length of entry `i` (in table order).
-    lens: Vec<u32>,
-    /// `(stable hash, place)` in snapshot order.
-    order: Vec<(u64, Loc)>,
-    /// Entries without a usable rank.
-    unranked: Vec<(u64, Loc)>,
-    tmp: Vec<(u64, Loc)>,
-    starts: Vec<u32>,
-    /// Per table index, its position in the new order.
-    ranks: Vec<u32>,
-    /// Per table index, its hashbrown bucket.
-    buckets: Vec<usize>,
-}
-
 thread_local! {
-    /// Taken for the length of one key group's snapshot: a value's
-    /// `Serialize` impl that snapshots state itself (and so re-enters) finds
-    /// it empty and uses fresh buffers.
-    static WRITE_SCRATCH: Cell<WriteScratch> = Cell::default();
+    /// Buffers for sorting a run of entries with equal hashes, reused by
+    /// every snapshot on this thread; taken for the length of one run, so a
+    /// value's `Serialize` impl that snapshots state itself (and so
+    /// re-enters) finds it empty and uses fresh ones.
+    static RUN_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Sorts the entries at `out[starts[0]..]`, which begin at `starts` (in
+/// order) and are of keys with equal hashes, by their bytes. Bytes order
+/// them by key: bincode encodings are self-delimiting, so no key's encoding
+/// is a prefix of another's, and distinct keys differ before either encoding
+/// ends.
+#[cold]
+#[inline(never)]
+fn sort_equal_hash_run(out: &mut [u8], starts: &[usize]) {
+    let base = starts[0];
+    let mut copy = RUN_SCRATCH.with(Cell::take);
+    copy.clear();
+    copy.extend_from_slice(&out[base..]);
+    let end = out.len() - base;
+    let mut entries: Vec<&[u8]> = starts
+        .iter()
+        .zip(starts[1..].iter().map(|&s| s - base).chain([end]))
+        .map(|(&s, e)| &copy[s - base..e])
+        .collect();
+    entries.sort_unstable();
+    let mut at = base;
+    for e in entries {
+        out[at..at + e.len()].copy_from_slice(e);
+        at += e.len();
+    }
+    RUN_SCRATCH.with(|c| c.set(copy));
 }
 
 /// Snapshot and restore of one key group's section.
@@ -596,248 +391,48 @@ thread_local! {
 /// hashes by encoded key bytes), each the encoded key followed by the
 /// container's encoding of its value.
 impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
+    /// Appends the section of `key_group` to `out`: the table is already in
+    /// section order, so this is one sequential pass that encodes each
+    /// entry; only entries of equal hashes are then sorted by their bytes.
     pub(crate) fn write_key_group(
         &self,
         key_group: KeyGroup,
         out: &mut Vec<u8>,
         mut write_value: impl FnMut(&T, &mut Vec<u8>, &str) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
-        let idx = self.group_index(key_group)?;
-        let mut scratch = WRITE_SCRATCH.with(Cell::take);
-        let result = self.write_group(idx, &mut scratch, out, &mut write_value);
-        WRITE_SCRATCH.with(|c| c.set(scratch));
-        result
-    }
-
-    /// Encodes every entry of group `idx` in the table's memory order
-    /// (sequential reads), orders them, and appends them to `out` in that
-    /// order. The ranked entries are placed by rank (and checked), the rest
-    /// sorted and merged in; the ranks are rewritten once enough changed.
-    /// The order depends only on the key set: it is checked, and sorted from
-    /// scratch if the ranks were wrong.
-    fn write_group(
-        &self,
-        idx: usize,
-        scratch: &mut WriteScratch,
-        out: &mut Vec<u8>,
-        write_value: &mut impl FnMut(&T, &mut Vec<u8>, &str) -> Result<(), StateError>,
-    ) -> Result<(), StateError> {
-        let group = &self.groups[idx];
-        let WriteScratch {
-            bytes,
-            spill,
-            lens,
-            order,
-            unranked,
-            tmp,
-            starts,
-            ranks,
-            buckets,
-        } = scratch;
-        let group_ranks = &self.ranks[idx];
-        // Every insert keeps the ranks sized to the table; if they are not,
-        // none applies.
-        let usable = group_ranks.len() == group.num_buckets();
-        let handed_out = if usable {
-            self.ranked[idx].get() as usize
-        } else {
-            0
-        };
-        if group.len() >= u32::MAX as usize {
-            return Err(StateError::Encode {
-                state: self.name.clone(),
-                message: format!(
-                    "{} entries in one key group (at most 2^32 - 2)",
-                    group.len()
-                ),
-            });
-        }
-        bytes.clear();
-        spill.clear();
-        lens.clear();
-        order.clear();
-        order.resize(handed_out, (0, HOLE));
-        unranked.clear();
-        let mut encoded = 0;
-        buckets.clear();
-        for (i, bucket) in group.iter_buckets().enumerate() {
-            let slot = group.get_bucket(bucket).expect("an occupied bucket");
-            buckets.push(bucket);
-            let start = bytes.len();
-            codec::encode_into(&slot.key, bytes, &self.name)?;
-            write_value(&slot.value, bytes, &self.name)?;
-            let len = bytes.len() - start;
-            if len > COPY_WIDTH {
-                if len >= u32::MAX as usize {
-                    return Err(StateError::Encode {
-                        state: self.name.clone(),
-                        message: format!("an entry of {len} bytes (at most 2^32 - 1)"),
-                    });
-                }
-                let at = spill.len() as u64;
-                spill.extend_from_slice(&bytes[start..]);
-                bytes.truncate(start);
-                bytes.extend_from_slice(&at.to_le_bytes());
-            }
-            // Pad to the stride with one fixed-size store (`resize` would
-            // call memset for every entry).
-            bytes.extend_from_slice(&[0; COPY_WIDTH]);
-            bytes.truncate(start + COPY_WIDTH);
-            lens.push(len as u32);
-            encoded += len;
-            // A plain store, no check for a rank taken twice: a lost entry
-            // is noticed when the order is copied.
-            let rank = if usable {
-                group_ranks[bucket].get()
-            } else {
-                UNRANKED
-            };
-            match order.get_mut(rank as usize) {
-                Some(e) => *e = (slot.hash, loc(i, len)),
-                None => unranked.push((slot.hash, loc(i, len))),
-            }
-        }
-        let n = bytes.len() / COPY_WIDTH;
-        // Entries of keys with equal hashes are ordered by their bytes, which
-        // orders them by key: bincode encodings are self-delimiting, so no
-        // key's encoding is a prefix of another's, and distinct keys differ
-        // before either encoding ends.
-        let entry = |&(_, l): &(u64, Loc)| {
-            let (at, len) = (loc_index(l) * COPY_WIDTH, loc_len(l));
-            if len <= COPY_WIDTH {
-                &bytes[at..at + len]
-            } else {
-                let from =
-                    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes")) as usize;
-                &spill[from..from + len]
-            }
-        };
-        let less =
-            |a: &(u64, Loc), b: &(u64, Loc)| a.0 < b.0 || (a.0 == b.0 && entry(a) < entry(b));
-        let sort = |v: &mut Vec<(u64, Loc)>, tmp: &mut Vec<(u64, Loc)>, starts: &mut Vec<u32>| {
-            sort_by_hash(v, tmp, starts);
-            let mut i = 0;
-            while i < v.len() {
-                let h = v[i].0;
-                let run = v[i..].iter().take_while(|e| e.0 == h).count();
-                if run > 1 {
-                    v[i..i + run].sort_unstable_by(|a, b| entry(a).cmp(entry(b)));
-                }
-                i += run;
-            }
-        };
-        // Appends the entries in `order` (skipping holes) to `out` and
-        // returns how many; `None` (and `out` partly written) if they are
-        // out of order.
-        let copy = |order: &[(u64, Loc)], out: &mut Vec<u8>| {
-            let mut prev: Option<&(u64, Loc)> = None;
-            let mut copied = 0;
-            for e in order {
-                if e.1 == HOLE {
-                    continue;
-                }
-                if prev.is_some_and(|p| !less(p, e)) {
-                    return None;
-                }
-                prev = Some(e);
-                copied += 1;
-                let (at, len) = (loc_index(e.1) * COPY_WIDTH, loc_len(e.1));
-                if len <= COPY_WIDTH {
-                    // One fixed-size move instead of a memcpy call.
-                    out.extend_from_slice(&bytes[at..at + COPY_WIDTH]);
-                    out.truncate(out.len() - (COPY_WIDTH - len));
-                } else {
-                    out.extend_from_slice(entry(e));
-                }
-            }
-            Some(copied)
-        };
-
+        let group = &self.groups[self.group_index(key_group)?];
+        let n = group.len();
         codec::encode_into(&(n as u64), out, &self.name)?;
         let start = out.len();
-        out.reserve(encoded);
-        if let Some(x16) = encoded.saturating_mul(16).checked_div(n) {
+        // Where each entry of the current run of equal hashes starts (empty
+        // while the hashes differ).
+        let mut run: Vec<usize> = Vec::new();
+        let mut prev: Option<(u64, usize)> = None;
+        for (hash, key, value) in group.iter() {
+            let at = out.len();
+            match prev {
+                Some((h, prev_at)) if h == hash => {
+                    if run.is_empty() {
+                        run.push(prev_at);
+                    }
+                    run.push(at);
+                }
+                _ if !run.is_empty() => {
+                    sort_equal_hash_run(&mut out[..at], &run);
+                    run.clear();
+                }
+                _ => {}
+            }
+            prev = Some((hash, at));
+            codec::encode_into(key, out, &self.name)?;
+            write_value(value, out, &self.name)?;
+        }
+        if !run.is_empty() {
+            sort_equal_hash_run(out, &run);
+        }
+        if let Some(x16) = (out.len() - start).saturating_mul(16).checked_div(n) {
             self.bytes_per_entry_x16
                 .set(x16.min(u32::MAX as usize) as u32);
-        }
-        // Holes (removed keys) and unranked (new) keys cost every snapshot
-        // until the ranks are rewritten, and rewriting them costs a pass
-        // over the table: rewrite once they are more than 1/RERANK of the
-        // key group. Unchanged ranks stay a valid hint: the placed entries
-        // are still in order.
-        let stale = (order.len() + 2 * unranked.len()).saturating_sub(n);
-        let mut rerank = stale * RERANK > n;
-        let mut copied = None;
-        if unranked.is_empty() {
-            copied = copy(order, out);
-        } else {
-            sort(unranked, tmp, starts);
-            // Merge the placed entries (checking their order) with the
-            // sorted unranked ones.
-            tmp.clear();
-            tmp.reserve(n);
-            let mut rest = unranked.iter().peekable();
-            let mut prev: Option<&(u64, Loc)> = None;
-            let mut sorted = true;
-            for e in order.iter().filter(|e| e.1 != HOLE) {
-                if prev.is_some_and(|p| !less(p, e)) {
-                    sorted = false;
-                    break;
-                }
-                prev = Some(e);
-                while let Some(u) = rest.next_if(|u| less(u, e)) {
-                    tmp.push(*u);
-                }
-                tmp.push(*e);
-            }
-            if sorted {
-                tmp.extend(rest);
-                std::mem::swap(order, tmp);
-                copied = copy(order, out);
-            }
-        }
-        // Out of order, or fewer entries than the table has (two slots had
-        // the same rank, and one overwrote the other): the ranks were wrong,
-        // sort everything.
-        if copied != Some(n) {
-            out.truncate(start);
-            order.clear();
-            // Index `i` is the `i`-th entry of the pass above (`buckets`).
-            order.extend(
-                buckets
-                    .iter()
-                    .zip(lens.iter())
-                    .enumerate()
-                    .map(|(i, (&b, &len))| {
-                        let hash = group.get_bucket(b).expect("an occupied bucket").hash;
-                        (hash, loc(i, len as usize))
-                    }),
-            );
-            sort(order, tmp, starts);
-            let all = copy(order, out);
-            debug_assert_eq!(all, Some(n));
-            rerank = true;
-        }
-        if rerank {
-            // Ranks fit a u32 below UNRANKED; a larger group keeps none.
-            if n < UNRANKED as usize {
-                ranks.clear();
-                ranks.resize(n, UNRANKED);
-                let entries = order.iter().filter(|e| e.1 != HOLE);
-                for (pos, &(_, l)) in entries.enumerate() {
-                    ranks[loc_index(l)] = pos as u32;
-                }
-                if usable {
-                    for (&bucket, &rank) in buckets.iter().zip(ranks.iter()) {
-                        group_ranks[bucket].set(rank);
-                    }
-                    self.ranked[idx].set(n as u32);
-                } else {
-                    self.ranked[idx].set(0);
-                }
-            } else {
-                self.ranked[idx].set(0);
-            }
         }
         Ok(())
     }
@@ -870,7 +465,16 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                 format!("entry count {count} exceeds the {left} bytes left"),
             ));
         }
-        let mut inserted = 0;
+        // Sections are read whole into the key group they were written
+        // from (when max parallelism is unchanged): make room once. The
+        // count is bounded by the bytes left, so a corrupt one cannot
+        // reserve more than the input's size in entries.
+        if filter.is_none() {
+            if let Some(idx) = self.range.index_of(key_group) {
+                self.groups[idx].reserve(count as usize);
+            }
+        }
+        let mut inserted_count = 0;
         for _ in 0..count {
             let entry_pos = pos;
             let (key, used) =
@@ -888,27 +492,15 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             let Some(idx) = self.range.index_of(kg) else {
                 return Err(self.outside(kg));
             };
-            let th = table_hash(hash);
-            make_room(
-                &mut self.groups[idx],
-                &mut self.ranks[idx],
-                &self.ranked[idx],
-            );
-            match self.groups[idx].entry(th, |s| s.key == key, |s| table_hash(s.hash)) {
-                hashbrown::hash_table::Entry::Occupied(_) => {
-                    return Err(self.decode_error(
-                        key_group,
-                        entry_pos,
-                        "duplicate key (the section is corrupt or was read twice)".to_owned(),
-                    ));
-                }
-                hashbrown::hash_table::Entry::Vacant(v) => {
-                    let o = v.insert(Slot::new(hash, key, value));
-                    note_new(&self.ranks[idx], o.bucket_index());
-                    self.len += 1;
-                    inserted += 1;
-                }
+            if !self.groups[idx].insert_if_absent(hash, key, value) {
+                return Err(self.decode_error(
+                    key_group,
+                    entry_pos,
+                    "duplicate key (the section is corrupt or was read twice)".to_owned(),
+                ));
             }
+            self.len += 1;
+            inserted_count += 1;
         }
         if pos != bytes.len() {
             return Err(self.decode_error(
@@ -917,7 +509,7 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                 format!("{} trailing bytes after the last entry", bytes.len() - pos),
             ));
         }
-        Ok(inserted)
+        Ok(inserted_count)
     }
 
     fn decode_error(&self, key_group: KeyGroup, pos: usize, message: String) -> StateError {
@@ -956,37 +548,6 @@ pub(crate) fn decode_count(bytes: &[u8], state: &str) -> Result<(u64, usize), St
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bucket_sort_sorts_uniform_skewed_and_colliding_hashes() {
-        let mut seed = 1u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            seed
-        };
-        let inputs: Vec<Vec<u64>> = vec![
-            (0..5000).map(|_| next()).collect(),
-            (0..5000).map(|_| next() % 7).collect(),
-            (0..5000)
-                .map(|i| if i % 2 == 0 { 0 } else { u64::MAX })
-                .collect(),
-            (0..5000).map(|i| 1u64 << (i % 64)).collect(),
-            vec![42; 100],
-            (0..63).rev().collect(),
-        ];
-        for hashes in inputs {
-            let items: Vec<u32> = (0..hashes.len() as u32).collect();
-            let mut sorted: Vec<(u64, u32)> =
-                hashes.iter().copied().zip(items.iter().copied()).collect();
-            sort_by_hash(&mut sorted, &mut Vec::new(), &mut Vec::new());
-            let mut expected = hashes.clone();
-            expected.sort_unstable();
-            assert_eq!(sorted.iter().map(|p| p.0).collect::<Vec<_>>(), expected);
-            let mut seen: Vec<u32> = sorted.iter().map(|p| p.1).collect();
-            seen.sort_unstable();
-            assert_eq!(seen, items, "every item exactly once");
-        }
-    }
 
     use crate::hash::{StableHash, StableHasher};
     use serde::Deserialize;
@@ -1064,13 +625,6 @@ mod tests {
                 out
             })
             .collect()
-    }
-
-    impl<K: StateKey + Eq, T> Tables<K, T> {
-        /// The rank kept for the entry in `bucket` of `key_group`.
-        fn rank_of(&self, key_group: KeyGroup, bucket: usize) -> u32 {
-            self.ranks[self.group_index(key_group).unwrap()][bucket].get()
-        }
     }
 
     /// A table restored from `sections` (one per key group).
@@ -1162,11 +716,10 @@ mod tests {
         assert_eq!(sections(&t), want, "after bind");
     }
 
-    /// Entries longer than the 16-byte stride of the write scratch (kept
-    /// aside and found by offset), mixed with short ones, with long runs of
-    /// equal hashes (ties compared by bytes across both kinds).
+    /// Entries of different lengths, with long runs of equal hashes (ties
+    /// compared by bytes, across lengths).
     #[test]
-    fn long_and_short_entries_with_equal_hashes_are_written_in_order() {
+    fn entries_with_equal_hashes_are_written_in_byte_order() {
         let value = |i: u64| {
             if i % 3 == 0 {
                 i as i64
@@ -1186,8 +739,8 @@ mod tests {
         let longest = want.iter().map(|s| s.len()).max().unwrap();
         assert!(longest > 16 * 100, "sections hold many entries");
         let mut t = build(&mut (0..n).rev());
-        assert_eq!(sections(&t), want, "cold");
-        assert_eq!(sections(&t), want, "by rank");
+        assert_eq!(sections(&t), want, "reverse insert order");
+        assert_eq!(sections(&t), want, "twice");
         t.insert(Weak(wide(n)), value(n)).unwrap();
         t.remove(Weak(wide(n))).unwrap();
         t.remove(Weak(wide(1))).unwrap();
@@ -1197,39 +750,6 @@ mod tests {
         for i in 0..n {
             assert_eq!(r.get(Weak(wide(i))).unwrap(), Some(&value(i)));
         }
-    }
-
-    /// `HashTable::entry` grows a full table even for a key that is present:
-    /// an update of an existing key then moves every entry. The ranks must
-    /// follow (dropped and rewritten by the next snapshot), not stay out of
-    /// step with the table for good.
-    #[test]
-    fn a_table_grown_by_an_update_keeps_its_ranks_in_step() {
-        let a = KeyGroupAssigner::native(MaxParallelism::new(1).unwrap());
-        let mut t = Tables::<u64, i64>::new(a, a.max_parallelism().all_key_groups()).unwrap();
-        let mut i = 0;
-        while t.groups[0].is_empty() || t.groups[0].len() < t.groups[0].capacity() {
-            t.insert(wide(i), 0).unwrap();
-            i += 1;
-        }
-        let n = t.len();
-        assert_eq!(sections(&t), expected(&t));
-        assert_eq!(t.ranked[0].get() as usize, n);
-        let buckets = t.groups[0].num_buckets();
-        t.insert(wide(0), 7).unwrap(); // present: an update
-        assert!(
-            t.groups[0].num_buckets() > buckets,
-            "the update grew the table"
-        );
-        assert_eq!(sections(&t), expected(&t));
-        assert_eq!(sections(&t), expected(&t));
-        assert_eq!(
-            t.ranked[0].get() as usize,
-            n,
-            "ranks rewritten after the growth"
-        );
-        let g = &t.groups[0];
-        assert!(g.iter_buckets().all(|b| t.ranks[0][b].get() < n as u32));
     }
 
     #[test]
@@ -1284,108 +804,5 @@ mod tests {
     fn snapshot_after_changes_matches_a_fresh_state() {
         mutate_and_snapshot(wide, 30_000, 12);
         mutate_and_snapshot(weak, 900, 12);
-    }
-
-    fn wrong_ranks_are_ignored<K: StateKey + Eq + Serialize + DeserializeOwned>(
-        key: Key<K>,
-        n: u64,
-    ) {
-        let want = expected(&fresh(key, 0..n));
-        /// A name, the new rank from (table index, old rank, count), the
-        /// new count.
-        type Corruption = (&'static str, fn(usize, u32, u32) -> u32, fn(u32) -> u32);
-        let corruptions: [Corruption; 6] = [
-            ("reversed", |_, r, c| c - 1 - r, |c| c),
-            ("all zero", |_, _, _| 0, |c| c),
-            ("table order", |i, _, _| i as u32, |c| c),
-            ("shifted", |_, r, c| (r + 1) % c, |c| c),
-            ("count too small", |_, r, _| r, |c| c / 2),
-            (
-                "count too large",
-                |i, _, _| (i as u32).wrapping_mul(7),
-                |c| c * 9,
-            ),
-        ];
-        for (what, rank, count) in corruptions {
-            let mut t = fresh(key, 0..n);
-            assert_eq!(sections(&t), want, "{what}: first snapshot");
-            // Values change (ranks must not care), then the ranks break.
-            for i in (0..n).step_by(3) {
-                t.insert(key(i), -(i as i64)).unwrap();
-            }
-            let want_now = expected(&t);
-            for ((g, ranks), handed_out) in t.groups.iter().zip(&t.ranks).zip(&t.ranked) {
-                let c = handed_out.get();
-                if c == 0 {
-                    continue;
-                }
-                for (i, b) in g.iter_buckets().enumerate() {
-                    ranks[b].set(rank(i, ranks[b].get(), c));
-                }
-                handed_out.set(count(c));
-            }
-            assert_eq!(sections(&t), want_now, "{what}");
-            assert_eq!(sections(&t), want_now, "{what}, twice");
-        }
-    }
-
-    #[test]
-    fn wrong_ranks_never_change_the_snapshot() {
-        wrong_ranks_are_ignored(wide, 5_000);
-        wrong_ranks_are_ignored(weak, 400);
-    }
-
-    /// Each slot's rank is its position in the last snapshot of its key
-    /// group, so the next snapshot of an unchanged key set sorts nothing.
-    #[test]
-    fn ranks_are_the_positions_in_the_last_snapshot() {
-        let mut t = fresh(wide, 0..10_000);
-        let check = |t: &Tables<u64, i64>| {
-            for (kg, section) in t.range.iter().zip(sections(t)) {
-                let g = &t.groups[t.group_index(kg).unwrap()];
-                let (count, mut pos) = codec::decode_prefix::<u64>(&section, "t").unwrap();
-                assert_eq!(count as usize, g.len());
-                assert_eq!(t.ranked[t.group_index(kg).unwrap()].get() as usize, g.len());
-                for rank in 0..count as u32 {
-                    let (k, used) = codec::decode_prefix::<u64>(&section[pos..], "t").unwrap();
-                    pos += used;
-                    let (_, used) = codec::decode_prefix::<i64>(&section[pos..], "t").unwrap();
-                    pos += used;
-                    let b = g
-                        .find_bucket_index(table_hash(k.stable_hash()), |s| s.key == k)
-                        .unwrap();
-                    assert_eq!(t.rank_of(kg, b), rank);
-                }
-            }
-        };
-        assert!(t.iter().next().is_some());
-        for (g, ranks) in t.groups.iter().zip(&t.ranks) {
-            assert!(g.iter_buckets().all(|b| ranks[b].get() == UNRANKED));
-        }
-        check(&t);
-        for i in (0..10_000).step_by(7) {
-            t.remove(wide(i)).unwrap();
-        }
-        for i in 20_000..20_300 {
-            t.insert(wide(i), 0).unwrap();
-        }
-        check(&t);
-        t.insert(wide(1), 5).unwrap();
-        check(&t);
-        // A few new keys are sorted and merged in, but the ranks are kept
-        // until more has changed.
-        let counts: Vec<u32> = t.ranked.iter().map(Rank::get).collect();
-        for i in 30_000..30_010 {
-            t.insert(wide(i), 1).unwrap();
-        }
-        assert_eq!(sections(&t), expected(&t));
-        assert_eq!(t.ranked.iter().map(Rank::get).collect::<Vec<_>>(), counts);
-        for (g, ranks) in t.groups.iter().zip(&t.ranks) {
-            let new = g
-                .iter_buckets()
-                .filter(|&b| g.get_bucket(b).unwrap().value == 1);
-            assert!(new.map(|b| ranks[b].get()).all(|r| r == UNRANKED));
-        }
-        assert_eq!(sections(&t), expected(&t));
     }
 }
