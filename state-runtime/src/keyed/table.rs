@@ -357,27 +357,28 @@ thread_local! {
     static RUN_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
-/// Sorts the entries at `out[starts[0]..]`, which begin at `starts` (in
-/// order) and are of keys with equal hashes, by their bytes. Bytes order
-/// them by key: bincode encodings are self-delimiting, so no key's encoding
-/// is a prefix of another's, and distinct keys differ before either encoding
-/// ends.
+/// Sorts the entries at `out[run[0].1..]`, which begin at the offsets in
+/// `run` (in order, each with its key's stable hash) and are of keys whose
+/// hashes the table keeps equal, by hash and then by their bytes. Bytes
+/// order them by key: bincode encodings are self-delimiting, so no key's
+/// encoding is a prefix of another's, and distinct keys differ before
+/// either encoding ends.
 #[cold]
 #[inline(never)]
-fn sort_equal_hash_run(out: &mut [u8], starts: &[usize]) {
-    let base = starts[0];
+fn sort_equal_hash_run(out: &mut [u8], run: &[(u64, usize)]) {
+    let base = run[0].1;
     let mut copy = RUN_SCRATCH.with(Cell::take);
     copy.clear();
     copy.extend_from_slice(&out[base..]);
     let end = out.len() - base;
-    let mut entries: Vec<&[u8]> = starts
+    let mut entries: Vec<(u64, &[u8])> = run
         .iter()
-        .zip(starts[1..].iter().map(|&s| s - base).chain([end]))
-        .map(|(&s, e)| &copy[s - base..e])
+        .zip(run[1..].iter().map(|&(_, s)| s - base).chain([end]))
+        .map(|(&(hash, s), e)| (hash, &copy[s - base..e]))
         .collect();
     entries.sort_unstable();
     let mut at = base;
-    for e in entries {
+    for (_, e) in entries {
         out[at..at + e.len()].copy_from_slice(e);
         at += e.len();
     }
@@ -404,18 +405,20 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         let n = group.len();
         codec::encode_into(&(n as u64), out, &self.name)?;
         let start = out.len();
-        // Where each entry of the current run of equal hashes starts (empty
-        // while the hashes differ).
-        let mut run: Vec<usize> = Vec::new();
-        let mut prev: Option<(u64, usize)> = None;
+        // The table keeps hashes with their lowest bit set, and orders
+        // entries by that. Each entry of the current run of equal kept
+        // hashes (empty while they differ): its key's hash and where it
+        // starts.
+        let mut run: Vec<(u64, usize)> = Vec::new();
+        let mut prev: Option<(u64, usize, &K)> = None;
         for (hash, key, value) in group.iter() {
             let at = out.len();
             match prev {
-                Some((h, prev_at)) if h == hash => {
+                Some((h, prev_at, prev_key)) if h == hash => {
                     if run.is_empty() {
-                        run.push(prev_at);
+                        run.push((prev_key.stable_hash(), prev_at));
                     }
-                    run.push(at);
+                    run.push((key.stable_hash(), at));
                 }
                 _ if !run.is_empty() => {
                     sort_equal_hash_run(&mut out[..at], &run);
@@ -423,7 +426,7 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                 }
                 _ => {}
             }
-            prev = Some((hash, at));
+            prev = Some((hash, at, key));
             codec::encode_into(key, out, &self.name)?;
             write_value(value, out, &self.name)?;
         }
@@ -564,7 +567,30 @@ mod tests {
     }
     impl StateKey for Weak {}
 
+    /// A key whose stable hash comes in pairs that differ only in the
+    /// lowest bit, which the tables do not keep: the snapshot must still
+    /// order each pair by hash.
+    #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+    struct Paired(u64);
+
+    impl StableHash for Paired {
+        fn stable_hash_into(&self, h: &mut StableHasher) {
+            h.write_bytes(&self.0.to_le_bytes());
+        }
+
+        fn stable_hash(&self) -> u64 {
+            // The larger key of a pair has the smaller hash, so byte order
+            // alone would give the wrong order.
+            (wide(self.0 / 2) & !1) | u64::from(self.0 % 2 == 0)
+        }
+    }
+    impl StateKey for Paired {}
+
     type Key<K> = fn(u64) -> K;
+
+    fn paired(i: u64) -> Paired {
+        Paired(i)
+    }
 
     fn wide(i: u64) -> u64 {
         i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -756,6 +782,7 @@ mod tests {
     fn same_key_set_gives_the_same_snapshot_whatever_the_history() {
         histories_give_one_snapshot(wide, 20_000);
         histories_give_one_snapshot(weak, 600);
+        histories_give_one_snapshot(paired, 5_000);
     }
 
     fn mutate_and_snapshot<K: StateKey + Eq + Serialize + DeserializeOwned + Clone>(
@@ -804,5 +831,6 @@ mod tests {
     fn snapshot_after_changes_matches_a_fresh_state() {
         mutate_and_snapshot(wide, 30_000, 12);
         mutate_and_snapshot(weak, 900, 12);
+        mutate_and_snapshot(paired, 6_000, 12);
     }
 }
