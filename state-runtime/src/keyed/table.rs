@@ -8,10 +8,11 @@
 //! that grows never rehashes keys. Flink mode additionally computes the Java
 //! hash code for the key group.
 //!
-//! Each table keeps its entries sorted by stable hash, which is the order of
-//! a snapshot section (ties by encoded key): a snapshot encodes a key group
-//! in one sequential pass, and only entries of equal hashes (rare for any
-//! real key type) are sorted, by their bytes.
+//! Each table keeps its entries sorted by stable hash (as kept: lowest bit
+//! set), which is the order of a snapshot section (ties by encoded key): a
+//! snapshot encodes a key group in one sequential pass, and only entries of
+//! equal kept hashes (rare for any real key type) are sorted, by full hash
+//! and then bytes.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
