@@ -339,8 +339,9 @@ fn xxh3_len_prefixed_9_to_24(bytes: &[u8]) -> u64 {
     let w2 = if len >= 16 {
         word(len - 16)
     } else {
-        // Spans the end of the length prefix and the start of the bytes.
-        (w0 >> (8 * (len - 8))) | (w1 << (8 * (16 - len)))
+        // Spans the end of the length prefix and the start of the bytes:
+        // the prefix's bytes there are its high bytes, all zero (len < 256).
+        w1 << (8 * (16 - len))
     };
     let w3 = word(len - 8);
     let mix = |lo: u64, hi: u64, s_lo: u64, s_hi: u64| {

@@ -343,7 +343,15 @@ pub(crate) const fn subtask_for_key_group_unchecked(max_p: u32, parallelism: u32
 /// so is every subtask's range: the assignment is monotone in the hash.
 #[inline]
 pub const fn native_key_group_for_hash(hash: u64, max_parallelism: MaxParallelism) -> KeyGroup {
-    (((hash >> 32) * max_parallelism.get() as u64) >> 32) as u32
+    let m = max_parallelism.get();
+    if m.is_power_of_two() {
+        // The default max parallelism (128) and most chosen ones: the top
+        // k bits of the hash for 2^k key groups, one shift instead of a
+        // multiply (a loop over keys hoists the rest).
+        let k = m.trailing_zeros();
+        return if k == 0 { 0 } else { (hash >> (64 - k)) as u32 };
+    }
+    (((hash >> 32) * m as u64) >> 32) as u32
 }
 
 /// The half-open interval `[lo, hi)` of the upper 32 hash bits that native
@@ -540,6 +548,41 @@ impl fmt::Display for KeyGroupAssigner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shift taken for a power-of-two max parallelism is the documented
+    /// formula, `((hash >> 32) * max_p) >> 32`, for every max parallelism.
+    #[test]
+    fn native_assignment_is_the_scaling_formula_for_every_max_parallelism() {
+        let mut seed = 3u64;
+        let mut hashes: Vec<u64> = (0..200)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                seed
+            })
+            .collect();
+        hashes.extend([
+            0,
+            1,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+            (1 << 63) - 1,
+            1 << 32,
+        ]);
+        for m in 1..=UPPER_BOUND_MAX_PARALLELISM {
+            let mp = MaxParallelism::new(m).unwrap();
+            for &h in &hashes {
+                let want = (((h >> 32) * u64::from(m)) >> 32) as u32;
+                assert_eq!(
+                    native_key_group_for_hash(h, mp),
+                    want,
+                    "max_p {m}, hash {h:#x}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn native_interval_matches_assignment_at_edges() {
