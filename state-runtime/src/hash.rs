@@ -192,26 +192,15 @@ pub trait StateKey: StableHash {
 }
 
 macro_rules! int_impls {
-    ($($t:ty => $as:ty),* $(,)?) => {$(
-        impl StableHash for $t {
-            #[inline]
-            fn stable_hash_into(&self, h: &mut StableHasher) {
-                h.write_bytes(&(*self as $as).to_le_bytes());
-            }
-            #[inline]
-            fn stable_hash(&self) -> u64 {
-                xxh3_64(&(*self as $as).to_le_bytes())
-            }
-        }
-    )*};
-}
-
-/// Integers of 4 and 8 bytes hash through [`xxh3_4_or_8`]: the same value as
-/// `xxh3_64` of their little-endian bytes, in straight-line code that inlines
-/// and vectorizes (the batch assignment of
-/// [`KeyGroupAssigner::key_groups_into`](crate::keygroup::KeyGroupAssigner::key_groups_into)).
-macro_rules! word_int_impls {
-    ($($t:ty => $as:ty),* $(,)?) => {$(
+    // `xxh3_64` of the little-endian bytes.
+    (@hash bytes, $as:ty, $v:expr) => {
+        xxh3_64(&($v as $as).to_le_bytes())
+    };
+    // The same value through `xxh3_4_or_8`, for 4- and 8-byte integers.
+    (@hash word, $as:ty, $v:expr) => {
+        xxh3_4_or_8::<{ std::mem::size_of::<$as>() }>($v as $as as u64)
+    };
+    ($how:ident: $($t:ty => $as:ty),* $(,)?) => {$(
         impl StableHash for $t {
             #[inline]
             fn stable_hash_into(&self, h: &mut StableHasher) {
@@ -219,17 +208,21 @@ macro_rules! word_int_impls {
             }
             #[inline(always)]
             fn stable_hash(&self) -> u64 {
-                xxh3_4_or_8::<{ std::mem::size_of::<$as>() }>(*self as $as as u64)
+                int_impls!(@hash $how, $as, *self)
             }
         }
     )*};
 }
 
-int_impls!(
+int_impls!(bytes:
     u8 => u8, u16 => u16, u128 => u128,
     i8 => i8, i16 => i16, i128 => i128,
 );
-word_int_impls!(
+// Integers of 4 and 8 bytes hash through [`xxh3_4_or_8`]: the same value as
+// `xxh3_64` of their little-endian bytes, in straight-line code that inlines
+// and vectorizes (the batch assignment of
+// `KeyGroupAssigner::key_groups_into`).
+int_impls!(word:
     u32 => u32, u64 => u64, usize => u64,
     i32 => u32, i64 => u64, isize => u64,
 );
