@@ -162,6 +162,13 @@ pub trait StableHash {
     fn stable_hash_into(&self, hasher: &mut StableHasher);
 
     /// The stable hash: XXH3-64 of the canonical encoding.
+    ///
+    /// Override it only with the same value computed faster (as the
+    /// integer and string impls do). The value decides a key's key group in
+    /// native mode and its place in keyed state's tables and snapshots,
+    /// which read its high bits: values that are not spread over all 64
+    /// bits (an identity hash, say) pile keys into a few key groups and slow
+    /// their tables down to a linear scan.
     #[inline]
     fn stable_hash(&self) -> u64 {
         let mut h = StableHasher::new();

@@ -639,10 +639,16 @@ impl SnapshotWriter {
         }
         let (assigner, key_groups) = binding;
         let data = &mut self.snapshot.data;
-        let hint = || -> usize { states.iter().map(|(_, s)| s.encoded_size_hint()).sum() };
+        // A hint, so never an abort: a reservation that cannot be made is
+        // skipped (the buffer then grows as it is written).
+        let hint = || -> usize {
+            states.iter().fold(0usize, |sum, (_, s)| {
+                sum.saturating_add(s.encoded_size_hint())
+            })
+        };
         let start = data.len();
         let mut reserved = hint();
-        data.reserve(reserved);
+        let _ = data.try_reserve(reserved);
         let mut bounds = Vec::with_capacity(key_groups.len() as usize * states.len() + 1);
         bounds.push(data.len() as u64);
         for kg in key_groups {
@@ -657,7 +663,7 @@ impl SnapshotWriter {
             // key group is written: reserve once then, not by doubling.
             if reserved == 0 && data.len() > start {
                 reserved = hint();
-                data.reserve(reserved.saturating_sub(data.len() - start));
+                let _ = data.try_reserve(reserved.saturating_sub(data.len() - start));
             }
         }
         self.snapshot.keyed = Some(KeyedSection {

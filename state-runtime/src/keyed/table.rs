@@ -31,6 +31,10 @@ use crate::keygroup::{
 use super::key::KeyQuery;
 use super::ordered::{HashSpan, OrderedTable};
 
+/// A restore makes room for at most this many entries of a section before
+/// decoding them; tables grow past it as entries come.
+const RESERVE_MAX: usize = 1 << 16;
+
 /// Name of a container that was never given one.
 pub(crate) const UNNAMED: &str = "<unnamed>";
 
@@ -84,7 +88,6 @@ pub(crate) struct Tables<K, T> {
     /// Encoded bytes per entry in the last snapshot of a key group, in
     /// sixteenths: [`encoded_size_hint`](Self::encoded_size_hint).
     bytes_per_entry_x16: Hint,
-    len: usize,
 }
 
 impl<K, T> Default for Tables<K, T> {
@@ -96,7 +99,6 @@ impl<K, T> Default for Tables<K, T> {
             bound: false,
             groups: Vec::new(),
             bytes_per_entry_x16: Hint::default(),
-            len: 0,
         }
     }
 }
@@ -123,15 +125,18 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         self.bound.then_some((self.assigner, self.range))
     }
 
+    /// The number of entries: the sum over the owned key groups (kept by
+    /// each table, so that no caught panic in user code can leave a total
+    /// out of step).
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.groups.iter().map(OrderedTable::len).sum()
     }
 
     /// About how many bytes a snapshot of every key group would take, from
     /// the last key group snapshotted (0 before any): lets a snapshot
     /// reserve its buffer once instead of growing it by doubling.
     pub(crate) fn encoded_size_hint(&self) -> usize {
-        self.len
+        self.len()
             .saturating_mul(self.bytes_per_entry_x16.get() as usize)
             / 16
     }
@@ -140,7 +145,6 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         for g in &mut self.groups {
             g.clear();
         }
-        self.len = 0;
     }
 
     /// Binds to `assigner` and `range`, moving every entry into its key group
@@ -257,10 +261,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         let group = &mut self.groups[idx];
         Ok(match group.find_or_vacancy(hash, |k| key.matches(k)) {
             Ok(i) => group.value_at(i),
-            Err(vacancy) => {
-                self.len += 1;
-                group.fill(vacancy, key.into_key(), default())
-            }
+            Err(vacancy) => group.fill(vacancy, key.into_key(), default()),
         })
     }
 
@@ -274,7 +275,6 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         match group.find_or_vacancy(hash, |k| key.matches(k)) {
             Ok(i) => Ok(Some(std::mem::replace(group.value_at(i), value))),
             Err(vacancy) => {
-                self.len += 1;
                 group.fill(vacancy, key.into_key(), value);
                 Ok(None)
             }
@@ -283,9 +283,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
 
     pub(crate) fn remove<Q: KeyQuery<K>>(&mut self, key: Q) -> Result<Option<(K, T)>, StateError> {
         let (idx, hash) = self.locate(&key)?;
-        let removed = self.groups[idx].remove(hash, |k| key.matches(k));
-        self.len -= usize::from(removed.is_some());
-        Ok(removed)
+        Ok(self.groups[idx].remove(hash, |k| key.matches(k)))
     }
 
     /// Applies `f` to the value of `key`, if it has one, and removes the
@@ -296,21 +294,14 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         f: impl FnOnce(&mut T) -> (R, bool),
     ) -> Result<Option<R>, StateError> {
         let (idx, hash) = self.locate(&key)?;
-        let group = &mut self.groups[idx];
-        let before = group.len();
-        let r = group.modify_or_remove(hash, |k| key.matches(k), f);
-        self.len -= before - group.len();
-        Ok(r)
+        Ok(self.groups[idx].modify_or_remove(hash, |k| key.matches(k), f))
     }
 
     /// Keeps only the entries for which `f` returns true.
     pub(crate) fn retain(&mut self, mut f: impl FnMut(&K, &mut T) -> bool) {
-        let mut len = 0;
         for g in &mut self.groups {
             g.retain(&mut f);
-            len += g.len();
         }
-        self.len = len;
     }
 
     /// Every entry, key group by key group, each in stable-hash order.
@@ -469,17 +460,8 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                 format!("entry count {count} exceeds the {left} bytes left"),
             ));
         }
-        // Sections are read whole into the key group they were written
-        // from (when max parallelism is unchanged): make room once. The
-        // count is bounded by the bytes left, so a corrupt one cannot
-        // reserve more than the input's size in entries.
-        if filter.is_none() {
-            if let Some(idx) = self.range.index_of(key_group) {
-                self.groups[idx].reserve(count as usize);
-            }
-        }
         let mut inserted_count = 0;
-        for _ in 0..count {
+        for i in 0..count {
             let entry_pos = pos;
             let (key, used) =
                 codec::decode_prefix::<K>(&bytes[pos..], &self.name).map_err(|e| ctx(pos, e))?;
@@ -496,6 +478,14 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             let Some(idx) = self.range.index_of(kg) else {
                 return Err(self.outside(kg));
             };
+            if i == 0 && kg == key_group {
+                // Read into the key group it was written from (max
+                // parallelism unchanged): make room once, for at most
+                // `RESERVE_MAX` entries, so that a corrupt count allocates
+                // little before the entries it claims fail to decode.
+                let rest = usize::try_from(count).unwrap_or(usize::MAX);
+                self.groups[idx].reserve(rest.min(RESERVE_MAX));
+            }
             if !self.groups[idx].insert_if_absent(hash, key, value) {
                 return Err(self.decode_error(
                     key_group,
@@ -503,7 +493,6 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                     "duplicate key (the section is corrupt or was read twice)".to_owned(),
                 ));
             }
-            self.len += 1;
             inserted_count += 1;
         }
         if pos != bytes.len() {
@@ -777,6 +766,29 @@ mod tests {
         for i in 0..n {
             assert_eq!(r.get(Weak(wide(i))).unwrap(), Some(&value(i)));
         }
+    }
+
+    /// A `retain` predicate that panics (and is caught) leaves every count
+    /// in step with the entries: the sections still decode, and `len` is
+    /// what they hold.
+    #[test]
+    fn a_panicking_retain_leaves_counts_in_step() {
+        let mut t = fresh(wide, 0..5_000);
+        let mut seen = 0;
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            t.retain(|_, v| {
+                seen += 1;
+                assert!(seen < 2_500, "the predicate fails half way");
+                *v % 2 == 0
+            })
+        }));
+        assert!(caught.is_err());
+        let held: usize = t.iter().count();
+        assert_eq!(t.len(), held);
+        let written = sections(&t);
+        assert_eq!(written, expected(&t));
+        let r = restored::<u64>(&written);
+        assert_eq!(r.len(), held);
     }
 
     #[test]
