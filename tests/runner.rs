@@ -732,3 +732,109 @@ fn restored_state_is_measured_only_on_request() {
         );
     }
 }
+
+/// An event with a payload of any size: a source reading large ones is slow.
+#[derive(Debug, Clone, Serialize, Deserialize, Keyed)]
+struct Padded {
+    #[key]
+    key: u32,
+    pad: Vec<u8>,
+}
+
+/// Counts events per key.
+#[derive(Checkpointed, Default)]
+struct CountPadded {
+    #[state(keyed)]
+    counts: KeyedValue<u32, u64>,
+}
+
+impl KeyedProcessor for CountPadded {
+    type Event = Padded;
+    type Output = ();
+
+    fn process(&mut self, e: Padded, _: &mut impl FnMut(())) -> Result<(), StateError> {
+        *self.counts.get_or_insert_with(e.key, || 0)? += 1;
+        Ok(())
+    }
+}
+
+/// Source 0 reads many small records, source 1 a few large ones, so source
+/// 1 is in the middle of a slow read when a checkpoint starts and its
+/// barrier comes late. Meanwhile the keyed instances hold back what source
+/// 0 sends after its own barrier: without a bound, hundreds of messages;
+/// with `alignment_buffer(2)`, source 0 waits once an instance holds two
+/// (plus what its channel had already queued, at most 16). Every event is
+/// still counted exactly once.
+#[test]
+fn a_source_ahead_of_the_alignment_waits_instead_of_filling_memory() {
+    const CHANNEL: usize = 16; // the runner's per-instance channel capacity
+    let dir = std::env::temp_dir().join(format!("rs-runner-align-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut w = LogWriter::<Padded>::create(&dir, 2).unwrap();
+    let mut want: HashMap<u32, u64> = HashMap::new();
+    for seq in 0..150_000u32 {
+        let key = seq % 500;
+        w.append(
+            0,
+            &Padded {
+                key,
+                pad: Vec::new(),
+            },
+        )
+        .unwrap();
+        *want.entry(key).or_default() += 1;
+    }
+    for seq in 0..200u32 {
+        let key = seq % 500;
+        let pad = vec![seq as u8; 32 << 10];
+        w.append(1, &Padded { key, pad }).unwrap();
+        *want.entry(key).or_default() += 1;
+    }
+    w.finish().unwrap();
+    let log = TempLog(dir);
+
+    let run = |buffer: usize| {
+        Job::new(&log.0, MemoryCheckpointStore::new(), |_: &InstanceInfo| {
+            CountPadded::default()
+        })
+        .parallelism(2, 2)
+        .assigner(assigner())
+        .checkpoint_every_events(2_000)
+        .batch_size(20)
+        .alignment_buffer(buffer)
+        .start()
+        .unwrap()
+        .wait()
+        .unwrap()
+    };
+    let count = |out: &JobOutcome<CountPadded>| {
+        let mut got: HashMap<u32, u64> = HashMap::new();
+        for op in &out.operators {
+            for (k, v) in op.counts.iter() {
+                assert!(got.insert(*k, *v).is_none(), "key {k} on two instances");
+            }
+        }
+        got
+    };
+    let most_held =
+        |out: &JobOutcome<CountPadded>| out.report.keyed.iter().map(|k| k.max_held).max().unwrap();
+
+    let unbounded = run(usize::MAX);
+    assert_eq!(count(&unbounded), want);
+    assert!(unbounded.report.checkpoints.len() >= 2);
+    let held = most_held(&unbounded);
+    eprintln!("unbounded: an instance held {held} messages of one source");
+    assert!(
+        held > 2 + CHANNEL,
+        "the scenario makes an instance hold many messages unless bounded: {held}"
+    );
+
+    let bounded = run(2);
+    assert_eq!(count(&bounded), want);
+    assert!(bounded.report.checkpoints.len() >= 2);
+    let held = most_held(&bounded);
+    assert!(
+        held <= 2 + CHANNEL,
+        "an instance held {held} messages of one source"
+    );
+}

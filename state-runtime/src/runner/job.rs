@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -113,6 +113,11 @@ pub struct KeyedInstanceStats {
     pub events: u64,
     /// Time spent in `process` (events / busy is its throughput).
     pub busy: Duration,
+    /// The most messages it held back from one source at a time while
+    /// aligning checkpoint barriers: at most [`Job::alignment_buffer`] for
+    /// the records a source sent after the wait began, plus what was already
+    /// queued in the channel.
+    pub max_held: usize,
 }
 
 impl KeyedInstanceStats {
@@ -224,6 +229,7 @@ pub struct Job<P: KeyedProcessor> {
     stop_at_end: bool,
     batch_size: usize,
     channel_capacity: usize,
+    alignment_buffer: usize,
     measure_restored_state: bool,
 }
 
@@ -264,6 +270,7 @@ impl<P: KeyedProcessor> Job<P> {
             stop_at_end: true,
             batch_size: 1024,
             channel_capacity: 16,
+            alignment_buffer: DEFAULT_ALIGNMENT_BUFFER,
             measure_restored_state: false,
         }
     }
@@ -334,6 +341,28 @@ impl<P: KeyedProcessor> Job<P> {
         self
     }
 
+    /// How many messages (batches of [`batch_size`](Job::batch_size)
+    /// records) a keyed instance holds back from one source while it aligns
+    /// a checkpoint's barriers (default 16, at least 1). A source whose
+    /// barrier has come waits rather than send more to an instance that
+    /// holds this many of its messages: backpressure, as Flink's aligned
+    /// checkpoints stop reading a blocked channel, so a fast source cannot
+    /// fill memory while a slow one is behind. On top of the held messages,
+    /// each instance's input channel queues at most 16 more.
+    ///
+    /// ```no_run
+    /// # use state_runtime::runner::{Job, MemoryCheckpointStore, InstanceInfo, KeyedProcessor};
+    /// # fn job<P: KeyedProcessor + Default>() {
+    /// let job = Job::new("/data/log", MemoryCheckpointStore::new(), |_: &InstanceInfo| P::default())
+    ///     .batch_size(256)
+    ///     .alignment_buffer(4); // at most 4 x 256 records held per source and instance
+    /// # }
+    /// ```
+    pub fn alignment_buffer(mut self, messages: usize) -> Self {
+        self.alignment_buffer = messages.max(1);
+        self
+    }
+
     /// Starts the job: restores from the store's latest checkpoint, if any,
     /// at this job's parallelism, and runs every instance on its own thread.
     ///
@@ -380,7 +409,7 @@ impl<P: KeyedProcessor> Job<P> {
             "starting job"
         );
 
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new(n, s));
         let (coord_tx, coord_rx) = mpsc::channel::<CoordMsg>();
         let started = Instant::now();
 
@@ -452,6 +481,7 @@ impl<P: KeyedProcessor> Job<P> {
                 log_dir: self.log_dir.clone(),
                 latest: latest.clone(),
                 outputs: keyed_txs.clone(),
+                alignment_buffer: self.alignment_buffer,
                 router: Arc::clone(&router),
                 control: ctl_rx,
                 coord: coord_tx.clone(),
@@ -643,13 +673,34 @@ impl<P: KeyedProcessor> Drop for RunningJob<P> {
     }
 }
 
+/// Messages a keyed instance holds back per source while aligning, by
+/// default: [`Job::alignment_buffer`].
+const DEFAULT_ALIGNMENT_BUFFER: usize = 16;
+
 /// Counters and flags every thread shares.
-#[derive(Default)]
 struct Shared {
     abort: AtomicBool,
     read: AtomicU64,
     processed: AtomicU64,
     last_checkpoint: AtomicU64,
+    /// Per keyed instance, per source: how many of the source's messages
+    /// the instance holds back while aligning (the source waits while this
+    /// is at the job's alignment buffer).
+    held: Vec<Vec<AtomicUsize>>,
+}
+
+impl Shared {
+    fn new(keyed: usize, sources: usize) -> Self {
+        Self {
+            abort: AtomicBool::new(false),
+            read: AtomicU64::new(0),
+            processed: AtomicU64::new(0),
+            last_checkpoint: AtomicU64::new(0),
+            held: (0..keyed)
+                .map(|_| (0..sources).map(|_| AtomicUsize::new(0)).collect())
+                .collect(),
+        }
+    }
 }
 
 /// Key group -> keyed instance, precomputed.
@@ -780,6 +831,7 @@ struct SourceTask<E> {
     log_dir: PathBuf,
     latest: Option<Arc<JobCheckpoint>>,
     outputs: Vec<SyncSender<Msg<E>>>,
+    alignment_buffer: usize,
     router: Arc<Router>,
     control: Receiver<Control>,
     coord: Sender<CoordMsg>,
@@ -878,10 +930,7 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
                 batch.push(e);
                 if batch.len() >= self.batch_size {
                     let full = std::mem::replace(batch, Vec::with_capacity(self.batch_size));
-                    if self.outputs[target]
-                        .send(Msg::Records(self.subtask, full))
-                        .is_err()
-                    {
+                    if self.send_records(target, full).is_err() {
                         return Ok(Err(Disconnected));
                     }
                 }
@@ -930,12 +979,29 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
         for (target, batch) in st.batches.iter_mut().enumerate() {
             if !batch.is_empty() {
                 let b = std::mem::replace(batch, Vec::with_capacity(self.batch_size));
-                self.outputs[target]
-                    .send(Msg::Records(self.subtask, b))
-                    .map_err(|_| Disconnected)?;
+                self.send_records(target, b)?;
             }
         }
         Ok(())
+    }
+
+    /// Sends a batch to keyed instance `target`, first waiting while the
+    /// instance holds back as many of this source's messages as the
+    /// alignment buffer allows (it is aligning a checkpoint and this
+    /// source's barrier has come). Barriers and ends never wait.
+    fn send_records(&self, target: usize, batch: Vec<E>) -> Result<(), Disconnected> {
+        let held = &self.shared.held[target][self.subtask];
+        let mut pause = Duration::from_micros(20);
+        while held.load(Ordering::Acquire) >= self.alignment_buffer {
+            if self.shared.abort.load(Ordering::Relaxed) {
+                return Err(Disconnected);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+        self.outputs[target]
+            .send(Msg::Records(self.subtask, batch))
+            .map_err(|_| Disconnected)
     }
 }
 
@@ -1022,6 +1088,7 @@ impl<P: KeyedProcessor> KeyedTask<P> {
             state_bytes,
             events: 0,
             busy: Duration::ZERO,
+            max_held: 0,
         };
         tracing::debug!(subtask = info.subtask, key_groups = %info.key_groups, "keyed instance started");
         let mut align = Alignment {
@@ -1041,6 +1108,9 @@ impl<P: KeyedProcessor> KeyedTask<P> {
             let from = msg.from();
             if align.blocked[from] {
                 align.held[from].push_back(msg);
+                let held = &self.shared.held[self.info.subtask][from];
+                let now = held.fetch_add(1, Ordering::AcqRel) + 1;
+                stats.max_held = stats.max_held.max(now);
                 continue;
             }
             let mut flow = self.apply(&mut op, &mut align, &mut stats, &mut outputs, msg)?;
@@ -1053,6 +1123,7 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                         let Some(m) = align.held[s].pop_front() else {
                             break;
                         };
+                        self.shared.held[self.info.subtask][s].fetch_sub(1, Ordering::AcqRel);
                         match self.apply(&mut op, &mut align, &mut stats, &mut outputs, m)? {
                             Flow::Continue => {}
                             Flow::Aligned => {
