@@ -550,8 +550,8 @@ mod tests {
                     assert_eq!(got, want);
                 }
                 Op::Retain(d) => {
-                    t.retain(|k, _| k % u16::from(d) != 0);
-                    m.retain(|k, _| k % u16::from(d) != 0);
+                    t.retain(|k, _| k % d != 0);
+                    m.retain(|k, _| k % d != 0);
                 }
                 Op::Clear => {
                     t.clear();
@@ -563,9 +563,9 @@ mod tests {
                     for k in 0..n.into() {
                         let k: u16 = 60_000 + k;
                         let k = k % domain;
-                        if !m.contains_key(&k) {
+                        if let std::collections::hash_map::Entry::Vacant(e) = m.entry(k) {
                             t.insert_unique(hash(k), k, 0);
-                            m.insert(k, 0);
+                            e.insert(0);
                         }
                     }
                     assert_eq!(t.capacity, cap, "reserve made room for all");
