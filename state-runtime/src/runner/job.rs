@@ -113,10 +113,9 @@ pub struct KeyedInstanceStats {
     pub events: u64,
     /// Time spent in `process` (events / busy is its throughput).
     pub busy: Duration,
-    /// The most messages it held back from one source at a time while
-    /// aligning checkpoint barriers: at most [`Job::alignment_buffer`] for
-    /// the records a source sent after the wait began, plus what was already
-    /// queued in the channel.
+    /// The most record batches it held back from one source at a time while
+    /// aligning checkpoint barriers: at most [`Job::alignment_buffer`] plus
+    /// the 16 its input channel queues.
     pub max_held: usize,
 }
 
@@ -341,21 +340,23 @@ impl<P: KeyedProcessor> Job<P> {
         self
     }
 
-    /// How many messages (batches of [`batch_size`](Job::batch_size)
-    /// records) a keyed instance holds back from one source while it aligns
-    /// a checkpoint's barriers (default 16, at least 1). A source whose
+    /// Bounds the records a keyed instance holds back from one source while
+    /// it aligns a checkpoint's barriers (default 16 batches of
+    /// [`batch_size`](Job::batch_size) records, at least 1). A source whose
     /// barrier has come waits rather than send more to an instance that
-    /// holds this many of its messages: backpressure, as Flink's aligned
+    /// holds this many of its batches: backpressure, as Flink's aligned
     /// checkpoints stop reading a blocked channel, so a fast source cannot
-    /// fill memory while a slow one is behind. On top of the held messages,
-    /// each instance's input channel queues at most 16 more.
+    /// fill memory while a slow one is behind. The batches already queued in
+    /// the instance's input channel (at most 16, from all sources) are held
+    /// too, so an instance holds at most `messages + 16` batches of one
+    /// source ([`KeyedInstanceStats::max_held`]).
     ///
     /// ```no_run
     /// # use state_runtime::runner::{Job, MemoryCheckpointStore, InstanceInfo, KeyedProcessor};
     /// # fn job<P: KeyedProcessor + Default>() {
     /// let job = Job::new("/data/log", MemoryCheckpointStore::new(), |_: &InstanceInfo| P::default())
     ///     .batch_size(256)
-    ///     .alignment_buffer(4); // at most 4 x 256 records held per source and instance
+    ///     .alignment_buffer(4); // at most (4 + 16) x 256 records held per source and instance
     /// # }
     /// ```
     pub fn alignment_buffer(mut self, messages: usize) -> Self {
@@ -1107,10 +1108,14 @@ impl<P: KeyedProcessor> KeyedTask<P> {
             };
             let from = msg.from();
             if align.blocked[from] {
+                // Only records count against the bound: barriers and ends
+                // never wait, and a source sends few of them.
+                if matches!(msg, Msg::Records(..)) {
+                    let held = &self.shared.held[self.info.subtask][from];
+                    let now = held.fetch_add(1, Ordering::AcqRel) + 1;
+                    stats.max_held = stats.max_held.max(now);
+                }
                 align.held[from].push_back(msg);
-                let held = &self.shared.held[self.info.subtask][from];
-                let now = held.fetch_add(1, Ordering::AcqRel) + 1;
-                stats.max_held = stats.max_held.max(now);
                 continue;
             }
             let mut flow = self.apply(&mut op, &mut align, &mut stats, &mut outputs, msg)?;
@@ -1123,7 +1128,9 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                         let Some(m) = align.held[s].pop_front() else {
                             break;
                         };
-                        self.shared.held[self.info.subtask][s].fetch_sub(1, Ordering::AcqRel);
+                        if matches!(m, Msg::Records(..)) {
+                            self.shared.held[self.info.subtask][s].fetch_sub(1, Ordering::AcqRel);
+                        }
                         match self.apply(&mut op, &mut align, &mut stats, &mut outputs, m)? {
                             Flow::Continue => {}
                             Flow::Aligned => {
