@@ -758,6 +758,29 @@ impl KeyedProcessor for CountPadded {
     }
 }
 
+/// A log of two partitions: 150 000 small records in partition 0, 200
+/// records of 32 KB in partition 1; and the count of events per key.
+fn padded_log(name: &str) -> (TempLog, HashMap<u32, u64>) {
+    let dir = std::env::temp_dir().join(format!("rs-runner-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut w = LogWriter::<Padded>::create(&dir, 2).unwrap();
+    let mut want: HashMap<u32, u64> = HashMap::new();
+    for seq in 0..150_000u32 {
+        let key = seq % 500;
+        let pad = Vec::new();
+        w.append(0, &Padded { key, pad }).unwrap();
+        *want.entry(key).or_default() += 1;
+    }
+    for seq in 0..200u32 {
+        let key = seq % 500;
+        let pad = vec![seq as u8; 32 << 10];
+        w.append(1, &Padded { key, pad }).unwrap();
+        *want.entry(key).or_default() += 1;
+    }
+    w.finish().unwrap();
+    (TempLog(dir), want)
+}
+
 /// Source 0 reads many small records, source 1 a few large ones, so source
 /// 1 is in the middle of a slow read when a checkpoint starts and its
 /// barrier comes late. Meanwhile the keyed instances hold back what source
@@ -768,30 +791,7 @@ impl KeyedProcessor for CountPadded {
 #[test]
 fn a_source_ahead_of_the_alignment_waits_instead_of_filling_memory() {
     const CHANNEL: usize = 16; // the runner's per-instance channel capacity
-    let dir = std::env::temp_dir().join(format!("rs-runner-align-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut w = LogWriter::<Padded>::create(&dir, 2).unwrap();
-    let mut want: HashMap<u32, u64> = HashMap::new();
-    for seq in 0..150_000u32 {
-        let key = seq % 500;
-        w.append(
-            0,
-            &Padded {
-                key,
-                pad: Vec::new(),
-            },
-        )
-        .unwrap();
-        *want.entry(key).or_default() += 1;
-    }
-    for seq in 0..200u32 {
-        let key = seq % 500;
-        let pad = vec![seq as u8; 32 << 10];
-        w.append(1, &Padded { key, pad }).unwrap();
-        *want.entry(key).or_default() += 1;
-    }
-    w.finish().unwrap();
-    let log = TempLog(dir);
+    let (log, want) = padded_log("align");
 
     let run = |buffer: usize| {
         Job::new(&log.0, MemoryCheckpointStore::new(), |_: &InstanceInfo| {
