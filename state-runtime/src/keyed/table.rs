@@ -14,7 +14,6 @@
 //! equal kept hashes (rare for any real key type) are sorted, by full hash
 //! and then bytes.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use serde::Serialize;
@@ -193,12 +192,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     #[inline]
     fn locate<Q: StateKey + ?Sized>(&self, key: &Q) -> Result<(usize, u64), StateError> {
         let hash = key.stable_hash();
-        let kg = match self.assigner.kind() {
-            AssignerKind::Native => {
-                native_key_group_for_hash(hash, self.assigner.max_parallelism())
-            }
-            AssignerKind::Flink => self.assigner.key_group(key)?,
-        };
+        let kg = key_group_of(&self.assigner, hash, key)?;
         let idx = kg.wrapping_sub(self.range.start()) as usize;
         if idx < self.groups.len() {
             Ok((idx, hash))
@@ -341,14 +335,6 @@ fn key_group_of<K: StateKey + ?Sized>(
     }
 }
 
-thread_local! {
-    /// Buffers for sorting a run of entries with equal hashes, reused by
-    /// every snapshot on this thread; taken for the length of one run, so a
-    /// value's `Serialize` impl that snapshots state itself (and so
-    /// re-enters) finds it empty and uses fresh ones.
-    static RUN_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
-
 /// Sorts the entries at `out[run[0].1..]`, which begin at the offsets in
 /// `run` (in order, each with its key's stable hash) and are of keys whose
 /// hashes the table keeps equal, by hash and then by their bytes. Bytes
@@ -359,9 +345,8 @@ thread_local! {
 #[inline(never)]
 fn sort_equal_hash_run(out: &mut [u8], run: &[(u64, usize)]) {
     let base = run[0].1;
-    let mut copy = RUN_SCRATCH.with(Cell::take);
-    copy.clear();
-    copy.extend_from_slice(&out[base..]);
+    // Runs are rare (equal kept hashes), so a plain copy to sort from.
+    let copy = out[base..].to_vec();
     let end = out.len() - base;
     let mut entries: Vec<(u64, &[u8])> = run
         .iter()
@@ -374,7 +359,6 @@ fn sort_equal_hash_run(out: &mut [u8], run: &[(u64, usize)]) {
         out[at..at + e.len()].copy_from_slice(e);
         at += e.len();
     }
-    RUN_SCRATCH.with(|c| c.set(copy));
 }
 
 /// Snapshot and restore of one key group's section.
