@@ -139,3 +139,132 @@ mod renamed_runtime {
         assert_eq!(Key(1).stable_hash(), 1u32.stable_hash());
     }
 }
+
+mod prefetch {
+    //! `StableHash::INDIRECT` and `prefetch`: which keys batch assignment
+    //! looks ahead for, and what the derive forwards.
+
+    use std::cell::Cell;
+    use std::sync::Arc;
+
+    use state_runtime::StableHash;
+    use state_runtime::hash::StableHasher;
+    use state_runtime::keygroup::{KeyGroupAssigner, MaxParallelism};
+
+    thread_local! {
+        static PREFETCHED: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// A field that counts its prefetches.
+    struct Probe(u32);
+
+    impl StableHash for Probe {
+        fn stable_hash_into(&self, h: &mut StableHasher) {
+            h.write_u32(self.0);
+        }
+        const INDIRECT: bool = true;
+        fn prefetch(&self) {
+            PREFETCHED.with(|c| c.set(c.get() + 1));
+        }
+    }
+
+    fn prefetches(f: impl FnOnce()) -> u32 {
+        let before = PREFETCHED.with(Cell::get);
+        f();
+        PREFETCHED.with(Cell::get) - before
+    }
+
+    #[derive(StableHash)]
+    struct TwoProbes {
+        first: Probe,
+        plain: u8,
+        second: Probe,
+    }
+
+    #[derive(StableHash)]
+    #[allow(dead_code)]
+    enum Either {
+        Plain(u8),
+        Probed { probe: Probe, id: u64 },
+    }
+
+    #[derive(StableHash)]
+    struct Generic<T>(T, u16);
+
+    #[test]
+    fn indirect_is_set_for_keys_whose_hash_reads_behind_a_pointer() {
+        let table = [
+            ("String", String::INDIRECT, true),
+            ("str", <str>::INDIRECT, true),
+            ("&str", <&str>::INDIRECT, true),
+            ("Box<str>", <Box<str>>::INDIRECT, true),
+            ("Arc<str>", <Arc<str>>::INDIRECT, true),
+            ("Vec<u8>", <Vec<u8>>::INDIRECT, true),
+            ("(u16, String)", <(u16, String)>::INDIRECT, true),
+            ("Option<String>", <Option<String>>::INDIRECT, true),
+            ("[String; 2]", <[String; 2]>::INDIRECT, true),
+            ("u64", u64::INDIRECT, false),
+            ("i32", i32::INDIRECT, false),
+            ("(u16, u64)", <(u16, u64)>::INDIRECT, false),
+            ("Option<u64>", <Option<u64>>::INDIRECT, false),
+            ("[u8; 16]", <[u8; 16]>::INDIRECT, false),
+            ("()", <()>::INDIRECT, false),
+            // The derive: whether any field's type is.
+            ("TwoProbes", TwoProbes::INDIRECT, true),
+            ("Either", Either::INDIRECT, true),
+            ("Generic<String>", <Generic<String>>::INDIRECT, true),
+            ("Generic<u64>", <Generic<u64>>::INDIRECT, false),
+            ("Region", super::Region::INDIRECT, false),
+            ("Event", super::Event::INDIRECT, false),
+            ("Unit", super::Unit::INDIRECT, false),
+        ];
+        for (ty, indirect, expected) in table {
+            assert_eq!(indirect, expected, "{ty}");
+        }
+    }
+
+    #[test]
+    fn the_derive_prefetches_every_field_of_the_value() {
+        let two = TwoProbes {
+            first: Probe(1),
+            plain: 2,
+            second: Probe(3),
+        };
+        assert_eq!(prefetches(|| two.prefetch()), 2);
+        assert_eq!(prefetches(|| Either::Plain(1).prefetch()), 0);
+        let probed = Either::Probed {
+            probe: Probe(1),
+            id: 2,
+        };
+        assert_eq!(prefetches(|| probed.prefetch()), 1);
+        assert_eq!(prefetches(|| (Probe(1), 2u8, Probe(3)).prefetch()), 2);
+        assert_eq!(prefetches(|| Some(Probe(1)).prefetch()), 1);
+        assert_eq!(prefetches(|| None::<Probe>.prefetch()), 0);
+    }
+
+    #[test]
+    fn batches_of_indirect_keys_look_ahead_and_assign_as_key_by_key() {
+        let keys: Vec<TwoProbes> = (0..1000)
+            .map(|i| TwoProbes {
+                first: Probe(i),
+                plain: i as u8,
+                second: Probe(i * 7),
+            })
+            .collect();
+        for max_p in [1, 100, 128] {
+            let native = KeyGroupAssigner::native(MaxParallelism::new(max_p).unwrap());
+            let mut groups = Vec::new();
+            let prefetched = prefetches(|| native.key_groups_into(&keys, &mut groups).unwrap());
+            assert!(prefetched > 0, "no key was prefetched");
+            assert!(prefetched <= 2 * 1000, "{prefetched} prefetches");
+            let expected: Vec<u32> = keys.iter().map(|k| native.key_group(k).unwrap()).collect();
+            assert_eq!(groups, expected, "max parallelism {max_p}");
+        }
+        // Derived plain keys take the loop without look-ahead: same groups.
+        let plain: Vec<Generic<u64>> = (0..1000).map(|i| Generic(i, 1)).collect();
+        let native = KeyGroupAssigner::native(MaxParallelism::new(128).unwrap());
+        let mut groups = Vec::new();
+        native.key_groups_into(&plain, &mut groups).unwrap();
+        assert_eq!(groups[5], native.key_group(&Generic(5u64, 1)).unwrap());
+    }
+}

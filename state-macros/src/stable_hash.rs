@@ -13,41 +13,63 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let krate = crate_path_attr(&input.attrs, "stable_hash", &mut errors);
     let ident = &input.ident;
 
-    let body = match &input.data {
+    // Every field's type, for `INDIRECT`.
+    let mut field_types: Vec<&syn::Type> = Vec::new();
+    let (body, prefetch) = match &input.data {
         Data::Struct(s) => {
-            let (pat, writes) = destructure(&s.fields, &krate);
-            quote! {
-                let #ident #pat = self;
-                #(#writes)*
-            }
+            field_types.extend(s.fields.iter().map(|f| &f.ty));
+            let (pat, writes, prefetches) = destructure(&s.fields, &krate);
+            (
+                quote! {
+                    let #ident #pat = self;
+                    #(#writes)*
+                },
+                quote! {
+                    let #ident #pat = self;
+                    #(#prefetches)*
+                },
+            )
         }
         Data::Enum(e) => {
             if e.variants.len() > u32::MAX as usize {
                 errors.spanned(ident, "too many variants for StableHash");
             }
-            let arms = e.variants.iter().enumerate().map(|(idx, v)| {
+            let mut arms = Vec::new();
+            let mut prefetch_arms = Vec::new();
+            for (idx, v) in e.variants.iter().enumerate() {
                 let idx = idx as u32;
                 let vid = &v.ident;
-                let (pat, writes) = destructure(&v.fields, &krate);
-                quote! {
+                field_types.extend(v.fields.iter().map(|f| &f.ty));
+                let (pat, writes, prefetches) = destructure(&v.fields, &krate);
+                arms.push(quote! {
                     #ident::#vid #pat => {
                         #krate::__private::StableHasher::write_u32(__hasher, #idx);
                         #(#writes)*
                     }
-                }
-            });
-            quote! {
-                match self {
-                    #(#arms)*
-                }
+                });
+                prefetch_arms.push(quote! {
+                    #ident::#vid #pat => { #(#prefetches)* }
+                });
             }
+            (
+                quote! {
+                    match self {
+                        #(#arms)*
+                    }
+                },
+                quote! {
+                    match self {
+                        #(#prefetch_arms)*
+                    }
+                },
+            )
         }
         Data::Union(u) => {
             errors.spanned(
                 u.union_token,
                 "StableHash cannot be derived for a union: its active field is unknown",
             );
-            quote!()
+            (quote!(), quote!())
         }
     };
 
@@ -59,10 +81,16 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let (impl_g, ty_g, where_c) = generics.split_for_impl();
 
     let result = errors.finish();
-    let body = if result.is_err() {
-        quote!(let _ = __hasher;)
+    let (body, prefetch, indirect) = if result.is_err() {
+        (quote!(let _ = __hasher;), quote!(), quote!(false))
     } else {
-        body
+        // Spanned like the hashing calls, so that a field type without a
+        // stable hash is reported once, at the field.
+        let indirect = field_types.iter().map(|ty| {
+            let krate = respan(&krate, ty.span());
+            quote_spanned!(ty.span()=> <#ty as #krate::__private::StableHash>::INDIRECT)
+        });
+        (body, prefetch, quote!(false #(|| #indirect)*))
     };
     let impls = quote! {
         #[automatically_derived]
@@ -70,6 +98,12 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             #[allow(unused_variables)]
             fn stable_hash_into(&self, __hasher: &mut #krate::__private::StableHasher) {
                 #body
+            }
+            const INDIRECT: bool = #indirect;
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn prefetch(&self) {
+                #prefetch
             }
         }
         #[automatically_derived]
@@ -83,24 +117,32 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     }
 }
 
-/// A pattern binding every field, and one hashing call per field in order.
-/// Each call is spanned at the field's type, so a type without a stable hash
-/// is reported there.
-fn destructure(fields: &Fields, krate: &syn::Path) -> (TokenStream, Vec<TokenStream>) {
+/// A pattern binding every field, one hashing call per field in order, and
+/// one prefetch call per field. Each call is spanned at the field's type, so
+/// a type without a stable hash is reported there.
+fn destructure(
+    fields: &Fields,
+    krate: &syn::Path,
+) -> (TokenStream, Vec<TokenStream>, Vec<TokenStream>) {
     let names: Vec<_> = (0..fields.len())
         .map(|i| format_ident!("__f{}", i))
         .collect();
-    let writes = names
+    let (writes, prefetches) = names
         .iter()
         .zip(fields.iter())
         .map(|(n, f)| {
             let ty = &f.ty;
             let krate = respan(krate, ty.span());
-            quote_spanned! {ty.span()=>
-                <#ty as #krate::__private::StableHash>::stable_hash_into(#n, __hasher);
-            }
+            (
+                quote_spanned! {ty.span()=>
+                    <#ty as #krate::__private::StableHash>::stable_hash_into(#n, __hasher);
+                },
+                quote_spanned! {ty.span()=>
+                    <#ty as #krate::__private::StableHash>::prefetch(#n);
+                },
+            )
         })
-        .collect();
+        .unzip();
     let pat = match fields {
         Fields::Named(named) => {
             let idents = named.named.iter().map(|f| f.ident.as_ref().expect("named"));
@@ -109,5 +151,5 @@ fn destructure(fields: &Fields, krate: &syn::Path) -> (TokenStream, Vec<TokenStr
         Fields::Unnamed(_) => quote!(( #(#names),* )),
         Fields::Unit => quote!(),
     };
-    (pat, writes)
+    (pat, writes, prefetches)
 }

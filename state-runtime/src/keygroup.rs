@@ -343,15 +343,51 @@ pub(crate) const fn subtask_for_key_group_unchecked(max_p: u32, parallelism: u32
 /// so is every subtask's range: the assignment is monotone in the hash.
 #[inline]
 pub const fn native_key_group_for_hash(hash: u64, max_parallelism: MaxParallelism) -> KeyGroup {
-    let m = max_parallelism.get();
-    if m.is_power_of_two() {
-        // The default max parallelism (128) and most chosen ones: the top
-        // k bits of the hash for 2^k key groups, one shift instead of a
-        // multiply (a loop over keys hoists the rest).
-        let k = m.trailing_zeros();
-        return if k == 0 { 0 } else { (hash >> (64 - k)) as u32 };
+    NativeScale::new(max_parallelism).apply(hash)
+}
+
+/// [`native_key_group_for_hash`] for one max parallelism, with the choice
+/// between its two forms made once (a batch makes it outside its loop).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum NativeScale {
+    /// `2^k` key groups, `k >= 1` (the default 128 and most chosen ones):
+    /// the top `k` bits, `hash >> shift` with `shift = 64 - k`. The same
+    /// value as the product, in one shift.
+    TopBits { shift: u32 },
+    /// Any other max parallelism (and 1): `((hash >> 32) * max_p) >> 32`.
+    Multiply { max_p: u64 },
+}
+
+impl NativeScale {
+    #[inline]
+    pub(crate) const fn new(max_parallelism: MaxParallelism) -> Self {
+        let m = max_parallelism.get();
+        if m.is_power_of_two() && m > 1 {
+            NativeScale::TopBits {
+                shift: 64 - m.trailing_zeros(),
+            }
+        } else {
+            NativeScale::Multiply { max_p: m as u64 }
+        }
     }
-    (((hash >> 32) * m as u64) >> 32) as u32
+
+    #[inline(always)]
+    pub(crate) const fn apply(self, hash: u64) -> KeyGroup {
+        match self {
+            NativeScale::TopBits { shift } => Self::top_bits(hash, shift),
+            NativeScale::Multiply { max_p } => Self::multiply(hash, max_p),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) const fn top_bits(hash: u64, shift: u32) -> KeyGroup {
+        (hash >> shift) as u32
+    }
+
+    #[inline(always)]
+    pub(crate) const fn multiply(hash: u64, max_p: u64) -> KeyGroup {
+        (((hash >> 32) * max_p) >> 32) as u32
+    }
 }
 
 /// The half-open interval `[lo, hi)` of the upper 32 hash bits that native

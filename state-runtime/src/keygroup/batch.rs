@@ -14,10 +14,10 @@
 //! (Granlund and Montgomery; exact because murmur's output has 31 bits),
 //! which, unlike the 128-bit product of the per-key fastmod, vectorizes.
 
-use super::{AssignerKind, KeyGroup, KeyGroupAssigner, MaxParallelism, native_key_group_for_hash};
+use super::{AssignerKind, KeyGroup, KeyGroupAssigner, MaxParallelism, NativeScale};
 use crate::error::StateError;
 use crate::flink::murmur_hash;
-use crate::hash::{StableHash, StateKey};
+use crate::hash::{StableHash, StateKey, prefetch_read};
 use crate::keyed::Keyed;
 
 /// Keys per chunk in Flink mode: the hash codes of one chunk stay in L1.
@@ -52,7 +52,13 @@ impl KeyGroupAssigner {
         out: &mut Vec<KeyGroup>,
     ) -> Result<(), StateError> {
         self.check_key_type::<K>()?;
-        dispatch::<K, _>(self, keys, K::stable_hash, K::java_hash_code, out)
+        let access = KeyAccess {
+            stable_hash: K::stable_hash,
+            java_hash_code: K::java_hash_code,
+            prefetch: K::prefetch,
+            indirect: K::INDIRECT,
+        };
+        dispatch::<K, _>(self, keys, access, out)
     }
 
     /// Appends the key group of every event's key
@@ -84,15 +90,33 @@ impl KeyGroupAssigner {
         out: &mut Vec<KeyGroup>,
     ) -> Result<(), StateError> {
         self.check_key_type::<E::Key>()?;
-        dispatch::<E::Key, _>(
-            self,
-            events,
-            |e: &E| e.key().stable_hash(),
-            |e: &E| e.key().java_hash_code(),
-            out,
-        )
+        let access = KeyAccess {
+            stable_hash: |e: &E| e.key().stable_hash(),
+            java_hash_code: |e: &E| e.key().java_hash_code(),
+            prefetch: |e: &E| e.key().prefetch(),
+            indirect: <E::Key as StableHash>::INDIRECT,
+        };
+        dispatch::<E::Key, _>(self, events, access, out)
     }
 }
+
+/// How a batch gets at the keys of its items (keys, or events holding them).
+struct KeyAccess<H, J, P> {
+    stable_hash: H,
+    java_hash_code: J,
+    /// [`StableHash::prefetch`] of the item's key.
+    prefetch: P,
+    /// [`StableHash::INDIRECT`] of the key type.
+    indirect: bool,
+}
+
+/// Items ahead of the one being hashed whose key memory is prefetched
+/// ([`StableHash::prefetch`]), for keys that hash memory behind a pointer.
+const PREFETCH_KEYS_AHEAD: usize = 64;
+/// Items ahead whose own memory (a `String`'s pointer and length, say) is
+/// prefetched, so that reading the pointer `PREFETCH_KEYS_AHEAD` items ahead
+/// does not wait for memory.
+const PREFETCH_ITEMS_AHEAD: usize = 4 * PREFETCH_KEYS_AHEAD;
 
 /// Appends the key groups of `items` (keys of type `K`) to `out` with the
 /// best build of [`assign`] for this CPU. If an item in Flink mode had no
@@ -101,8 +125,7 @@ impl KeyGroupAssigner {
 fn dispatch<K, T>(
     assigner: &KeyGroupAssigner,
     items: &[T],
-    stable_hash: impl Fn(&T) -> u64,
-    java_hash_code: impl Fn(&T) -> Option<i32>,
+    access: KeyAccess<impl Fn(&T) -> u64, impl Fn(&T) -> Option<i32>, impl Fn(&T)>,
     out: &mut Vec<KeyGroup>,
 ) -> Result<(), StateError> {
     let start = out.len();
@@ -113,11 +136,9 @@ fn dispatch<K, T>(
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: `assign_avx2` only needs AVX2, which the CPU has
             // (detected just above).
-            break 'assigned unsafe {
-                assign_avx2(assigner, items, stable_hash, java_hash_code, dst)
-            };
+            break 'assigned unsafe { assign_avx2(assigner, items, &access, dst) };
         }
-        assign_portable(assigner, items, stable_hash, java_hash_code, dst)
+        assign_portable(assigner, items, &access, dst)
     };
     if complete {
         Ok(())
@@ -134,22 +155,20 @@ fn dispatch<K, T>(
 fn assign_avx2<T>(
     assigner: &KeyGroupAssigner,
     items: &[T],
-    stable_hash: impl Fn(&T) -> u64,
-    java_hash_code: impl Fn(&T) -> Option<i32>,
+    access: &KeyAccess<impl Fn(&T) -> u64, impl Fn(&T) -> Option<i32>, impl Fn(&T)>,
     out: &mut [KeyGroup],
 ) -> bool {
-    assign(assigner, items, stable_hash, java_hash_code, out)
+    assign(assigner, items, access, out)
 }
 
 /// The baseline-target build of [`assign`] (also the one tests compare).
 fn assign_portable<T>(
     assigner: &KeyGroupAssigner,
     items: &[T],
-    stable_hash: impl Fn(&T) -> u64,
-    java_hash_code: impl Fn(&T) -> Option<i32>,
+    access: &KeyAccess<impl Fn(&T) -> u64, impl Fn(&T) -> Option<i32>, impl Fn(&T)>,
     out: &mut [KeyGroup],
 ) -> bool {
-    assign(assigner, items, stable_hash, java_hash_code, out)
+    assign(assigner, items, access, out)
 }
 
 /// Writes the key group of `items[i]` to `out[i]`. False if an item in Flink
@@ -158,16 +177,23 @@ fn assign_portable<T>(
 fn assign<T>(
     assigner: &KeyGroupAssigner,
     items: &[T],
-    stable_hash: impl Fn(&T) -> u64,
-    java_hash_code: impl Fn(&T) -> Option<i32>,
+    access: &KeyAccess<impl Fn(&T) -> u64, impl Fn(&T) -> Option<i32>, impl Fn(&T)>,
     out: &mut [KeyGroup],
 ) -> bool {
     debug_assert_eq!(items.len(), out.len());
     let max_p = assigner.max_parallelism();
+    let hash = &access.stable_hash;
     match assigner.kind() {
+        // One loop per form of the scaling, so that neither tests the form
+        // per key.
         AssignerKind::Native => {
-            for (o, item) in out.iter_mut().zip(items) {
-                *o = native_key_group_for_hash(stable_hash(item), max_p);
+            match NativeScale::new(max_p) {
+                NativeScale::TopBits { shift } => map_ahead(items, 0, out, access, |item| {
+                    NativeScale::top_bits(hash(item), shift)
+                }),
+                NativeScale::Multiply { max_p } => map_ahead(items, 0, out, access, |item| {
+                    NativeScale::multiply(hash(item), max_p)
+                }),
             }
             true
         }
@@ -175,13 +201,13 @@ fn assign<T>(
             let modulo = Modulo31::new(max_p);
             let mut codes = [0i32; CHUNK];
             let mut complete = true;
-            for (chunk, out) in items.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-                let codes = &mut codes[..chunk.len()];
-                for (c, item) in codes.iter_mut().zip(chunk) {
-                    let code = java_hash_code(item);
+            for (n, out) in out.chunks_mut(CHUNK).enumerate() {
+                let codes = &mut codes[..out.len()];
+                map_ahead(items, n * CHUNK, codes, access, |item| {
+                    let code = (access.java_hash_code)(item);
                     complete &= code.is_some();
-                    *c = code.unwrap_or(0);
-                }
+                    code.unwrap_or(0)
+                });
                 match modulo {
                     Modulo31::Mask(mask) => {
                         for (o, &c) in out.iter_mut().zip(codes.iter()) {
@@ -203,6 +229,39 @@ fn assign<T>(
             }
             complete
         }
+    }
+}
+
+/// Writes `f(&items[start + i])` to `out[i]` for every `i` in `out`.
+///
+/// For keys that hash memory behind a pointer
+/// ([`StableHash::INDIRECT`]), each step also prefetches what a later step
+/// reads: the item `PREFETCH_ITEMS_AHEAD` ahead, and the key memory of the
+/// item `PREFETCH_KEYS_AHEAD` ahead. The hardware prefetcher follows the
+/// items, but not the pointers in them. For plain keys the loop is
+/// unchanged, so it still vectorizes.
+#[inline(always)]
+fn map_ahead<T, R, P: Fn(&T)>(
+    items: &[T],
+    start: usize,
+    out: &mut [R],
+    access: &KeyAccess<impl Fn(&T) -> u64, impl Fn(&T) -> Option<i32>, P>,
+    mut f: impl FnMut(&T) -> R,
+) {
+    let chunk = &items[start..start + out.len()];
+    if !access.indirect {
+        for (o, item) in out.iter_mut().zip(chunk) {
+            *o = f(item);
+        }
+        return;
+    }
+    for (i, (o, item)) in out.iter_mut().zip(chunk).enumerate() {
+        let at = start + i;
+        prefetch_read(items.as_ptr().wrapping_add(at + PREFETCH_ITEMS_AHEAD));
+        if let Some(ahead) = items.get(at + PREFETCH_KEYS_AHEAD) {
+            (access.prefetch)(ahead);
+        }
+        *o = f(item);
     }
 }
 
@@ -307,28 +366,20 @@ mod tests {
                     .iter()
                     .map(|k| assigner.key_group(k).unwrap())
                     .collect();
+                let access = KeyAccess {
+                    stable_hash: K::stable_hash,
+                    java_hash_code: K::java_hash_code,
+                    prefetch: K::prefetch,
+                    indirect: K::INDIRECT,
+                };
                 let mut portable = vec![0; keys.len()];
-                assert!(assign_portable(
-                    &assigner,
-                    keys,
-                    K::stable_hash,
-                    K::java_hash_code,
-                    &mut portable
-                ));
+                assert!(assign_portable(&assigner, keys, &access, &mut portable));
                 assert_eq!(portable, expected, "portable, {assigner:?}");
                 #[cfg(target_arch = "x86_64")]
                 if std::arch::is_x86_feature_detected!("avx2") {
                     let mut avx2 = vec![0; keys.len()];
                     // SAFETY: the CPU has AVX2.
-                    assert!(unsafe {
-                        assign_avx2(
-                            &assigner,
-                            keys,
-                            K::stable_hash,
-                            K::java_hash_code,
-                            &mut avx2,
-                        )
-                    });
+                    assert!(unsafe { assign_avx2(&assigner, keys, &access, &mut avx2) });
                     assert_eq!(avx2, expected, "avx2, {assigner:?}");
                 }
                 let mut appended = vec![7];
@@ -369,6 +420,67 @@ mod tests {
             })
             .collect();
         check_batch_equals_per_key(&strings);
+    }
+
+    /// Native mode only, for key types without a Java hash code.
+    fn check_native_batch_equals_per_key<K: StateKey + std::fmt::Debug>(keys: &[K]) {
+        for max_p in [1, 3, 128, 32768] {
+            let native = KeyGroupAssigner::native(MaxParallelism::new(max_p).unwrap());
+            let expected: Vec<KeyGroup> =
+                keys.iter().map(|k| native.key_group(k).unwrap()).collect();
+            let mut groups = Vec::new();
+            native.key_groups_into(keys, &mut groups).unwrap();
+            assert_eq!(
+                groups,
+                expected,
+                "{}, {native:?}",
+                std::any::type_name::<K>()
+            );
+        }
+    }
+
+    /// Keys whose hash reads behind a pointer take the look-ahead loop; it
+    /// must visit every key once, in order, whatever the count around the
+    /// look-ahead distances and the Flink chunk.
+    #[test]
+    fn indirect_keys_of_every_shape_batch_as_key_by_key() {
+        let mut seed = 9u64;
+        for n in [
+            0,
+            1,
+            PREFETCH_KEYS_AHEAD - 1,
+            PREFETCH_KEYS_AHEAD,
+            PREFETCH_KEYS_AHEAD + 1,
+            PREFETCH_ITEMS_AHEAD + 1,
+            CHUNK + PREFETCH_KEYS_AHEAD,
+            3 * CHUNK - 1,
+        ] {
+            let strings: Vec<String> = (0..n)
+                .map(|_| format!("k{:x}", lcg(&mut seed) >> (lcg(&mut seed) % 64)))
+                .collect();
+            check_batch_equals_per_key(&strings);
+            let boxed: Vec<Box<str>> = strings.iter().map(|s| s.as_str().into()).collect();
+            check_native_batch_equals_per_key(&boxed);
+            let shared: Vec<std::sync::Arc<str>> =
+                strings.iter().map(|s| s.as_str().into()).collect();
+            check_native_batch_equals_per_key(&shared);
+            let borrowed: Vec<&str> = strings.iter().map(String::as_str).collect();
+            check_native_batch_equals_per_key(&borrowed);
+            let bytes: Vec<Vec<u8>> = strings.iter().map(|s| s.clone().into_bytes()).collect();
+            check_native_batch_equals_per_key(&bytes);
+            let optional: Vec<Option<String>> = strings
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i % 3 != 0).then(|| s.clone()))
+                .collect();
+            check_native_batch_equals_per_key(&optional);
+            let pairs: Vec<(u16, String)> = strings
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i as u16, s.clone()))
+                .collect();
+            check_native_batch_equals_per_key(&pairs);
+        }
     }
 
     #[test]
