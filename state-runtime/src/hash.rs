@@ -345,6 +345,7 @@ impl StableHash for str {
 /// [`StableHash::stable_hash`] of a string that is not 9 to 24 bytes long:
 /// short strings are laid out in a small stack buffer and hashed in one
 /// call. Kept out of line so that the common case inlines into loops.
+#[cold]
 #[inline(never)]
 fn str_hash_outside_9_to_24(s: &str) -> u64 {
     const SHORT: usize = 56;

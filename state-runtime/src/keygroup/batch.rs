@@ -255,12 +255,16 @@ fn map_ahead<T, R, P: Fn(&T)>(
         }
         return;
     }
-    for (i, (o, item)) in out.iter_mut().zip(chunk).enumerate() {
-        let at = start + i;
-        prefetch_read(items.as_ptr().wrapping_add(at + PREFETCH_ITEMS_AHEAD));
-        if let Some(ahead) = items.get(at + PREFETCH_KEYS_AHEAD) {
-            (access.prefetch)(ahead);
-        }
+    // The first `m` steps have an item `PREFETCH_KEYS_AHEAD` ahead.
+    let ahead = items.get(start + PREFETCH_KEYS_AHEAD..).unwrap_or(&[]);
+    let m = ahead.len().min(out.len());
+    let (out_ahead, out_rest) = out.split_at_mut(m);
+    for ((o, item), next) in out_ahead.iter_mut().zip(chunk).zip(ahead) {
+        prefetch_read(std::ptr::from_ref(item).wrapping_add(PREFETCH_ITEMS_AHEAD));
+        (access.prefetch)(next);
+        *o = f(item);
+    }
+    for (o, item) in out_rest.iter_mut().zip(&chunk[m..]) {
         *o = f(item);
     }
 }
