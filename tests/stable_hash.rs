@@ -25,6 +25,11 @@ struct Wrapper<T>(T, bool);
 #[derive(StableHash)]
 struct Unit;
 
+/// An enum without variants derives too (no value of it exists).
+#[derive(StableHash)]
+#[allow(dead_code)]
+enum Never {}
+
 #[test]
 fn golden_values() {
     let table: Vec<(&str, u64, u64)> = vec![
@@ -156,7 +161,10 @@ mod prefetch {
     }
 
     /// A field that counts its prefetches.
+    #[derive(Clone, PartialEq, Eq, Debug)]
     struct Probe(u32);
+
+    impl state_runtime::hash::StateKey for Probe {}
 
     impl StableHash for Probe {
         fn stable_hash_into(&self, h: &mut StableHasher) {
@@ -217,6 +225,7 @@ mod prefetch {
             ("Region", super::Region::INDIRECT, false),
             ("Event", super::Event::INDIRECT, false),
             ("Unit", super::Unit::INDIRECT, false),
+            ("Never", super::Never::INDIRECT, false),
         ];
         for (ty, indirect, expected) in table {
             assert_eq!(indirect, expected, "{ty}");
@@ -265,6 +274,64 @@ mod prefetch {
         let native = KeyGroupAssigner::native(MaxParallelism::new(128).unwrap());
         let mut groups = Vec::new();
         native.key_groups_into(&plain, &mut groups).unwrap();
-        assert_eq!(groups[5], native.key_group(&Generic(5u64, 1)).unwrap());
+        let expected: Vec<u32> = plain.iter().map(|k| native.key_group(k).unwrap()).collect();
+        assert_eq!(groups, expected);
+    }
+
+    #[derive(state_runtime::Keyed)]
+    #[allow(dead_code)] // `pages` only shows that the key is not the whole event
+    struct Visit {
+        #[key]
+        who: Probe,
+        pages: u32,
+    }
+
+    #[derive(state_runtime::Keyed)]
+    struct RegionalVisit {
+        #[key]
+        region: u16,
+        #[key]
+        who: Probe,
+    }
+
+    /// An event's key is borrowed (`&Key`, or a tuple of references): the
+    /// look-ahead must reach the memory the key's own hash reads, not stop
+    /// at the key field inside the event.
+    #[test]
+    fn event_batches_prefetch_what_the_keys_hash_reads() {
+        let native = KeyGroupAssigner::native(MaxParallelism::new(128).unwrap());
+        let visits: Vec<Visit> = (0..1000)
+            .map(|i| Visit {
+                who: Probe(i),
+                pages: i,
+            })
+            .collect();
+        let mut groups = Vec::new();
+        let prefetched = prefetches(|| native.event_key_groups_into(&visits, &mut groups).unwrap());
+        assert!(prefetched > 0, "the keys' prefetch was never reached");
+        let expected: Vec<u32> = visits
+            .iter()
+            .map(|v| native.key_group(&v.who).unwrap())
+            .collect();
+        assert_eq!(groups, expected);
+
+        let regional: Vec<RegionalVisit> = (0..1000)
+            .map(|i| RegionalVisit {
+                region: i as u16,
+                who: Probe(i),
+            })
+            .collect();
+        groups.clear();
+        let prefetched = prefetches(|| {
+            native
+                .event_key_groups_into(&regional, &mut groups)
+                .unwrap()
+        });
+        assert!(prefetched > 0, "the keys' prefetch was never reached");
+        let expected: Vec<u32> = regional
+            .iter()
+            .map(|v| native.key_group(&(v.region, v.who.clone())).unwrap())
+            .collect();
+        assert_eq!(groups, expected);
     }
 }

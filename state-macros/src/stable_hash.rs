@@ -51,14 +51,21 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                     #ident::#vid #pat => { #(#prefetches)* }
                 });
             }
+            // A reference to a value of an enum without variants is still
+            // inhabited for the exhaustiveness check: match the place.
+            let scrutinee = if e.variants.is_empty() {
+                quote!(*self)
+            } else {
+                quote!(self)
+            };
             (
                 quote! {
-                    match self {
+                    match #scrutinee {
                         #(#arms)*
                     }
                 },
                 quote! {
-                    match self {
+                    match #scrutinee {
                         #(#prefetch_arms)*
                     }
                 },

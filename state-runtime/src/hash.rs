@@ -199,10 +199,11 @@ pub trait StableHash {
     const INDIRECT: bool = false;
 
     /// Asks the CPU to start loading the memory behind a pointer that
-    /// hashing this value will read. Only a hint: it never changes a hash,
-    /// never faults, and does nothing on targets without a prefetch
-    /// instruction. Types that override it set
-    /// [`INDIRECT`](StableHash::INDIRECT). The derive prefetches each field.
+    /// hashing this value will read. Only a hint: it never changes a hash
+    /// and never faults. It is a `prefetcht0` on x86-64 and does nothing on
+    /// other targets. Types whose hash reads behind a pointer override it and
+    /// set [`INDIRECT`](StableHash::INDIRECT); the derive forwards it to each
+    /// field.
     #[inline(always)]
     fn prefetch(&self) {}
 }
@@ -324,8 +325,9 @@ impl StableHash for str {
         h.write_bytes(self.as_bytes());
     }
 
-    /// The same value as the generic path. Strings of 9 to 24 bytes (most
-    /// keys) are hashed inline from registers; others in one call.
+    /// The same value as the generic path. Strings of 9 to 24 bytes (names,
+    /// short identifiers) are hashed inline from registers; others (a UUID's
+    /// 36) in one call.
     #[inline(always)]
     fn stable_hash(&self) -> u64 {
         let bytes = self.as_bytes();
@@ -345,7 +347,6 @@ impl StableHash for str {
 /// [`StableHash::stable_hash`] of a string that is not 9 to 24 bytes long:
 /// short strings are laid out in a small stack buffer and hashed in one
 /// call. Kept out of line so that the common case inlines into loops.
-#[cold]
 #[inline(never)]
 fn str_hash_outside_9_to_24(s: &str) -> u64 {
     const SHORT: usize = 56;
@@ -512,13 +513,19 @@ macro_rules! deref_impls {
             deref_impls!(@prefetch);
         }
     )*};
-    // The pointee is behind the pointer: prefetch its first line (a
-    // string's or a slice's bytes where it is unsized).
+    // The pointee is behind the pointer. If its own hash reads behind a
+    // pointer (a `&String`, the key of an event), its prefetch asks for that
+    // memory (reading the pointer, which is where this points); otherwise
+    // the pointee's first line (a `&u64`, or a `Box<str>`'s bytes).
     (@prefetch) => {
         const INDIRECT: bool = true;
         #[inline(always)]
         fn prefetch(&self) {
-            prefetch_read::<T>(&**self);
+            if T::INDIRECT {
+                (**self).prefetch();
+            } else {
+                prefetch_read::<T>(&**self);
+            }
         }
     };
 }

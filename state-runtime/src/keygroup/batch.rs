@@ -464,12 +464,14 @@ mod tests {
                 .collect();
             check_batch_equals_per_key(&strings);
             let boxed: Vec<Box<str>> = strings.iter().map(|s| s.as_str().into()).collect();
-            check_native_batch_equals_per_key(&boxed);
+            check_batch_equals_per_key(&boxed);
             let shared: Vec<std::sync::Arc<str>> =
                 strings.iter().map(|s| s.as_str().into()).collect();
-            check_native_batch_equals_per_key(&shared);
+            check_batch_equals_per_key(&shared);
             let borrowed: Vec<&str> = strings.iter().map(String::as_str).collect();
-            check_native_batch_equals_per_key(&borrowed);
+            check_batch_equals_per_key(&borrowed);
+            let borrowed_strings: Vec<&String> = strings.iter().collect();
+            check_batch_equals_per_key(&borrowed_strings);
             let bytes: Vec<Vec<u8>> = strings.iter().map(|s| s.clone().into_bytes()).collect();
             check_native_batch_equals_per_key(&bytes);
             let optional: Vec<Option<String>> = strings
@@ -484,6 +486,67 @@ mod tests {
                 .map(|(i, s)| (i as u16, s.clone()))
                 .collect();
             check_native_batch_equals_per_key(&pairs);
+        }
+    }
+
+    thread_local! {
+        /// What [`Logged`] keys saw: `(prefetched, id)`, in order.
+        static LOG: std::cell::RefCell<Vec<(bool, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A key that logs its prefetches and its hashing.
+    #[derive(Debug)]
+    struct Logged(usize);
+
+    impl StableHash for Logged {
+        fn stable_hash_into(&self, h: &mut crate::hash::StableHasher) {
+            LOG.with(|l| l.borrow_mut().push((false, self.0)));
+            h.write_u64(self.0 as u64);
+        }
+        const INDIRECT: bool = true;
+        fn prefetch(&self) {
+            LOG.with(|l| l.borrow_mut().push((true, self.0)));
+        }
+    }
+
+    impl StateKey for Logged {
+        const HAS_JAVA_HASH_CODE: bool = true;
+        fn java_hash_code(&self) -> Option<i32> {
+            LOG.with(|l| l.borrow_mut().push((false, self.0)));
+            Some(self.0 as i32)
+        }
+    }
+
+    /// Each key is prefetched once, `PREFETCH_KEYS_AHEAD` keys before it is
+    /// hashed, across the Flink chunks; every key is hashed once, in order.
+    #[test]
+    fn the_look_ahead_prefetches_each_key_a_fixed_distance_ahead() {
+        for n in [10, PREFETCH_KEYS_AHEAD + 1, 3 * CHUNK + 7] {
+            let keys: Vec<Logged> = (0..n).map(Logged).collect();
+            let max_p = MaxParallelism::new(128).unwrap();
+            for assigner in [
+                KeyGroupAssigner::native(max_p),
+                KeyGroupAssigner::flink(max_p),
+            ] {
+                LOG.with(|l| l.borrow_mut().clear());
+                let mut groups = Vec::new();
+                assigner.key_groups_into(&keys, &mut groups).unwrap();
+                let log = LOG.with(|l| std::mem::take(&mut *l.borrow_mut()));
+                let mut hashed = 0;
+                let mut prefetched = Vec::new();
+                for (is_prefetch, id) in log {
+                    if is_prefetch {
+                        assert_eq!(id, hashed + PREFETCH_KEYS_AHEAD, "{assigner:?}, n {n}");
+                        prefetched.push(id);
+                    } else {
+                        assert_eq!(id, hashed, "{assigner:?}, n {n}");
+                        hashed += 1;
+                    }
+                }
+                assert_eq!(hashed, n, "{assigner:?}");
+                let expected: Vec<usize> = (PREFETCH_KEYS_AHEAD..n).collect();
+                assert_eq!(prefetched, expected, "{assigner:?}, n {n}");
+            }
         }
     }
 
