@@ -167,6 +167,22 @@ pub enum StateError {
         state: String,
     },
 
+    /// Restored items of a map or set state share a key but differ (old
+    /// subtasks held different values for one key): the collection keeps
+    /// one item per key, so restoring it would lose some of them.
+    #[error(
+        "operator state `{state}`: {conflicting} restored item(s) have the key of an earlier item \
+         but a different value, and a map or set keeps one item per key, so restoring would lose \
+         them; keep a key's value equal in every subtask, or declare the state as a `Vec` of \
+         pairs to receive every copy and choose in `on_restore`"
+    )]
+    ConflictingItems {
+        /// The state's name.
+        state: String,
+        /// How many items would have been lost.
+        conflicting: u64,
+    },
+
     /// A checkpoint holds a state that the restoring operator does not
     /// declare (and dropping unknown state was not allowed).
     #[error(

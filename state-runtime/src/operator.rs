@@ -287,6 +287,12 @@ pub trait ListState: Sized {
     /// Whether iteration order is unspecified; if so, snapshots sort the
     /// encoded items by their bytes.
     const UNORDERED: bool = false;
+    /// Whether the collection keeps at most one item per key (maps, sets),
+    /// so that [`from_items`](ListState::from_items) would drop an item
+    /// whose key an earlier item has. A restore then skips items identical
+    /// to an earlier one and refuses differing items with the same key
+    /// ([`StateError::ConflictingItems`]) instead of losing them.
+    const UNIQUE_KEYS: bool = false;
 
     /// The items, in iteration order.
     fn items(&self) -> impl Iterator<Item = Self::ItemRef<'_>>;
@@ -334,6 +340,7 @@ impl<T: Serialize + DeserializeOwned + Ord> ListState for BTreeSet<T> {
         = &'a T
     where
         T: 'a;
+    const UNIQUE_KEYS: bool = true;
 
     fn items(&self) -> impl Iterator<Item = &T> {
         self.iter()
@@ -354,6 +361,7 @@ where
         = (&'a K, &'a V)
     where
         Self: 'a;
+    const UNIQUE_KEYS: bool = true;
 
     fn items(&self) -> impl Iterator<Item = (&K, &V)> {
         self.iter()
@@ -375,6 +383,7 @@ where
     where
         Self: 'a;
     const UNORDERED: bool = true;
+    const UNIQUE_KEYS: bool = true;
 
     fn items(&self) -> impl Iterator<Item = &T> {
         self.iter()
@@ -397,6 +406,7 @@ where
     where
         Self: 'a;
     const UNORDERED: bool = true;
+    const UNIQUE_KEYS: bool = true;
 
     fn items(&self) -> impl Iterator<Item = (&K, &V)> {
         self.iter()

@@ -3,6 +3,7 @@
 //! planned byte ranges, each item once.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::ops::Range;
 
 use serde::de::DeserializeOwned;
@@ -116,6 +117,10 @@ pub struct RestoreReport {
     /// Items decoded for this subtask, over all states (a broadcast value
     /// counts as one).
     pub items_restored: u64,
+    /// Items of map and set states skipped, not decoded, because their
+    /// bytes equal an earlier item's: a `union` state's copies of one entry
+    /// (see [`RestoredState::list`]).
+    pub identical_items_skipped: u64,
     /// States the operator declares that the checkpoint lacks; they started
     /// empty (a broadcast one kept its constructed value).
     pub missing_states: Vec<String>,
@@ -151,6 +156,7 @@ pub struct RestoredState<'a> {
     keyed: Option<KeyedRestore<'a>>,
     bytes_read: u64,
     items_restored: u64,
+    identical_items_skipped: u64,
 }
 
 /// The keyed part of a restore: the new binding, and what to read.
@@ -185,6 +191,12 @@ impl RestoredState<'_> {
     /// Takes the `split` or `union` state `name`: the items this subtask
     /// receives, in origin order (old subtask, then position), collected
     /// into `L`. A state the checkpoint lacks gives an empty `L`.
+    ///
+    /// A map or set ([`ListState::UNIQUE_KEYS`]) keeps one item per key. An
+    /// item whose bytes equal an earlier one's (a union state's copies of
+    /// one entry) is skipped; an item that shares a key with an earlier one
+    /// but differs from it is an error
+    /// ([`StateError::ConflictingItems`]), never a silently dropped value.
     pub fn list<L: ListState>(&mut self, name: &str) -> Result<L, StateError> {
         let Some(entry) = self.take(name) else {
             return Ok(L::from_items(std::iter::empty()));
@@ -198,8 +210,33 @@ impl RestoredState<'_> {
             });
         }
         let mut items = Vec::new();
-        self.decode_runs(name, &entry, |item| items.push(item))?;
-        Ok(L::from_items(items))
+        if !L::UNIQUE_KEYS {
+            self.decode_runs(name, &entry, |_| true, |item| items.push(item))?;
+            return Ok(L::from_items(items));
+        }
+        let mut seen: HashSet<Box<[u8]>> = HashSet::new();
+        let mut identical = 0;
+        self.decode_runs(
+            name,
+            &entry,
+            |bytes| {
+                let new = seen.insert(bytes.into());
+                identical += u64::from(!new);
+                new
+            },
+            |item| items.push(item),
+        )?;
+        self.identical_items_skipped += identical;
+        let distinct = items.len();
+        let collection = L::from_items(items);
+        let kept = collection.items().count();
+        if kept < distinct {
+            return Err(StateError::ConflictingItems {
+                state: name.to_owned(),
+                conflicting: (distinct - kept) as u64,
+            });
+        }
+        Ok(collection)
     }
 
     /// Takes the `broadcast` state `name`: the value of old subtask
@@ -217,7 +254,7 @@ impl RestoredState<'_> {
             });
         }
         let mut value = None;
-        self.decode_runs(name, &entry, |v| value = Some(v))?;
+        self.decode_runs(name, &entry, |_| true, |v| value = Some(v))?;
         Ok(value)
     }
 
@@ -297,6 +334,7 @@ impl RestoredState<'_> {
         &mut self,
         name: &str,
         entry: &Entry,
+        mut wanted: impl FnMut(&[u8]) -> bool,
         mut sink: impl FnMut(T),
     ) -> Result<(), StateError> {
         for run in &entry.runs {
@@ -308,6 +346,9 @@ impl RestoredState<'_> {
                 let item = meta.items_range(&(i..i + 1));
                 let slice =
                     &bytes[(item.start - range.start) as usize..(item.end - range.start) as usize];
+                if !wanted(slice) {
+                    continue;
+                }
                 let value = codec::decode_exact(slice, name).map_err(|e| match e {
                     StateError::Decode { state, message } => StateError::Decode {
                         state,
@@ -489,6 +530,7 @@ pub(crate) fn restore_operator<T: Checkpointed>(
         keyed,
         bytes_read: 0,
         items_restored: 0,
+        identical_items_skipped: 0,
     };
     op.restore(&mut state)?;
     let (key_groups, key_groups_read, keyed_entries_restored) = match &state.keyed {
@@ -508,6 +550,7 @@ pub(crate) fn restore_operator<T: Checkpointed>(
         context,
         bytes_read: state.bytes_read,
         items_restored: state.items_restored,
+        identical_items_skipped: state.identical_items_skipped,
         missing_states,
         dropped_states,
         key_groups,
