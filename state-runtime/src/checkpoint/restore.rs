@@ -197,6 +197,9 @@ impl RestoredState<'_> {
     /// one entry) is skipped; an item that shares a key with an earlier one
     /// but differs from it is an error
     /// ([`StateError::ConflictingItems`]), never a silently dropped value.
+    /// Copies are compared by their encoded bytes, so a `HashMap` or
+    /// `HashSet` inside such items (written in its iteration order) makes
+    /// equal copies differ: use `BTreeMap` and `BTreeSet` there.
     pub fn list<L: ListState>(&mut self, name: &str) -> Result<L, StateError> {
         let Some(entry) = self.take(name) else {
             return Ok(L::from_items(std::iter::empty()));
