@@ -509,6 +509,84 @@ impl KeyedProcessor for Balances {
     }
 }
 
+/// `Balances` with one more keyed state, later removed.
+#[derive(Checkpointed, Default)]
+struct BalancesAndCounts {
+    #[state(keyed)]
+    balances: KeyedValue<i32, i64>,
+    #[state(keyed)]
+    transfers: KeyedValue<i32, u64>,
+}
+
+impl KeyedProcessor for BalancesAndCounts {
+    type Event = Transfer;
+    type Output = ();
+
+    fn process(&mut self, t: Transfer, _: &mut impl FnMut(())) -> Result<(), StateError> {
+        *self.balances.get_or_insert_with(t.key(), || 0)? += t.cents;
+        *self.transfers.get_or_insert_with(t.key(), || 0)? += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_restart_drops_a_removed_state_only_when_allowed_and_refuses_before_starting() {
+    let dir = std::env::temp_dir().join(format!("rs-runner-dropped-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut w = LogWriter::<Transfer>::create(&dir, 3).unwrap();
+    let mut expected: HashMap<i32, i64> = HashMap::new();
+    for i in 0..9_000i64 {
+        let t = Transfer {
+            account: (i * 31 % 200) as i32,
+            cents: i % 13 - 6,
+        };
+        *expected.entry(t.account).or_default() += t.cents;
+        w.append((i % 3) as u32, &t).unwrap();
+    }
+    w.finish().unwrap();
+    let log = TempLog(dir);
+    let store = MemoryCheckpointStore::new();
+    let job = Job::new(&log.0, store.clone(), |_: &InstanceInfo| {
+        BalancesAndCounts::default()
+    })
+    .parallelism(1, 2)
+    .start()
+    .unwrap();
+    run_until(&job, 4_000);
+    job.stop().unwrap();
+
+    // The new operator no longer declares `transfers`: refused before any
+    // instance starts, with the typed error naming the state.
+    let started = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&started);
+    let refused = Job::new(&log.0, store.clone(), move |_: &InstanceInfo| {
+        count.fetch_add(1, Ordering::Relaxed);
+        Balances::default()
+    })
+    .parallelism(1, 3)
+    .start()
+    .unwrap_err();
+    assert!(
+        matches!(&refused, JobError::Start(StateError::UnknownState { state }) if state == "transfers"),
+        "{refused:?}"
+    );
+    assert_eq!(started.load(Ordering::Relaxed), 0, "an instance was built");
+
+    // Allowed: the state is dropped and the job finishes exactly.
+    let done = Job::new(&log.0, store, |_: &InstanceInfo| Balances::default())
+        .parallelism(1, 3)
+        .allow_non_restored_state(true)
+        .start()
+        .unwrap()
+        .wait()
+        .unwrap();
+    let mut actual: HashMap<i32, i64> = HashMap::new();
+    for op in &done.operators {
+        actual.extend(op.balances.iter().map(|(k, v)| (*k, *v)));
+    }
+    assert_eq!(actual, expected);
+}
+
 #[test]
 fn flink_mode_routes_like_flink_and_refuses_a_new_max_parallelism() {
     let dir = std::env::temp_dir().join(format!("rs-runner-flink-{}", std::process::id()));
@@ -544,6 +622,13 @@ fn flink_mode_routes_like_flink_and_refuses_a_new_max_parallelism() {
     .assigner(KeyGroupAssigner::flink(MaxParallelism::new(256).unwrap()))
     .start()
     .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            JobError::Start(StateError::MaxParallelismChanged { old: 128, new: 256 })
+        ),
+        "{refused:?}"
+    );
     assert!(
         refused
             .to_string()

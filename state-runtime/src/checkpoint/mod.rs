@@ -838,6 +838,40 @@ impl Checkpoint {
         self.restore_into_with(op, subtask, parallelism, &RestoreOptions::default())
     }
 
+    /// Checks, without restoring anything, that operators of type `T` can be
+    /// restored from this checkpoint with `options`: the errors
+    /// [`restore_into_with`](Checkpoint::restore_into_with) would give for
+    /// the checkpoint's states against `T`'s declarations
+    /// ([`StateError::UnknownState`], [`StateError::ModeMismatch`],
+    /// [`StateError::DuplicateState`]) and for a new assigner
+    /// ([`StateError::MaxParallelismChanged`],
+    /// [`StateError::AssignerKindChanged`]). A job checks this before it
+    /// starts any instance.
+    ///
+    /// ```
+    /// use state_runtime::prelude::*;
+    ///
+    /// #[derive(Checkpointed, Default)]
+    /// struct V1 { #[state(split)] offsets: Vec<u64>, #[state(union)] legacy: Vec<u8> }
+    /// #[derive(Checkpointed, Default)]
+    /// struct V2 { #[state(split)] offsets: Vec<u64> }
+    ///
+    /// let cp = Checkpoint::from_subtasks(vec![V1::default().snapshot()?])?;
+    /// assert!(matches!(
+    ///     cp.check_restore::<V2>(&RestoreOptions::default()),
+    ///     Err(StateError::UnknownState { state }) if state == "legacy"
+    /// ));
+    /// cp.check_restore::<V2>(&RestoreOptions::default().allow_non_restored_state(true))?;
+    /// # Ok::<(), StateError>(())
+    /// ```
+    pub fn check_restore<T: Checkpointed>(
+        &self,
+        options: &RestoreOptions,
+    ) -> Result<(), StateError> {
+        let first = self.subtasks.first().ok_or(StateError::ZeroParallelism)?;
+        restore::check_restore::<T>(first.states(), first.keyed(), options)
+    }
+
     /// [`restore_into`](Checkpoint::restore_into) with options.
     ///
     /// ```

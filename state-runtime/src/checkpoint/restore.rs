@@ -14,7 +14,7 @@ use crate::error::StateError;
 use crate::keyed::KeyedState;
 use crate::keyed::plan::{KeyedRescalePlan, SubtaskRestore};
 use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
-use crate::operator::{Checkpointed, ListState, RestoreContext, StateMode};
+use crate::operator::{Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode};
 use crate::repartition::operator::{ItemRun, StateShape, plan_subtask};
 
 /// Where the bytes of a checkpoint's items come from: memory today, files
@@ -367,6 +367,98 @@ impl RestoredState<'_> {
     }
 }
 
+/// How a checkpoint's states meet an operator's declarations.
+pub(crate) struct StateMatch {
+    /// Per operator state of the checkpoint (in its order): whether the
+    /// operator declares it (so it is restored).
+    pub(crate) restored: Vec<bool>,
+    /// Checkpointed states the operator does not declare, dropped (only with
+    /// [`RestoreOptions::allow_non_restored_state`]).
+    pub(crate) dropped_states: Vec<String>,
+    /// Declared states the checkpoint lacks.
+    pub(crate) missing_states: Vec<String>,
+}
+
+/// Matches the states of a checkpoint (the operator states of one old
+/// subtask, all agree, and its keyed section) against an operator's
+/// declarations: duplicate declarations, undeclared states (unless
+/// dropping them is allowed) and changed modes are errors.
+pub(crate) fn match_states(
+    declared: &[StateDescriptor],
+    states: &[StateMeta],
+    keyed: Option<&KeyedSection>,
+    options: &RestoreOptions,
+) -> Result<StateMatch, StateError> {
+    if let Some((_, d)) = declared
+        .iter()
+        .enumerate()
+        .find(|(i, d)| declared[..*i].iter().any(|e| e.name == d.name))
+    {
+        return Err(StateError::DuplicateState {
+            state: d.name.to_owned(),
+        });
+    }
+    let keyed_names: Vec<&str> =
+        keyed.map_or_else(Vec::new, |k| k.states().iter().map(|s| s.name()).collect());
+    let checkpointed = keyed_names
+        .iter()
+        .map(|name| (*name, StateMode::Keyed))
+        .chain(states.iter().map(|s| (s.name(), s.mode())));
+    let mut dropped_states = Vec::new();
+    let mut restored = Vec::with_capacity(states.len());
+    for (i, (name, mode)) in checkpointed.enumerate() {
+        let is_declared = match declared.iter().find(|d| d.name == name) {
+            None if options.allow_non_restored_state => {
+                dropped_states.push(name.to_owned());
+                false
+            }
+            None => {
+                return Err(StateError::UnknownState {
+                    state: name.to_owned(),
+                });
+            }
+            Some(d) if d.mode != mode => {
+                return Err(StateError::ModeMismatch {
+                    state: name.to_owned(),
+                    declared: d.mode,
+                    found: mode,
+                });
+            }
+            Some(_) => true,
+        };
+        if i >= keyed_names.len() {
+            restored.push(is_declared);
+        }
+    }
+    let missing_states = declared
+        .iter()
+        .filter(|d| match d.mode {
+            StateMode::Keyed => !keyed_names.contains(&d.name),
+            _ => !states.iter().any(|s| s.name() == d.name),
+        })
+        .map(|d| d.name.to_owned())
+        .collect();
+    Ok(StateMatch {
+        restored,
+        dropped_states,
+        missing_states,
+    })
+}
+
+/// What `Checkpoint::check_restore` and its stored and job forms check,
+/// given the states of the checkpoint's first old subtask (all agree).
+pub(crate) fn check_restore<T: Checkpointed>(
+    states: &[StateMeta],
+    keyed: Option<&KeyedSection>,
+    options: &RestoreOptions,
+) -> Result<(), StateError> {
+    match_states(&T::state_descriptors(), states, keyed, options)?;
+    if let (Some(keyed), Some(new)) = (keyed, options.assigner) {
+        keyed.assigner().check_restore_as(new)?;
+    }
+    Ok(())
+}
+
 /// Restores subtask `subtask` of `parallelism` into `op` from a checkpoint
 /// given as metadata (`metas[i]`: the states of old subtask `i`, validated to
 /// agree) and a byte source.
@@ -393,68 +485,12 @@ pub(crate) fn restore_operator<T: Checkpointed>(
     }
     let states = metas.first().copied().ok_or(StateError::ZeroParallelism)?;
     let declared = T::state_descriptors();
-    if let Some((_, d)) = declared
-        .iter()
-        .enumerate()
-        .find(|(i, d)| declared[..*i].iter().any(|e| e.name == d.name))
-    {
-        return Err(StateError::DuplicateState {
-            state: d.name.to_owned(),
-        });
-    }
-
-    // Match the checkpoint's states against the declarations.
-    let mut dropped_states = Vec::new();
-    let mut restored = vec![false; states.len()];
     let old_keyed: Vec<&KeyedSection> = keyed_sections.iter().flatten().copied().collect();
-    let keyed_names: Vec<&str> = old_keyed
-        .first()
-        .map(|k| k.states().iter().map(|s| s.name()).collect())
-        .unwrap_or_default();
-    for name in &keyed_names {
-        match declared.iter().find(|d| d.name == *name) {
-            None if options.allow_non_restored_state => dropped_states.push((*name).to_owned()),
-            None => {
-                return Err(StateError::UnknownState {
-                    state: (*name).to_owned(),
-                });
-            }
-            Some(d) if d.mode != StateMode::Keyed => {
-                return Err(StateError::ModeMismatch {
-                    state: (*name).to_owned(),
-                    declared: d.mode,
-                    found: StateMode::Keyed,
-                });
-            }
-            Some(_) => {}
-        }
-    }
-    for (i, s) in states.iter().enumerate() {
-        match declared.iter().find(|d| d.name == s.name()) {
-            None if options.allow_non_restored_state => dropped_states.push(s.name().to_owned()),
-            None => {
-                return Err(StateError::UnknownState {
-                    state: s.name().to_owned(),
-                });
-            }
-            Some(d) if d.mode != s.mode() => {
-                return Err(StateError::ModeMismatch {
-                    state: s.name().to_owned(),
-                    declared: d.mode,
-                    found: s.mode(),
-                });
-            }
-            Some(_) => restored[i] = true,
-        }
-    }
-    let missing_states = declared
-        .iter()
-        .filter(|d| match d.mode {
-            StateMode::Keyed => !keyed_names.contains(&d.name),
-            _ => !states.iter().any(|s| s.name() == d.name),
-        })
-        .map(|d| d.name.to_owned())
-        .collect();
+    let StateMatch {
+        restored,
+        dropped_states,
+        missing_states,
+    } = match_states(&declared, states, old_keyed.first().copied(), options)?;
 
     // Keyed state: the new binding and the plan (metadata only).
     let declared_keyed: Vec<&'static str> = declared

@@ -229,6 +229,7 @@ pub struct Job<P: KeyedProcessor> {
     batch_size: usize,
     channel_capacity: usize,
     alignment_buffer: usize,
+    allow_non_restored_state: bool,
     measure_restored_state: bool,
 }
 
@@ -270,6 +271,7 @@ impl<P: KeyedProcessor> Job<P> {
             batch_size: 1024,
             channel_capacity: 16,
             alignment_buffer: DEFAULT_ALIGNMENT_BUFFER,
+            allow_non_restored_state: false,
             measure_restored_state: false,
         }
     }
@@ -364,6 +366,25 @@ impl<P: KeyedProcessor> Job<P> {
         self
     }
 
+    /// Whether a restart may drop keyed-operator states that the latest
+    /// checkpoint holds but the operator no longer declares (default: no),
+    /// as Flink's `--allowNonRestoredState`. Without it, such a state fails
+    /// [`start`](Job::start) with [`StateError::UnknownState`] before any
+    /// instance starts; with it, the state is dropped from the next
+    /// checkpoint on.
+    ///
+    /// ```no_run
+    /// # use state_runtime::runner::{Job, MemoryCheckpointStore, KeyedProcessor, InstanceInfo};
+    /// # fn demo<P: KeyedProcessor + Default>() {
+    /// let job = Job::new("/var/lib/orders-log", MemoryCheckpointStore::new(), |_: &InstanceInfo| P::default())
+    ///     .allow_non_restored_state(true);
+    /// # }
+    /// ```
+    pub fn allow_non_restored_state(mut self, allow: bool) -> Self {
+        self.allow_non_restored_state = allow;
+        self
+    }
+
     /// Starts the job: restores from the store's latest checkpoint, if any,
     /// at this job's parallelism, and runs every instance on its own thread.
     ///
@@ -382,9 +403,7 @@ impl<P: KeyedProcessor> Job<P> {
             (Some(cp), Some(a)) if a != cp.assigner => {
                 // Only native mode may change max parallelism; refuse a
                 // Flink-mode change (or a change of kind) before starting.
-                cp.assigner
-                    .check_restore_as(a)
-                    .map_err(|e| JobError::Config(e.to_string()))?;
+                cp.assigner.check_restore_as(a).map_err(JobError::Start)?;
                 tracing::info!(old = %cp.assigner, new = %a, "changing the key-group assigner");
                 a
             }
@@ -398,6 +417,16 @@ impl<P: KeyedProcessor> Job<P> {
             .max_parallelism()
             .check_parallelism(u32::try_from(n).unwrap_or(u32::MAX))
             .map_err(|e| JobError::Config(e.to_string()))?;
+        let restore_options = RestoreOptions::default()
+            .assigner(assigner)
+            .allow_non_restored_state(self.allow_non_restored_state);
+        if let Some(cp) = &latest {
+            // What every keyed instance's restore would refuse, refused once
+            // before anything starts.
+            cp.keyed
+                .check_restore::<P>(&restore_options)
+                .map_err(JobError::Start)?;
+        }
         let partitions = partition_count(&self.log_dir).map_err(JobError::Start)?;
         let router = Arc::new(Router::new(assigner, n)?);
         let latest = latest.map(Arc::new);
@@ -458,6 +487,7 @@ impl<P: KeyedProcessor> Job<P> {
                 coord: coord_tx.clone(),
                 shared: Arc::clone(&shared),
                 sources: s,
+                restore_options: restore_options.clone(),
                 measure_restored_state: self.measure_restored_state,
             };
             keyed_handles.push(spawn_instance(
@@ -1024,6 +1054,8 @@ struct KeyedTask<P: KeyedProcessor> {
     coord: Sender<CoordMsg>,
     shared: Arc<Shared>,
     sources: usize,
+    /// The job's assigner, and whether unknown states may be dropped.
+    restore_options: RestoreOptions,
     measure_restored_state: bool,
 }
 
@@ -1059,14 +1091,13 @@ impl<P: KeyedProcessor> KeyedTask<P> {
         let t = Instant::now();
         let restore = match &self.latest {
             Some(cp) => {
-                // The job's assigner: the checkpoint's, or a new max
-                // parallelism (native mode) checked by `Job::start`.
-                let options = RestoreOptions::default().assigner(info.assigner);
+                // The job's assigner (the checkpoint's, or a new max
+                // parallelism in native mode), checked by `Job::start`.
                 Some(cp.keyed.restore_into_with(
                     &mut op,
                     info.subtask,
                     info.parallelism,
-                    &options,
+                    &self.restore_options,
                 )?)
             }
             None => {

@@ -110,6 +110,25 @@ impl OperatorCheckpoint {
         self.restore_into_with(op, subtask, parallelism, &RestoreOptions::default())
     }
 
+    /// [`Checkpoint::check_restore`], from memory or storage (opening the
+    /// manifest only).
+    pub fn check_restore<T: Checkpointed>(
+        &self,
+        options: &RestoreOptions,
+    ) -> Result<(), StateError> {
+        match &self.0 {
+            Backing::Memory(c) => c.check_restore::<T>(options),
+            Backing::Stored {
+                storage,
+                checkpoint_id,
+                operator,
+                ..
+            } => StoredCheckpoint::open(&**storage, *checkpoint_id)?
+                .operator(operator)?
+                .check_restore::<T>(options),
+        }
+    }
+
     /// [`Checkpoint::restore_into_with`], from memory or storage (opening the
     /// manifest, then reading only this subtask's byte ranges).
     pub fn restore_into_with<T: Checkpointed>(

@@ -613,6 +613,16 @@ impl<'a> StoredOperator<'a> {
         self.restore_into_with(op, subtask, parallelism, &RestoreOptions::default())
     }
 
+    /// [`Checkpoint::check_restore`] for this stored operator: from the
+    /// manifest, reading no data.
+    pub fn check_restore<T: Checkpointed>(
+        &self,
+        options: &RestoreOptions,
+    ) -> Result<(), StateError> {
+        let first = self.subtasks.first().ok_or(StateError::ZeroParallelism)?;
+        restore::check_restore::<T>(&first.states, first.keyed.as_ref(), options)
+    }
+
     /// [`restore_into`](Self::restore_into) with options, as
     /// [`Checkpoint::restore_into_with`].
     pub fn restore_into_with<T: Checkpointed>(
