@@ -36,11 +36,17 @@ pub(crate) fn default_crate_path() -> syn::Path {
 /// Parses `crate = path` or `crate = "path"` inside a container attribute.
 pub(crate) fn parse_crate_path(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
     let value = meta.value()?;
+    let expected = |e: syn::Error| {
+        syn::Error::new(
+            e.span(),
+            "expected the runtime crate's path, e.g. `crate = my_crate::runtime`",
+        )
+    };
     if value.peek(syn::LitStr) {
         let s: syn::LitStr = value.parse()?;
-        s.parse()
+        s.parse().map_err(expected)
     } else {
-        value.parse()
+        value.parse().map_err(expected)
     }
 }
 

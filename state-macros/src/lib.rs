@@ -41,6 +41,7 @@ pub fn derive_stable_hash(input: TokenStream) -> TokenStream {
 /// | `#[state(split)]` | a collection of serde items (`Vec`, `VecDeque`, `HashMap`, `BTreeMap`, `HashSet`, `BTreeSet`, any `state_runtime::ListState`) | the items of all old subtasks, in old-subtask order, dealt into `M` contiguous runs whose sizes differ by at most one (Flink's `SPLIT_DISTRIBUTE`); with `M == N` each subtask gets its own items back |
 /// | `#[state(union)]` | a collection of serde items | every subtask gets every item of every old subtask |
 /// | `#[state(broadcast)]` | any `Serialize + DeserializeOwned` value | subtask `j` gets the value of old subtask `j % N` |
+/// | `#[state(keyed)]` | a keyed state container (`KeyedValue`, `KeyedList`, `KeyedMap`) | subtask `j` gets the entries of the key groups it owns now |
 /// | `#[state(skip)]` | anything | not state: left as the constructor set it |
 ///
 /// With several `split` fields, the subtasks that get the extra items (when
@@ -52,13 +53,15 @@ pub fn derive_stable_hash(input: TokenStream) -> TokenStream {
 /// Restored items come in origin order (old subtask, then position). A map's
 /// items are its `(key, value)` pairs; hash maps and sets are snapshotted in
 /// the order of their encoded bytes, so that the same state always gives the
-/// same checkpoint.
+/// same checkpoint. A map or set keeps one item per key: restored copies
+/// identical to an earlier item are skipped, and items with one key but
+/// different values are an error (`StateError::ConflictingItems`), never a
+/// silently dropped value.
 ///
 /// Field options, inside `#[state(..)]` next to the mode:
 /// - `name = "..."`: the state's stable name in checkpoints (default: the
 ///   field's name). Set it before renaming a field, so that old checkpoints
 ///   still restore.
-/// - `keyed` is reserved for keyed state and refused for now.
 ///
 /// Container attribute `#[checkpointed(..)]`:
 /// - `crate = path`: where the runtime crate is, when it is not reachable as
@@ -203,10 +206,7 @@ pub fn derive_checkpointed(input: TokenStream) -> TokenStream {
 /// key or with a key of another type, unions, `#[key(...)]` with options,
 /// unknown `#[keyed(...)]` options.
 ///
-/// (This crate cannot depend on the runtime; the runnable examples are on
-/// `state_runtime::Keyed`.)
-///
-/// ```ignore
+/// ```
 /// use state_runtime::prelude::*;
 ///
 /// #[derive(Keyed)]

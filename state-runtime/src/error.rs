@@ -158,9 +158,10 @@ pub enum StateError {
         reason: String,
     },
 
-    /// One operator declared two states with the same name.
+    /// One operator declared, or wrote into one snapshot, two states with
+    /// the same name.
     #[error(
-        "operator state `{state}` is written twice in one snapshot; state names must be unique"
+        "state `{state}` is declared or written twice by one operator; state names must be unique"
     )]
     DuplicateState {
         /// The repeated name.
@@ -186,8 +187,9 @@ pub enum StateError {
     /// A checkpoint holds a state that the restoring operator does not
     /// declare (and dropping unknown state was not allowed).
     #[error(
-        "checkpoint holds operator state `{state}` that the operator does not declare; \
-         restore with `RestoreOptions::allow_non_restored_state(true)` to drop it"
+        "checkpoint holds state `{state}` that the operator does not declare; restore with \
+         `RestoreOptions::allow_non_restored_state(true)` (a job: \
+         `Job::allow_non_restored_state(true)`) to drop it"
     )]
     UnknownState {
         /// The state's name in the checkpoint.
@@ -196,7 +198,7 @@ pub enum StateError {
 
     /// A state was checkpointed with another mode than the restoring
     /// operator declares.
-    #[error("operator state `{state}` is declared `{declared}` but was checkpointed as `{found}`")]
+    #[error("state `{state}` is declared `{declared}` but was checkpointed as `{found}`")]
     ModeMismatch {
         /// The state's name.
         state: String,

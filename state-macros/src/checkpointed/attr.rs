@@ -55,7 +55,8 @@ pub(crate) struct FieldAttr {
     pub(crate) broken: bool,
 }
 
-const FIELD_EXPECTED: &str = "expected `split`, `union`, `broadcast`, `skip` or `name = \"...\"`";
+const FIELD_EXPECTED: &str =
+    "expected `split`, `union`, `broadcast`, `keyed`, `skip` or `name = \"...\"`";
 
 impl FieldAttr {
     pub(crate) fn from_attrs(attrs: &[Attribute], errors: &mut Errors) -> Self {
