@@ -158,6 +158,17 @@ pub enum StateError {
         reason: String,
     },
 
+    /// A record was appended to a partition the log does not have.
+    #[error("log {dir} has {partitions} partitions; there is no partition {partition}")]
+    NoSuchPartition {
+        /// The log's folder.
+        dir: PathBuf,
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions the log has.
+        partitions: u32,
+    },
+
     /// One operator declared, or wrote into one snapshot, two states with
     /// the same name.
     #[error(

@@ -56,23 +56,34 @@ pub type KeyGroup = u32;
 /// assert!(r.intersection(KeyGroupRange::new(30, 40)).is_empty());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(from = "RawKeyGroupRange")]
 pub struct KeyGroupRange {
     start: u32,
     end_exclusive: u32,
 }
 
+/// [`KeyGroupRange`]'s fields as read from a checkpoint, before the range
+/// is normalized (an end before the start is the empty range), so that a
+/// corrupt or hand-made range can never make `len` underflow.
+#[derive(serde::Deserialize)]
+struct RawKeyGroupRange {
+    start: u32,
+    end_exclusive: u32,
+}
+
+impl From<RawKeyGroupRange> for KeyGroupRange {
+    fn from(raw: RawKeyGroupRange) -> Self {
+        KeyGroupRange::from_exclusive(raw.start, raw.end_exclusive)
+    }
+}
+
 impl KeyGroupRange {
     /// The range `start..=end_inclusive`. If `end_inclusive < start` the range
-    /// is empty (Flink writes the empty range as `[0, -1]`).
+    /// is empty (Flink writes the empty range as `[0, -1]`). Key groups are
+    /// below 32768; an `end_inclusive` of `u32::MAX` ends the range at
+    /// `u32::MAX - 1`, as the end is stored exclusive.
     pub const fn new(start: u32, end_inclusive: u32) -> Self {
-        if end_inclusive < start {
-            Self::EMPTY
-        } else {
-            Self {
-                start,
-                end_exclusive: end_inclusive + 1,
-            }
-        }
+        Self::from_exclusive(start, end_inclusive.saturating_add(1))
     }
 
     /// The range `range.start..range.end` (end exclusive).
@@ -696,6 +707,24 @@ mod tests {
         assert!(MaxParallelism::new(32769).is_err());
         assert!(MaxParallelism::default_for(0).is_err());
         assert!(MaxParallelism::default_for(32769).is_err());
+    }
+
+    #[test]
+    fn ranges_never_underflow_from_an_extreme_or_decoded_end() {
+        let r = KeyGroupRange::new(5, u32::MAX);
+        assert_eq!((r.start(), r.len()), (5, u32::MAX - 5));
+        assert!(KeyGroupRange::new(u32::MAX, u32::MAX).is_empty());
+        // A decoded range whose end is before its start (corrupt input) is
+        // the empty range, not one whose length underflows.
+        let mut bytes = Vec::new();
+        crate::codec::encode_into(&(9u32, 3u32), &mut bytes, "range").unwrap();
+        let r: KeyGroupRange = crate::codec::decode_exact(&bytes, "range").unwrap();
+        assert!(r.is_empty());
+        assert_eq!(r.len(), 0);
+        let mut ok = Vec::new();
+        crate::codec::encode_into(&KeyGroupRange::new(3, 9), &mut ok, "range").unwrap();
+        let back: KeyGroupRange = crate::codec::decode_exact(&ok, "range").unwrap();
+        assert_eq!(back, KeyGroupRange::new(3, 9));
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub fn partition_count(dir: &Path) -> Result<u32, StateError> {
 
 /// Writes a new log: creates the folder and one file per partition.
 pub struct LogWriter<T> {
+    dir: PathBuf,
     files: Vec<(PathBuf, BufWriter<File>)>,
     payload: Vec<u8>,
     _record: PhantomData<fn(&T)>,
@@ -106,30 +107,44 @@ impl<T: Serialize> LogWriter<T> {
             files.push((path, w));
         }
         Ok(Self {
+            dir: dir.to_path_buf(),
             files,
             payload: Vec::new(),
             _record: PhantomData,
         })
     }
 
-    /// Appends `record` to `partition`.
+    /// Appends `record` to `partition`. A partition the log does not have
+    /// is [`StateError::NoSuchPartition`]; a record that does not encode,
+    /// or whose encoding exceeds 64 MiB, is [`StateError::Encode`] naming
+    /// the partition file.
     pub fn append(&mut self, partition: u32, record: &T) -> Result<(), StateError> {
+        let partitions = self.files.len() as u32;
         let Some((path, w)) = self.files.get_mut(partition as usize) else {
-            return Err(StateError::CorruptLog {
-                path: PathBuf::new(),
-                offset: 0,
-                reason: format!("partition {partition} does not exist"),
+            return Err(StateError::NoSuchPartition {
+                dir: self.dir.clone(),
+                partition,
+                partitions,
             });
         };
+        let what = || format!("log record for {}", path.display());
         self.payload.clear();
-        codec::encode_into(record, &mut self.payload, "log record")?;
+        codec::encode_into(record, &mut self.payload, "log record").map_err(|e| match e {
+            StateError::Encode { message, .. } => StateError::Encode {
+                state: what(),
+                message,
+            },
+            other => other,
+        })?;
         let len = u32::try_from(self.payload.len())
             .ok()
             .filter(|&l| l <= MAX_RECORD)
-            .ok_or_else(|| StateError::CorruptLog {
-                path: path.clone(),
-                offset: 0,
-                reason: format!("record of {} bytes is too large", self.payload.len()),
+            .ok_or_else(|| StateError::Encode {
+                state: what(),
+                message: format!(
+                    "the record encodes to {} bytes, more than the limit of {MAX_RECORD}",
+                    self.payload.len()
+                ),
             })?;
         w.write_all(&len.to_le_bytes()).map_err(io_err(path))?;
         w.write_all(&crc32c::crc32c(&self.payload).to_le_bytes())
@@ -241,7 +256,17 @@ impl<T: DeserializeOwned> LogReader<T> {
                 "checksum mismatch: expected CRC-32C {crc:#010x}, found {actual:#010x}"
             )));
         }
-        let record = codec::decode_exact(&self.payload, "log record")?;
+        // The checksum matched: a record that does not decode was written
+        // as another type.
+        let record = codec::decode_exact(&self.payload, "log record").map_err(|e| {
+            corrupt(match e {
+                StateError::Decode { message, .. } => format!(
+                    "the record does not decode as `{}`: {message}",
+                    std::any::type_name::<T>()
+                ),
+                other => other.to_string(),
+            })
+        })?;
         self.offset = at + 8 + u64::from(len);
         Ok(Some((at, record)))
     }
@@ -263,6 +288,38 @@ mod tests {
             w.append(*p, r).unwrap();
         }
         w.finish().unwrap();
+    }
+
+    #[test]
+    fn misuse_and_foreign_records_are_typed_errors_naming_where() {
+        let dir = temp_dir("misuse");
+        let mut w = LogWriter::<String>::create(&dir, 2).unwrap();
+        match w.append(5, &"x".to_string()).unwrap_err() {
+            StateError::NoSuchPartition {
+                dir: d,
+                partition,
+                partitions,
+            } => assert_eq!((d, partition, partitions), (dir.clone(), 5, 2)),
+            other => panic!("{other:?}"),
+        }
+        w.append(1, &"hello".to_string()).unwrap();
+        w.finish().unwrap();
+        // Read back as another type: the checksum holds, the record does
+        // not decode; the error names the file, the offset and the type.
+        let mut r = LogReader::<u64>::open(&dir, 1, 0).unwrap();
+        match r.next_record().unwrap_err() {
+            StateError::CorruptLog {
+                path,
+                offset,
+                reason,
+            } => {
+                assert_eq!(path, partition_path(&dir, 1));
+                assert_eq!(offset, LOG_MAGIC.len() as u64);
+                assert!(reason.contains("does not decode as `u64`"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
