@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use state_runtime::checkpoint::durable::{StoredCheckpoint, write_checkpoint_at};
 use state_runtime::prelude::*;
-use state_runtime::storage::{LocalStorage, MANIFEST_NAME};
+use state_runtime::storage::{CheckpointStorage, LocalStorage, MANIFEST_NAME};
 
 #[derive(Checkpointed, Default)]
 struct Source {
@@ -26,7 +26,11 @@ struct Sum {
 /// Checkpoints 1 and 2 of a job with "source" (parallelism 2) and "sum"
 /// (parallelism 3, max parallelism 16) in `dir`.
 fn write_job(dir: &Path) {
-    let storage = LocalStorage::open(dir).unwrap();
+    write_job_to(&LocalStorage::open(dir).unwrap());
+}
+
+/// [`write_job`] on any storage.
+fn write_job_to(storage: &dyn CheckpointStorage) {
     let assigner = KeyGroupAssigner::native(MaxParallelism::new(16).unwrap());
     for id in 1..=2u64 {
         let sources = (0..2u32)
@@ -55,7 +59,7 @@ fn write_job(dir: &Path) {
         let source = Checkpoint::from_subtasks(sources).unwrap();
         let sum = Checkpoint::from_subtasks(sums).unwrap();
         write_checkpoint_at(
-            &storage,
+            storage,
             id,
             &[("source", &source), ("sum", &sum)],
             1_700_000_000_000 + id,
@@ -272,6 +276,14 @@ fn exit_codes_for_usage_and_not_found() {
 
     assert_eq!(code(&statectl(&[])), 2);
     assert_eq!(code(&statectl(&["frobnicate"])), 2);
+    // Without the object-store feature an s3:// location is a usage error
+    // that says how to get one.
+    #[cfg(not(feature = "object-store"))]
+    {
+        let out = statectl(&["inspect", "s3://bucket/prefix"]);
+        assert_eq!(code(&out), 2);
+        assert!(stderr(&out).contains("object-store"), "{}", stderr(&out));
+    }
     assert_eq!(code(&statectl(&["plan", dir, "--parallelism", "2"])), 2);
     assert_eq!(
         code(&statectl(&[
@@ -333,4 +345,54 @@ fn exit_codes_for_usage_and_not_found() {
     }
     // The missing directory was not created.
     assert!(!Path::new(missing).exists());
+}
+
+/// `s3://bucket/prefix` locations, against the S3-compatible server CI
+/// starts (`source .ci/s3-server.sh`); skipped without one unless
+/// `RESCALE_S3_REQUIRED` is set.
+#[cfg(feature = "object-store")]
+#[test]
+fn inspect_plan_and_verify_checkpoints_in_s3() {
+    use state_runtime::storage::{ObjectStorage, S3Config};
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Some(endpoint), Some(bucket)) = (var("RESCALE_S3_ENDPOINT"), var("RESCALE_S3_BUCKET"))
+    else {
+        assert!(
+            std::env::var_os("RESCALE_S3_REQUIRED").is_none(),
+            "RESCALE_S3_REQUIRED is set but RESCALE_S3_ENDPOINT and RESCALE_S3_BUCKET are not"
+        );
+        eprintln!("SKIPPED inspect_plan_and_verify_checkpoints_in_s3: no S3 server");
+        return;
+    };
+    let prefix = format!("statectl/{}-{}", std::process::id(), line!());
+    let storage = ObjectStorage::s3(
+        &S3Config::new(&bucket, &prefix)
+            .with_endpoint(&endpoint)
+            .with_credentials("testing", "testing"),
+    )
+    .unwrap();
+    write_job_to(&storage);
+    let location = format!("s3://{bucket}/{prefix}");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_statectl"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .expect("run statectl")
+    };
+    let out = run(&["inspect", &location, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["complete_checkpoints"], serde_json::json!([1, 2]));
+    assert_eq!(v["operators"][1]["name"], "sum");
+    let out = run(&["plan", &location, "--operator", "sum", "--parallelism", "2"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = run(&["verify", &location]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Another prefix holds no checkpoint: not found.
+    let out = run(&["inspect", &format!("s3://{bucket}/{prefix}-none")]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
 }

@@ -1,5 +1,6 @@
 //! `statectl`: inspect, plan and verify durable job checkpoints (format v1)
-//! in a local checkpoint directory.
+//! in a local checkpoint directory or, built with the `object-store`
+//! feature, under an `s3://bucket/prefix`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,10 @@ Exit codes:
 /// Inspect, plan and verify durable rescale checkpoints.
 ///
 /// DIR is a checkpoint directory holding `chk-<id>/` folders, each with a
-/// `_MANIFEST` and one data file per operator and subtask.
+/// `_MANIFEST` and one data file per operator and subtask, or (with the
+/// `object-store` feature) `s3://bucket/prefix`, configured from the
+/// environment: AWS_ENDPOINT_URL (an S3-compatible server), AWS_REGION
+/// (default us-east-1), AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 #[derive(Debug, Parser)]
 #[command(name = "statectl", version, after_help = EXIT_CODES)]
 struct Cli {
@@ -37,7 +41,7 @@ enum Command {
     /// Operators, states, modes, item counts, bytes and a key-group histogram
     /// per subtask (reads the manifest only).
     Inspect {
-        /// The checkpoint directory.
+        /// The checkpoint directory, or s3://bucket/prefix.
         dir: PathBuf,
         /// The checkpoint id (default: the newest complete checkpoint).
         #[arg(long)]
@@ -53,7 +57,7 @@ enum Command {
     /// at another parallelism, and the read amplification (reads nothing
     /// but the manifest).
     Plan {
-        /// The checkpoint directory.
+        /// The checkpoint directory, or s3://bucket/prefix.
         dir: PathBuf,
         /// The operator's name.
         #[arg(long)]
@@ -74,7 +78,7 @@ enum Command {
     /// Reads every file and checks every checksum, of every complete
     /// checkpoint or of one.
     Verify {
-        /// The checkpoint directory.
+        /// The checkpoint directory, or s3://bucket/prefix.
         dir: PathBuf,
         /// Only this checkpoint id.
         #[arg(long)]
@@ -153,26 +157,68 @@ fn main() -> ExitCode {
     }
 }
 
-/// Opens the directory without creating it.
-fn open_dir(dir: &Path) -> Result<LocalStorage, Failure> {
+/// Opens the checkpoint location: a directory (without creating it), or
+/// `s3://bucket/prefix`.
+fn open_dir(dir: &Path) -> Result<Box<dyn CheckpointStorage>, Failure> {
+    if let Some(rest) = dir.to_str().and_then(|d| d.strip_prefix("s3://")) {
+        return open_s3(rest);
+    }
     if !dir.is_dir() {
         return Err(Failure {
             code: 3,
             message: format!("no checkpoint directory at {}", dir.display()),
         });
     }
-    Ok(LocalStorage::open(dir)?)
+    Ok(Box::new(LocalStorage::open(dir)?))
+}
+
+/// `bucket/prefix` (after `s3://`) as object storage, configured from the
+/// environment.
+#[cfg(feature = "object-store")]
+fn open_s3(bucket_and_prefix: &str) -> Result<Box<dyn CheckpointStorage>, Failure> {
+    use state_runtime::storage::{ObjectStorage, S3Config};
+    let (bucket, prefix) = bucket_and_prefix
+        .split_once('/')
+        .unwrap_or((bucket_and_prefix, ""));
+    if bucket.is_empty() {
+        return Err(Failure {
+            code: 2,
+            message: "an s3:// location needs a bucket: s3://bucket/prefix".into(),
+        });
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut config = S3Config::new(bucket, prefix.trim_end_matches('/'));
+    if let Some(endpoint) = env("AWS_ENDPOINT_URL") {
+        config = config.with_endpoint(endpoint);
+    }
+    if let Some(region) = env("AWS_REGION") {
+        config = config.with_region(region);
+    }
+    if let (Some(key), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        config = config.with_credentials(key, secret);
+    }
+    Ok(Box::new(ObjectStorage::s3(&config)?))
+}
+
+#[cfg(not(feature = "object-store"))]
+fn open_s3(_: &str) -> Result<Box<dyn CheckpointStorage>, Failure> {
+    Err(Failure {
+        code: 2,
+        message: "s3:// locations need statectl built with the `object-store` feature \
+                  (cargo install --path state-runtime --features cli,object-store)"
+            .into(),
+    })
 }
 
 fn open_checkpoint<'a>(
-    storage: &'a LocalStorage,
+    storage: &'a dyn CheckpointStorage,
     checkpoint: Option<u64>,
 ) -> Result<StoredCheckpoint<'a>, Failure> {
     match checkpoint {
         Some(id) => Ok(StoredCheckpoint::open(storage, id)?),
         None => StoredCheckpoint::latest(storage)?.ok_or_else(|| Failure {
             code: 3,
-            message: format!("no complete checkpoint in {}", storage.root().display()),
+            message: format!("no complete checkpoint in {}", storage.location()),
         }),
     }
 }
@@ -247,7 +293,7 @@ fn histogram(
 fn inspect(dir: &Path, checkpoint: Option<u64>, buckets: usize, json: bool) -> Result<u8, Failure> {
     let storage = open_dir(dir)?;
     let complete = storage.list()?;
-    let cp = open_checkpoint(&storage, checkpoint)?;
+    let cp = open_checkpoint(&*storage, checkpoint)?;
     let mut ops = Vec::new();
     for op in cp.operators() {
         ops.push(operator_json(op, buckets));
@@ -428,7 +474,7 @@ fn plan(
     json: bool,
 ) -> Result<u8, Failure> {
     let storage = open_dir(dir)?;
-    let cp = open_checkpoint(&storage, checkpoint)?;
+    let cp = open_checkpoint(&*storage, checkpoint)?;
     let op = cp.operator(operator)?;
     let assigner = match (max_parallelism, op.assigner()) {
         (Some(m), Some(old)) => Some(KeyGroupAssigner::new(old.kind(), MaxParallelism::new(m)?)),
@@ -550,7 +596,7 @@ fn verify(dir: &Path, checkpoint: Option<u64>, json: bool) -> Result<u8, Failure
     // all data files.
     let opened: Vec<(u64, Result<StoredCheckpoint<'_>, StateError>)> = ids
         .iter()
-        .map(|&id| (id, StoredCheckpoint::open(&storage, id)))
+        .map(|&id| (id, StoredCheckpoint::open(&*storage, id)))
         .collect();
     if let [(_, Err(e @ StateError::CheckpointNotFound { .. }))] = opened.as_slice() {
         return Err(Failure {
