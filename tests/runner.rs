@@ -509,6 +509,27 @@ impl KeyedProcessor for Balances {
     }
 }
 
+/// A log of `events` transfers `transfer(i)`, record `i` in partition
+/// `i % partitions`, and each account's balance over all of them.
+fn transfer_log(
+    name: &str,
+    partitions: u32,
+    events: i64,
+    transfer: impl Fn(i64) -> Transfer,
+) -> (TempLog, HashMap<i32, i64>) {
+    let dir = std::env::temp_dir().join(format!("rs-runner-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut w = LogWriter::<Transfer>::create(&dir, partitions).unwrap();
+    let mut expected: HashMap<i32, i64> = HashMap::new();
+    for i in 0..events {
+        let t = transfer(i);
+        *expected.entry(t.account).or_default() += t.cents;
+        w.append((i % i64::from(partitions)) as u32, &t).unwrap();
+    }
+    w.finish().unwrap();
+    (TempLog(dir), expected)
+}
+
 /// `Balances` with one more keyed state, later removed.
 #[derive(Checkpointed, Default)]
 struct BalancesAndCounts {
@@ -531,20 +552,10 @@ impl KeyedProcessor for BalancesAndCounts {
 
 #[test]
 fn a_restart_drops_a_removed_state_only_when_allowed_and_refuses_before_starting() {
-    let dir = std::env::temp_dir().join(format!("rs-runner-dropped-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut w = LogWriter::<Transfer>::create(&dir, 3).unwrap();
-    let mut expected: HashMap<i32, i64> = HashMap::new();
-    for i in 0..9_000i64 {
-        let t = Transfer {
-            account: (i * 31 % 200) as i32,
-            cents: i % 13 - 6,
-        };
-        *expected.entry(t.account).or_default() += t.cents;
-        w.append((i % 3) as u32, &t).unwrap();
-    }
-    w.finish().unwrap();
-    let log = TempLog(dir);
+    let (log, expected) = transfer_log("dropped", 3, 9_000, |i| Transfer {
+        account: (i * 31 % 200) as i32,
+        cents: i % 13 - 6,
+    });
     let store = MemoryCheckpointStore::new();
     let job = Job::new(&log.0, store.clone(), |_: &InstanceInfo| {
         BalancesAndCounts::default()
@@ -589,20 +600,10 @@ fn a_restart_drops_a_removed_state_only_when_allowed_and_refuses_before_starting
 
 #[test]
 fn flink_mode_routes_like_flink_and_refuses_a_new_max_parallelism() {
-    let dir = std::env::temp_dir().join(format!("rs-runner-flink-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut w = LogWriter::<Transfer>::create(&dir, 4).unwrap();
-    let mut expected: HashMap<i32, i64> = HashMap::new();
-    for i in 0..20_000i64 {
-        let t = Transfer {
-            account: (i * 7919 % 1_000) as i32 - 500,
-            cents: i % 97 - 40,
-        };
-        *expected.entry(t.account).or_default() += t.cents;
-        w.append((i % 4) as u32, &t).unwrap();
-    }
-    w.finish().unwrap();
-    let log = TempLog(dir);
+    let (log, expected) = transfer_log("flink", 4, 20_000, |i| Transfer {
+        account: (i * 7919 % 1_000) as i32 - 500,
+        cents: i % 97 - 40,
+    });
     let flink = KeyGroupAssigner::flink(MaxParallelism::new(128).unwrap());
     let store = MemoryCheckpointStore::new();
     let job = Job::new(&log.0, store.clone(), |_: &InstanceInfo| {

@@ -17,7 +17,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::checkpoint::durable::{StoredCheckpoint, referenced_files, write_checkpoint};
+use crate::checkpoint::durable::{
+    StoredCheckpoint, StoredOperator, referenced_files, write_checkpoint,
+};
 use crate::checkpoint::{Checkpoint, RestoreOptions, RestoreReport, SnapshotWriter};
 use crate::error::StateError;
 use crate::keygroup::KeyGroupAssigner;
@@ -116,17 +118,11 @@ impl OperatorCheckpoint {
         &self,
         options: &RestoreOptions,
     ) -> Result<(), StateError> {
-        match &self.0 {
-            Backing::Memory(c) => c.check_restore::<T>(options),
-            Backing::Stored {
-                storage,
-                checkpoint_id,
-                operator,
-                ..
-            } => StoredCheckpoint::open(&**storage, *checkpoint_id)?
-                .operator(operator)?
-                .check_restore::<T>(options),
-        }
+        self.either(
+            (),
+            |(), c| c.check_restore::<T>(options),
+            |(), o| o.check_restore::<T>(options),
+        )
     }
 
     /// [`Checkpoint::restore_into_with`], from memory or storage (opening the
@@ -138,16 +134,33 @@ impl OperatorCheckpoint {
         parallelism: usize,
         options: &RestoreOptions,
     ) -> Result<RestoreReport, StateError> {
+        self.either(
+            op,
+            |op, c| c.restore_into_with(op, subtask, parallelism, options),
+            |op, o| o.restore_into_with(op, subtask, parallelism, options),
+        )
+    }
+
+    /// `memory` on the checkpoint held in memory, or `stored` on the
+    /// operator in storage (opening its checkpoint's manifest); either gets
+    /// `arg`.
+    fn either<A, R>(
+        &self,
+        arg: A,
+        memory: impl FnOnce(A, &Checkpoint) -> Result<R, StateError>,
+        stored: impl FnOnce(A, &StoredOperator<'_>) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
         match &self.0 {
-            Backing::Memory(c) => c.restore_into_with(op, subtask, parallelism, options),
+            Backing::Memory(c) => memory(arg, c),
             Backing::Stored {
                 storage,
                 checkpoint_id,
                 operator,
                 ..
-            } => StoredCheckpoint::open(&**storage, *checkpoint_id)?
-                .operator(operator)?
-                .restore_into_with(op, subtask, parallelism, options),
+            } => stored(
+                arg,
+                StoredCheckpoint::open(&**storage, *checkpoint_id)?.operator(operator)?,
+            ),
         }
     }
 
@@ -162,17 +175,7 @@ impl OperatorCheckpoint {
 
     /// The whole checkpoint in memory (reading and checking every byte).
     pub fn load(&self) -> Result<Checkpoint, StateError> {
-        match &self.0 {
-            Backing::Memory(c) => Ok(c.clone()),
-            Backing::Stored {
-                storage,
-                checkpoint_id,
-                operator,
-                ..
-            } => StoredCheckpoint::open(&**storage, *checkpoint_id)?
-                .operator(operator)?
-                .load(),
-        }
+        self.either((), |(), c| Ok(c.clone()), |(), o| o.load())
     }
 }
 
