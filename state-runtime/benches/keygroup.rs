@@ -6,7 +6,12 @@
 //! (`KeyGroupAssigner::key_groups_into` over 1024 keys at a time into a reused
 //! buffer, results summed), as a router that takes events in batches uses it.
 //! A batch of strings prefetches the strings ahead of the one it hashes
-//! (`StableHash::prefetch`); key by key cannot look ahead.
+//! (`StableHash::prefetch`); key by key cannot look ahead. One more workload
+//! routes events keyed by the same strings a batch at a time
+//! (`event_key_groups_into`, as the job runner does), and three read the
+//! strings in shuffled order (`string12-scattered`: each string's bytes far
+//! from its neighbours', as once an allocator reuses freed memory), where
+//! the hardware prefetcher cannot follow the bytes.
 //!
 //! After criterion's report, `cargo bench` prints a summary: every workload
 //! run in turn, nine rounds, each keeping its fastest round, so that load
@@ -49,6 +54,40 @@ fn keys_string() -> Vec<String> {
             (0..12)
                 .map(|i| ALPHABET[((r >> (i * 5)) % ALPHABET.len() as u64) as usize] as char)
                 .collect()
+        })
+        .collect()
+}
+
+/// An event keyed by a 12-character string, as the job runner routes them
+/// (`KeyGroupAssigner::event_key_groups_into`).
+#[derive(state_runtime::Keyed)]
+struct Visit {
+    #[key]
+    visitor: String,
+    #[allow(dead_code)] // payload: only makes the event bigger than its key
+    pages: u64,
+}
+
+/// Sum of the key groups of events, a batch at a time.
+fn batched_events(assigner: KeyGroupAssigner, events: &[Visit]) -> u32 {
+    let mut out = Vec::with_capacity(BATCH);
+    let mut acc = 0u32;
+    for batch in events.chunks(BATCH) {
+        out.clear();
+        assigner.event_key_groups_into(batch, &mut out).unwrap();
+        acc = out.iter().fold(acc, |a, &kg| a.wrapping_add(kg));
+    }
+    acc
+}
+
+/// An event per key, each with its own copy of the string.
+fn visits(strings: &[String]) -> Vec<Visit> {
+    strings
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Visit {
+            visitor: s.clone(),
+            pages: i as u64,
         })
         .collect()
 }
@@ -98,9 +137,42 @@ fn baseline_encode_utf16(keys: &[String]) -> u32 {
 
 type Workload<'a> = (String, Box<dyn Fn() -> u32 + 'a>);
 
-fn workloads<'a>(ints: &'a [i64], strings: &'a [String]) -> Vec<Workload<'a>> {
+/// Every key set the workloads read.
+struct Keys {
+    ints: Vec<i64>,
+    strings: Vec<String>,
+    /// The same strings, their vector shuffled after allocation: each
+    /// string's bytes are far from its neighbours', as after an allocator
+    /// has reused freed memory for a while.
+    scattered: Vec<String>,
+    events: Vec<Visit>,
+}
+
+fn keys() -> Keys {
+    let strings = keys_string();
+    let mut scattered = strings.clone();
+    let mut s = 3;
+    for i in (1..scattered.len()).rev() {
+        let j = (splitmix(&mut s) % (i as u64 + 1)) as usize;
+        scattered.swap(i, j);
+    }
+    Keys {
+        ints: keys_i64(),
+        events: visits(&strings),
+        strings,
+        scattered,
+    }
+}
+
+fn workloads(keys: &Keys) -> Vec<Workload<'_>> {
+    let Keys {
+        ints,
+        strings,
+        scattered,
+        events,
+    } = keys;
     let max_p = MaxParallelism::new(128).unwrap();
-    let mut w: Vec<Workload<'a>> = Vec::new();
+    let mut w: Vec<Workload<'_>> = Vec::new();
     for (name, a) in [
         ("native", KeyGroupAssigner::native(max_p)),
         ("flink", KeyGroupAssigner::flink(max_p)),
@@ -119,6 +191,11 @@ fn workloads<'a>(ints: &'a [i64], strings: &'a [String]) -> Vec<Workload<'a>> {
             Box::new(move || batched(a, strings)),
         ));
     }
+    let native = KeyGroupAssigner::native(max_p);
+    w.push((
+        "native/string12/event-batch".into(),
+        Box::new(move || batched_events(native, events)),
+    ));
     w.push((
         "floor_read_strings/string12".into(),
         Box::new(move || floor_read_strings(strings)),
@@ -127,15 +204,27 @@ fn workloads<'a>(ints: &'a [i64], strings: &'a [String]) -> Vec<Workload<'a>> {
         "baseline_encode_utf16/string12".into(),
         Box::new(move || baseline_encode_utf16(strings)),
     ));
+    w.push((
+        "native/string12-scattered".into(),
+        Box::new(move || per_key(native, scattered)),
+    ));
+    w.push((
+        "native/string12-scattered/batch".into(),
+        Box::new(move || batched(native, scattered)),
+    ));
+    w.push((
+        "floor_read_strings/string12-scattered".into(),
+        Box::new(move || floor_read_strings(scattered)),
+    ));
     w
 }
 
 fn bench(c: &mut Criterion) {
-    let (ints, strings) = (keys_i64(), keys_string());
+    let keys = keys();
     let mut g = c.benchmark_group("key_group_10M");
     g.sample_size(10);
     g.throughput(Throughput::Elements(KEYS as u64));
-    for (name, f) in workloads(&ints, &strings) {
+    for (name, f) in workloads(&keys) {
         g.bench_function(name, |b| b.iter(|| black_box(f())));
     }
     g.finish();
@@ -144,8 +233,8 @@ fn bench(c: &mut Criterion) {
 /// Every workload in turn, `ROUNDS` times; each keeps its fastest round.
 fn interleaved_summary() {
     const ROUNDS: usize = 9;
-    let (ints, strings) = (keys_i64(), keys_string());
-    let work = workloads(&ints, &strings);
+    let keys = keys();
+    let work = workloads(&keys);
     let mut best = vec![Duration::MAX; work.len()];
     for _ in 0..ROUNDS {
         for (b, (_, f)) in best.iter_mut().zip(&work) {
@@ -157,23 +246,25 @@ fn interleaved_summary() {
     println!(
         "\nkey -> key group, {KEYS} keys, max parallelism 128, best of {ROUNDS} interleaved rounds:"
     );
-    // Reading the strings is bound by this machine's memory bandwidth,
-    // which other processes share: string workloads also print their ratio
-    // to the floor measured in the same rounds.
-    let floor = work
-        .iter()
-        .zip(&best)
-        .find(|((name, _), _)| name.starts_with("floor"))
-        .map(|(_, b)| b.as_secs_f64());
+    // Reading the strings is bound by this machine's memory, which other
+    // processes share: string workloads also print their ratio to the floor
+    // of their key set (the name's second part) measured in the same rounds.
+    let key_set = |name: &str| name.split('/').nth(1).unwrap_or("").to_owned();
+    let floor_of = |set: &str| {
+        work.iter()
+            .zip(&best)
+            .find(|((name, _), _)| name.starts_with("floor") && key_set(name) == set)
+            .map(|(_, b)| b.as_secs_f64())
+    };
     for ((name, _), b) in work.iter().zip(&best) {
-        let ratio = match floor {
-            Some(floor) if name.contains("string") && !name.starts_with("floor") => {
+        let ratio = match floor_of(&key_set(name)) {
+            Some(floor) if !name.starts_with("floor") => {
                 format!("  {:.2}x floor", b.as_secs_f64() / floor)
             }
             _ => String::new(),
         };
         println!(
-            "  {name:<32} {:>6.2} ns/key{ratio}",
+            "  {name:<40} {:>6.2} ns/key{ratio}",
             b.as_secs_f64() * 1e9 / KEYS as f64
         );
     }
