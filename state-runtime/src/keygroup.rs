@@ -208,6 +208,19 @@ impl MaxParallelism {
         }
     }
 
+    /// 128 key groups: Flink's default for any parallelism up to 85
+    /// ([`default_for`](Self::default_for)), and a good choice for a job
+    /// that will not run on more than 128 instances.
+    ///
+    /// ```
+    /// use state_runtime::keygroup::{KeyGroupAssigner, MaxParallelism};
+    ///
+    /// let assigner = KeyGroupAssigner::native(MaxParallelism::DEFAULT);
+    /// assert_eq!(assigner.max_parallelism().get(), 128);
+    /// assert_eq!(MaxParallelism::DEFAULT, MaxParallelism::default_for(85).unwrap());
+    /// ```
+    pub const DEFAULT: Self = Self::new_unchecked(DEFAULT_LOWER_BOUND_MAX_PARALLELISM);
+
     const fn new_unchecked(value: u32) -> Self {
         Self {
             value,
