@@ -156,3 +156,44 @@ fn sets_collapse_identical_items() {
         (3, 1)
     );
 }
+
+#[test]
+fn a_union_map_checkpoint_restores_into_a_union_vec_of_pairs() {
+    // Switching a union map whose copies may differ to a Vec of pairs is a
+    // code change only: the same name, mode and item type.
+    let cp = checkpoint(&[
+        watermarks(&[(0, 10), (1, 20)], &["a"]),
+        watermarks(&[(0, 10), (1, 25)], &["a"]),
+    ]);
+    #[derive(Checkpointed, Default)]
+    struct Migrated {
+        #[state(union)]
+        watermarks: Vec<(u32, i64)>,
+        #[state(union)]
+        seen: Vec<String>,
+    }
+    let mut op = Migrated::default();
+    cp.restore_into(&mut op, 0, 1).unwrap();
+    assert_eq!(op.watermarks, [(0, 10), (1, 20), (0, 10), (1, 25)]);
+    assert_eq!(op.seen, ["a", "a"]);
+}
+
+#[test]
+fn without_a_rescale_a_split_map_comes_back_whole_and_uncompared() {
+    // Both old subtasks hold key 2; at the same parallelism each new
+    // subtask gets one old subtask's items, so nothing meets its copy.
+    let owned = checkpoint(&[
+        Owned {
+            offsets: [(0, 1), (2, 3)].into(),
+        },
+        Owned {
+            offsets: [(1, 2), (2, 3)].into(),
+        },
+    ]);
+    for j in 0..2 {
+        let mut op = Owned::default();
+        let report = owned.restore_into(&mut op, j, 2).unwrap();
+        assert_eq!(report.identical_items_skipped, 0);
+        assert_eq!((report.items_restored, op.offsets.len()), (2, 2));
+    }
+}

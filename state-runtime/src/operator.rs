@@ -291,7 +291,9 @@ pub trait ListState: Sized {
     /// so that [`from_items`](ListState::from_items) would drop an item
     /// whose key an earlier item has. A restore then skips items identical
     /// to an earlier one and refuses differing items with the same key
-    /// ([`StateError::ConflictingItems`]) instead of losing them.
+    /// ([`StateError::ConflictingItems`]) instead of losing them. An
+    /// implementation for a map or set type of your own (an `IndexMap`, say)
+    /// must set it, or such items are lost silently.
     const UNIQUE_KEYS: bool = false;
 
     /// The items, in iteration order.

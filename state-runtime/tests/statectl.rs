@@ -392,6 +392,8 @@ fn inspect_plan_and_verify_checkpoints_in_s3() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let out = run(&["verify", &location]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // No bucket: a usage error.
+    assert_eq!(code(&run(&["inspect", "s3://"])), 2);
     // Another prefix holds no checkpoint: not found.
     let out = run(&["inspect", &format!("s3://{bucket}/{prefix}-none")]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));

@@ -589,7 +589,7 @@ fn verify(dir: &Path, checkpoint: Option<u64>, json: bool) -> Result<u8, Failure
     if ids.is_empty() {
         return Err(Failure {
             code: 3,
-            message: format!("no complete checkpoint in {}", dir.display()),
+            message: format!("no complete checkpoint in {}", storage.location()),
         });
     }
     // Open every manifest first: the progress bar's length is the bytes of

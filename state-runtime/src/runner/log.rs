@@ -127,24 +127,23 @@ impl<T: Serialize> LogWriter<T> {
                 partitions,
             });
         };
-        let what = || format!("log record for {}", path.display());
+        let encode_err = |message: String| StateError::Encode {
+            state: "log record".into(),
+            message: format!("appending to {}: {message}", path.display()),
+        };
         self.payload.clear();
         codec::encode_into(record, &mut self.payload, "log record").map_err(|e| match e {
-            StateError::Encode { message, .. } => StateError::Encode {
-                state: what(),
-                message,
-            },
+            StateError::Encode { message, .. } => encode_err(message),
             other => other,
         })?;
         let len = u32::try_from(self.payload.len())
             .ok()
             .filter(|&l| l <= MAX_RECORD)
-            .ok_or_else(|| StateError::Encode {
-                state: what(),
-                message: format!(
+            .ok_or_else(|| {
+                encode_err(format!(
                     "the record encodes to {} bytes, more than the limit of {MAX_RECORD}",
                     self.payload.len()
-                ),
+                ))
             })?;
         w.write_all(&len.to_le_bytes()).map_err(io_err(path))?;
         w.write_all(&crc32c::crc32c(&self.payload).to_le_bytes())
