@@ -70,14 +70,9 @@ struct Visit {
 
 /// Sum of the key groups of events, a batch at a time.
 fn batched_events(assigner: KeyGroupAssigner, events: &[Visit]) -> u32 {
-    let mut out = Vec::with_capacity(BATCH);
-    let mut acc = 0u32;
-    for batch in events.chunks(BATCH) {
-        out.clear();
-        assigner.event_key_groups_into(batch, &mut out).unwrap();
-        acc = out.iter().fold(acc, |a, &kg| a.wrapping_add(kg));
-    }
-    acc
+    sum_batches(events, |batch, out| {
+        assigner.event_key_groups_into(batch, out)
+    })
 }
 
 /// An event per key, each with its own copy of the string.
@@ -103,11 +98,20 @@ fn per_key<K: state_runtime::hash::StateKey>(assigner: KeyGroupAssigner, keys: &
 
 /// Sum of the key groups, a batch at a time.
 fn batched<K: state_runtime::hash::StateKey>(assigner: KeyGroupAssigner, keys: &[K]) -> u32 {
+    sum_batches(keys, |batch, out| assigner.key_groups_into(batch, out))
+}
+
+/// Sum of the key groups `assign` appends, `BATCH` items at a time into a
+/// reused buffer.
+fn sum_batches<T>(
+    items: &[T],
+    assign: impl Fn(&[T], &mut Vec<u32>) -> Result<(), state_runtime::StateError>,
+) -> u32 {
     let mut out = Vec::with_capacity(BATCH);
     let mut acc = 0u32;
-    for batch in keys.chunks(BATCH) {
+    for batch in items.chunks(BATCH) {
         out.clear();
-        assigner.key_groups_into(batch, &mut out).unwrap();
+        assign(batch, &mut out).unwrap();
         acc = out.iter().fold(acc, |a, &kg| a.wrapping_add(kg));
     }
     acc
