@@ -867,6 +867,40 @@ fn padded_log(name: &str) -> (TempLog, HashMap<u32, u64>) {
     (TempLog(dir), want)
 }
 
+/// A kill while a source waits on the alignment bound ends the job: the
+/// slow source's barrier, which would release the held batches, never
+/// comes, so the waiting source must notice the kill itself.
+#[test]
+fn a_kill_reaches_a_source_that_waits_on_the_alignment_bound() {
+    let (log, _) = padded_log("align-kill");
+    let job = Job::new(&log.0, MemoryCheckpointStore::new(), |_: &InstanceInfo| {
+        CountPadded::default()
+    })
+    .parallelism(2, 2)
+    .assigner(assigner())
+    .batch_size(20)
+    .alignment_buffer(1)
+    .stop_at_end_of_input(false)
+    .start()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while job.sources_waiting_on_alignment() == 0 {
+        assert!(Instant::now() < deadline, "no source ever waited");
+        assert!(!job.is_finished(), "the job ended");
+        job.trigger_checkpoint();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    eprintln!("a source waited after {} records read", job.events_read());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(job.kill().map(|o| o.report.end));
+    });
+    let end = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the kill did not end the job: a source kept waiting");
+    assert_eq!(end.unwrap(), JobEnd::Killed);
+}
+
 /// Source 0 reads many small records, source 1 a few large ones, so source
 /// 1 is in the middle of a slow read when a checkpoint starts and its
 /// barrier comes late. Meanwhile the keyed instances hold back what source

@@ -654,6 +654,13 @@ impl<P: KeyedProcessor> RunningJob<P> {
         }
     }
 
+    /// Source instances that are waiting right now to send to a keyed
+    /// instance that holds [`Job::alignment_buffer`] of their batches while
+    /// it aligns a checkpoint's barriers: backpressure from a slow source.
+    pub fn sources_waiting_on_alignment(&self) -> usize {
+        self.shared.waiting.load(Ordering::Relaxed)
+    }
+
     /// Whether every instance has ended (the job finished, failed, or was
     /// stopped or killed); [`wait`](RunningJob::wait) then returns at once.
     pub fn is_finished(&self) -> bool {
@@ -718,6 +725,9 @@ struct Shared {
     /// the instance holds back while aligning (the source waits while this
     /// is at the job's alignment buffer).
     held: Vec<Vec<AtomicUsize>>,
+    /// Sources waiting right now because an instance holds
+    /// `alignment_buffer` of their batches.
+    waiting: AtomicUsize,
 }
 
 impl Shared {
@@ -730,6 +740,7 @@ impl Shared {
             held: (0..keyed)
                 .map(|_| (0..sources).map(|_| AtomicUsize::new(0)).collect())
                 .collect(),
+            waiting: AtomicUsize::new(0),
         }
     }
 }
@@ -1022,13 +1033,23 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
     /// source's barrier has come). Barriers and ends never wait.
     fn send_records(&self, target: usize, batch: Vec<E>) -> Result<(), Disconnected> {
         let held = &self.shared.held[target][self.subtask];
-        let mut pause = Duration::from_micros(20);
-        while held.load(Ordering::Acquire) >= self.alignment_buffer {
-            if self.shared.abort.load(Ordering::Relaxed) {
-                return Err(Disconnected);
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(1));
+        if held.load(Ordering::Acquire) >= self.alignment_buffer {
+            self.shared.waiting.fetch_add(1, Ordering::Relaxed);
+            let mut pause = Duration::from_micros(20);
+            let waited = loop {
+                if held.load(Ordering::Acquire) < self.alignment_buffer {
+                    break Ok(());
+                }
+                // The barrier that would release the held batches may
+                // never come (a kill, a failed instance).
+                if self.shared.abort.load(Ordering::Relaxed) {
+                    break Err(Disconnected);
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(1));
+            };
+            self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
+            waited?;
         }
         self.outputs[target]
             .send(Msg::Records(self.subtask, batch))
