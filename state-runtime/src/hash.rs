@@ -499,9 +499,15 @@ impl<T: StableHash> StableHash for Option<T> {
     }
 }
 
+// Pointers hash and key as their pointee: `&str`, `Box<str>`, `Arc<str>` as
+// `str`. The pointee is behind the pointer, so they are `INDIRECT`: if the
+// pointee's own hash reads behind a pointer (a `&String`, the key of an
+// event), its prefetch asks for that memory (reading the pointer, which is
+// where this points); otherwise the pointee's first line (a `&u64`, or a
+// `Box<str>`'s bytes).
 macro_rules! deref_impls {
-    ($($t:ident),*) => {$(
-        impl<T: StableHash + ?Sized> StableHash for $t<T> {
+    ($($t:ty),*) => {$(
+        impl<T: StableHash + ?Sized> StableHash for $t {
             #[inline]
             fn stable_hash_into(&self, h: &mut StableHasher) {
                 (**self).stable_hash_into(h);
@@ -510,38 +516,26 @@ macro_rules! deref_impls {
             fn stable_hash(&self) -> u64 {
                 (**self).stable_hash()
             }
-            deref_impls!(@prefetch);
-        }
-    )*};
-    // The pointee is behind the pointer. If its own hash reads behind a
-    // pointer (a `&String`, the key of an event), its prefetch asks for that
-    // memory (reading the pointer, which is where this points); otherwise
-    // the pointee's first line (a `&u64`, or a `Box<str>`'s bytes).
-    (@prefetch) => {
-        const INDIRECT: bool = true;
-        #[inline(always)]
-        fn prefetch(&self) {
-            if T::INDIRECT {
-                (**self).prefetch();
-            } else {
-                prefetch_read::<T>(&**self);
+            const INDIRECT: bool = true;
+            #[inline(always)]
+            fn prefetch(&self) {
+                if T::INDIRECT {
+                    (**self).prefetch();
+                } else {
+                    prefetch_read::<T>(&**self);
+                }
             }
         }
-    };
+        impl<T: StateKey + ?Sized> StateKey for $t {
+            const HAS_JAVA_HASH_CODE: bool = T::HAS_JAVA_HASH_CODE;
+            #[inline]
+            fn java_hash_code(&self) -> Option<i32> {
+                (**self).java_hash_code()
+            }
+        }
+    )*};
 }
-deref_impls!(Box, Rc, Arc);
-
-impl<T: StableHash + ?Sized> StableHash for &T {
-    #[inline]
-    fn stable_hash_into(&self, h: &mut StableHasher) {
-        (**self).stable_hash_into(h);
-    }
-    #[inline]
-    fn stable_hash(&self) -> u64 {
-        (**self).stable_hash()
-    }
-    deref_impls!(@prefetch);
-}
+deref_impls!(&T, Box<T>, Rc<T>, Arc<T>);
 
 impl StableHash for () {
     #[inline]
@@ -610,20 +604,6 @@ macro_rules! java_state_keys {
     )*};
 }
 java_state_keys!(i32, i64, str, String);
-
-// Pointers key as their pointee: `&str`, `Box<str>`, `Arc<str>` as `str`.
-macro_rules! deref_state_keys {
-    ($($t:ty),*) => {$(
-        impl<T: StateKey + ?Sized> StateKey for $t {
-            const HAS_JAVA_HASH_CODE: bool = T::HAS_JAVA_HASH_CODE;
-            #[inline]
-            fn java_hash_code(&self) -> Option<i32> {
-                (**self).java_hash_code()
-            }
-        }
-    )*};
-}
-deref_state_keys!(&T, Box<T>, Rc<T>, Arc<T>);
 
 #[cfg(test)]
 mod tests {

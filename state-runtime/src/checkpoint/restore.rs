@@ -225,22 +225,15 @@ impl RestoredState<'_> {
             .iter()
             .all(|r| Some(r.old_subtask) == first_origin);
         let mut seen: HashSet<Box<[u8]>> = HashSet::new();
-        let mut identical = 0;
         self.decode_runs(
             name,
             &entry,
-            |bytes| {
-                if one_origin {
-                    return true;
-                }
-                let new = seen.insert(bytes.into());
-                identical += u64::from(!new);
-                new
-            },
+            |bytes| one_origin || seen.insert(bytes.into()),
             |item| items.push(item),
         )?;
-        self.identical_items_skipped += identical;
+        let received: u64 = entry.runs.iter().map(|r| r.items.end - r.items.start).sum();
         let distinct = items.len();
+        self.identical_items_skipped += received - distinct as u64;
         let collection = L::from_items(items);
         let kept = collection.items().count();
         if kept < distinct {
@@ -410,36 +403,31 @@ pub(crate) fn match_states(
     }
     let keyed_names: Vec<&str> =
         keyed.map_or_else(Vec::new, |k| k.states().iter().map(|s| s.name()).collect());
-    let checkpointed = keyed_names
-        .iter()
-        .map(|name| (*name, StateMode::Keyed))
-        .chain(states.iter().map(|s| (s.name(), s.mode())));
     let mut dropped_states = Vec::new();
-    let mut restored = Vec::with_capacity(states.len());
-    for (i, (name, mode)) in checkpointed.enumerate() {
-        let is_declared = match declared.iter().find(|d| d.name == name) {
-            None if options.allow_non_restored_state => {
-                dropped_states.push(name.to_owned());
-                false
-            }
-            None => {
-                return Err(StateError::UnknownState {
-                    state: name.to_owned(),
-                });
-            }
-            Some(d) if d.mode != mode => {
-                return Err(StateError::ModeMismatch {
-                    state: name.to_owned(),
-                    declared: d.mode,
-                    found: mode,
-                });
-            }
-            Some(_) => true,
-        };
-        if i >= keyed_names.len() {
-            restored.push(is_declared);
+    // Whether a checkpointed state is restored (declared) or dropped.
+    let mut restores = |name: &str, mode: StateMode| match declared.iter().find(|d| d.name == name)
+    {
+        None if options.allow_non_restored_state => {
+            dropped_states.push(name.to_owned());
+            Ok(false)
         }
+        None => Err(StateError::UnknownState {
+            state: name.to_owned(),
+        }),
+        Some(d) if d.mode != mode => Err(StateError::ModeMismatch {
+            state: name.to_owned(),
+            declared: d.mode,
+            found: mode,
+        }),
+        Some(_) => Ok(true),
+    };
+    for name in &keyed_names {
+        restores(name, StateMode::Keyed)?;
     }
+    let restored = states
+        .iter()
+        .map(|s| restores(s.name(), s.mode()))
+        .collect::<Result<Vec<bool>, StateError>>()?;
     let missing_states = declared
         .iter()
         .filter(|d| match d.mode {

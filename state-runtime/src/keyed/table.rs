@@ -562,10 +562,6 @@ mod tests {
 
     type Key<K> = fn(u64) -> K;
 
-    fn paired(i: u64) -> Paired {
-        Paired(i)
-    }
-
     fn wide(i: u64) -> u64 {
         i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
@@ -779,7 +775,7 @@ mod tests {
     fn same_key_set_gives_the_same_snapshot_whatever_the_history() {
         histories_give_one_snapshot(wide, 20_000);
         histories_give_one_snapshot(weak, 600);
-        histories_give_one_snapshot(paired, 5_000);
+        histories_give_one_snapshot(Paired, 5_000);
     }
 
     fn mutate_and_snapshot<K: StateKey + Eq + Serialize + DeserializeOwned + Clone>(
@@ -828,6 +824,6 @@ mod tests {
     fn snapshot_after_changes_matches_a_fresh_state() {
         mutate_and_snapshot(wide, 30_000, 12);
         mutate_and_snapshot(weak, 900, 12);
-        mutate_and_snapshot(paired, 6_000, 12);
+        mutate_and_snapshot(Paired, 6_000, 12);
     }
 }
