@@ -36,7 +36,7 @@ use std::hash::{BuildHasher, Hash};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::checkpoint::{RestoredState, SubtaskSnapshot};
+use crate::checkpoint::{RestoredState, SnapshotWriter, SubtaskSnapshot};
 use crate::error::StateError;
 use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
 
@@ -186,10 +186,9 @@ impl RestoreContext {
 ///     fn state_descriptors() -> Vec<StateDescriptor> {
 ///         vec![StateDescriptor::new("seen", StateMode::Union, std::any::type_name::<u64>())]
 ///     }
-///     fn snapshot(&self) -> Result<SubtaskSnapshot, StateError> {
-///         let mut w = SnapshotWriter::new();
+///     fn write_snapshot(&self, w: &mut SnapshotWriter<'_>) -> Result<(), StateError> {
 ///         w.union("seen", &self.seen)?;
-///         Ok(w.finish())
+///         Ok(())
 ///     }
 ///     fn restore(&mut self, state: &mut RestoredState<'_>) -> Result<(), StateError> {
 ///         self.seen = state.list("seen")?;
@@ -211,8 +210,19 @@ pub trait Checkpointed {
     where
         Self: Sized;
 
-    /// Encodes every state, item by item.
-    fn snapshot(&self) -> Result<SubtaskSnapshot, StateError>;
+    /// Encodes every state, item by item, into `writer` (what the derive
+    /// generates). The writer may stream into a data file through a bounded
+    /// buffer, so that a durable checkpoint never holds a second copy of the
+    /// state in memory.
+    fn write_snapshot(&self, writer: &mut SnapshotWriter<'_>) -> Result<(), StateError>;
+
+    /// The snapshot in memory: [`write_snapshot`](Checkpointed::write_snapshot)
+    /// into a fresh [`SnapshotWriter`].
+    fn snapshot(&self) -> Result<SubtaskSnapshot, StateError> {
+        let mut writer = SnapshotWriter::new();
+        self.write_snapshot(&mut writer)?;
+        Ok(writer.finish())
+    }
 
     /// Replaces the state fields with the restored ones. Everything else (the
     /// fields the constructor set, `skip` fields) is left untouched, as in
@@ -438,7 +448,7 @@ pub mod derive_support {
         /// Its descriptor.
         pub descriptor: fn(&'static str, StateMode) -> StateDescriptor,
         /// Writes it (`Split` or `Union`).
-        pub write: fn(&mut SnapshotWriter, &str, StateMode, &L) -> Result<(), StateError>,
+        pub write: fn(&mut SnapshotWriter<'_>, &str, StateMode, &L) -> Result<(), StateError>,
         /// Reads it back.
         pub read: fn(&mut RestoredState<'_>, &str) -> Result<L, StateError>,
     }
@@ -465,7 +475,7 @@ pub mod derive_support {
         /// Its descriptor.
         pub descriptor: fn(&'static str) -> StateDescriptor,
         /// Writes it.
-        pub write: fn(&mut SnapshotWriter, &str, &T) -> Result<(), StateError>,
+        pub write: fn(&mut SnapshotWriter<'_>, &str, &T) -> Result<(), StateError>,
         /// Reads it back (`None`: not in the checkpoint).
         pub read: fn(&mut RestoredState<'_>, &str) -> Result<Option<T>, StateError>,
     }

@@ -49,7 +49,7 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
             let mode = quote!(#p::StateMode::#mode_variant);
             StateCode {
                 descriptor: quote!((#ops.descriptor)(#name, #mode)),
-                write: quote!((#ops.write)(&mut __writer, #name, #mode, &self.#ident)?;),
+                write: quote!((#ops.write)(__writer, #name, #mode, &self.#ident)?;),
                 read: quote!(let #local = (#ops.read)(__state, #name)?;),
                 assign: quote!(self.#ident = #local;),
                 bound: quote_spanned!(span=> #ty: #p::ListState),
@@ -60,7 +60,7 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
             let ops = quote_spanned!(span=> #p::broadcast_ops::<#ty>());
             StateCode {
                 descriptor: quote!((#ops.descriptor)(#name)),
-                write: quote!((#ops.write)(&mut __writer, #name, &self.#ident)?;),
+                write: quote!((#ops.write)(__writer, #name, &self.#ident)?;),
                 read: quote!(let #local = (#ops.read)(__state, #name)?;),
                 // A broadcast state the checkpoint lacks keeps the constructed value.
                 assign: quote! {
@@ -162,11 +162,13 @@ pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
                 #p::Vec::<#p::StateDescriptor>::from([#(#descriptors),*])
             }
 
-            fn snapshot(&self) -> #p::core::result::Result<#p::SubtaskSnapshot, #p::StateError> {
-                let mut __writer = #p::SnapshotWriter::new();
+            fn write_snapshot(
+                &self,
+                __writer: &mut #p::SnapshotWriter<'_>,
+            ) -> #p::core::result::Result<(), #p::StateError> {
                 #(#writes)*
                 #write_keyed
-                #p::core::result::Result::Ok(__writer.finish())
+                #p::core::result::Result::Ok(())
             }
 
             #bind_keyed
@@ -199,7 +201,10 @@ pub(crate) fn fallback(c: &Container<'_>) -> TokenStream {
             fn state_descriptors() -> #p::Vec<#p::StateDescriptor> {
                 #p::core::unreachable!()
             }
-            fn snapshot(&self) -> #p::core::result::Result<#p::SubtaskSnapshot, #p::StateError> {
+            fn write_snapshot(
+                &self,
+                _: &mut #p::SnapshotWriter<'_>,
+            ) -> #p::core::result::Result<(), #p::StateError> {
                 #p::core::unreachable!()
             }
             fn restore(

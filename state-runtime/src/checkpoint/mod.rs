@@ -49,6 +49,7 @@ use crate::error::StateError;
 use crate::keyed::KeyedState;
 use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
 use crate::operator::{Checkpointed, ListState, StateMode};
+use crate::storage::FileSink;
 
 pub use restore::{RestoreOptions, RestoreReport, RestoredState};
 
@@ -529,16 +530,76 @@ pub(crate) fn check_same_keyed(subtasks: &[Option<&KeyedSection>]) -> Result<(),
 /// # Ok::<(), state_runtime::StateError>(())
 /// ```
 #[derive(Debug, Default)]
-pub struct SnapshotWriter {
+pub struct SnapshotWriter<'a> {
+    /// The metadata, with offsets from the start of the payload, and the
+    /// bytes not yet streamed (all of them in memory).
     snapshot: SubtaskSnapshot,
     /// Scratch space for sorting the items of unordered collections.
     scratch: Vec<u8>,
+    /// Where the bytes go, when the writer streams into a data file.
+    stream: Option<Stream<'a>>,
 }
 
-impl SnapshotWriter {
-    /// An empty writer.
+/// A [`SnapshotWriter`]'s data file: the payload goes out through a bounded
+/// buffer, each region's CRC-32C taken while its bytes are in it.
+struct Stream<'a> {
+    sink: Box<dyn FileSink + 'a>,
+    /// Payload bytes already written to the sink.
+    flushed: u64,
+    /// CRC-32C of the payload written so far.
+    payload_crc: u32,
+    /// Per operator state, the CRC-32C of each item.
+    item_crcs: Vec<Vec<u32>>,
+    /// The CRC-32C of each owned key group (every keyed state's section).
+    key_group_crcs: Vec<u32>,
+}
+
+impl std::fmt::Debug for Stream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("flushed", &self.flushed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A streaming writer hands its buffer to the sink once it holds this many
+/// bytes (after the item or key group that reached it).
+const STREAM_BUFFER: usize = 8 << 20;
+
+/// What a [`SnapshotWriter`] streamed into a data file: the payload's length
+/// and CRC-32C, the metadata with its offsets, and each region's CRC-32C.
+#[derive(Debug)]
+pub(crate) struct StreamedPayload {
+    pub(crate) len: u64,
+    pub(crate) crc: u32,
+    pub(crate) states: Vec<StateMeta>,
+    pub(crate) keyed: Option<KeyedSection>,
+    pub(crate) item_crcs: Vec<Vec<u32>>,
+    pub(crate) key_group_crcs: Vec<u32>,
+}
+
+impl SnapshotWriter<'static> {
+    /// An empty writer that keeps the snapshot in memory.
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+impl<'a> SnapshotWriter<'a> {
+    /// A writer that streams the payload into `sink`, through a buffer of
+    /// about [`STREAM_BUFFER`] bytes (or one key group, if larger).
+    pub(crate) fn streaming(sink: Box<dyn FileSink + 'a>) -> Self {
+        Self {
+            snapshot: SubtaskSnapshot::default(),
+            scratch: Vec::new(),
+            stream: Some(Stream {
+                sink,
+                flushed: 0,
+                payload_crc: 0,
+                item_crcs: Vec::new(),
+                key_group_crcs: Vec::new(),
+            }),
+        }
     }
 
     /// Writes a `split` state: `state`'s items, one by one.
@@ -558,10 +619,11 @@ impl SnapshotWriter {
         value: &T,
     ) -> Result<&mut Self, StateError> {
         self.check_new(name)?;
-        let data = &mut self.snapshot.data;
-        let start = data.len() as u64;
-        codec::encode_into(value, data, name)?;
-        let end = data.len() as u64;
+        self.begin_items();
+        let start = self.position();
+        codec::encode_into(value, &mut self.snapshot.data, name)?;
+        let end = self.position();
+        self.end_item(start)?;
         self.push_meta(
             name,
             StateMode::Broadcast,
@@ -638,32 +700,44 @@ impl SnapshotWriter {
             });
         }
         let (assigner, key_groups) = binding;
-        let data = &mut self.snapshot.data;
-        // A hint, so never an abort: a reservation that cannot be made is
-        // skipped (the buffer then grows as it is written).
+        // In memory, the whole snapshot is reserved once, not grown by
+        // doubling. A hint, so never an abort: a reservation that cannot be
+        // made is skipped (the buffer then grows as it is written).
+        let in_memory = self.stream.is_none();
         let hint = || -> usize {
             states.iter().fold(0usize, |sum, (_, s)| {
                 sum.saturating_add(s.encoded_size_hint())
             })
         };
-        let start = data.len();
-        let mut reserved = hint();
-        let _ = data.try_reserve(reserved);
+        let mut reserved = if in_memory { hint() } else { 0 };
+        let _ = self.snapshot.data.try_reserve(reserved);
+        let data_start = self.snapshot.data.len();
         let mut bounds = Vec::with_capacity(key_groups.len() as usize * states.len() + 1);
-        bounds.push(data.len() as u64);
+        bounds.push(self.position());
         for kg in key_groups {
+            let start = self.position();
             for (_, s) in states {
                 // An empty key group has an empty section.
                 if s.key_group_len(kg)? > 0 {
-                    s.write_key_group(kg, data)?;
+                    s.write_key_group(kg, &mut self.snapshot.data)?;
                 }
-                bounds.push(data.len() as u64);
+                bounds.push(self.position());
+            }
+            if let Some(crc) = self.end_region(start)? {
+                let stream = self.stream.as_mut().expect("a streaming writer");
+                stream.key_group_crcs.push(crc);
             }
             // A state never snapshotted has no size hint until its first
-            // key group is written: reserve once then, not by doubling.
-            if reserved == 0 && data.len() > start {
-                reserved = hint();
-                let _ = data.try_reserve(reserved.saturating_sub(data.len() - start));
+            // key group is written: reserve once then.
+            if in_memory && reserved == 0 {
+                let written = self.snapshot.data.len() - data_start;
+                if written > 0 {
+                    reserved = hint();
+                    let _ = self
+                        .snapshot
+                        .data
+                        .try_reserve(reserved.saturating_sub(written));
+                }
             }
         }
         self.snapshot.keyed = Some(KeyedSection {
@@ -676,8 +750,86 @@ impl SnapshotWriter {
     }
 
     /// The snapshot.
+    ///
+    /// # Panics
+    ///
+    /// On a writer that streams into a data file (only this crate makes
+    /// those, and finishes them itself).
     pub fn finish(self) -> SubtaskSnapshot {
+        assert!(
+            self.stream.is_none(),
+            "a streaming SnapshotWriter is finished by its checkpoint writer"
+        );
         self.snapshot
+    }
+
+    /// Streams the rest of the payload into the sink, makes the file durable
+    /// and says what it holds.
+    pub(crate) fn finish_streaming(mut self) -> Result<StreamedPayload, StateError> {
+        self.flush()?;
+        let stream = self.stream.take().expect("a streaming writer");
+        stream.sink.finish()?;
+        Ok(StreamedPayload {
+            len: stream.flushed,
+            crc: stream.payload_crc,
+            states: self.snapshot.states,
+            keyed: self.snapshot.keyed,
+            item_crcs: stream.item_crcs,
+            key_group_crcs: stream.key_group_crcs,
+        })
+    }
+
+    /// The offset from the start of the payload of the next byte written.
+    fn position(&self) -> u64 {
+        let flushed = self.stream.as_ref().map_or(0, |s| s.flushed);
+        flushed + self.snapshot.data.len() as u64
+    }
+
+    /// Starts an operator state's items (their CRCs, when streaming).
+    fn begin_items(&mut self) {
+        if let Some(stream) = &mut self.stream {
+            stream.item_crcs.push(Vec::new());
+        }
+    }
+
+    /// Ends an item that started at `start`: keeps its CRC, when streaming.
+    fn end_item(&mut self, start: u64) -> Result<(), StateError> {
+        if let Some(crc) = self.end_region(start)? {
+            let stream = self.stream.as_mut().expect("a streaming writer");
+            stream.item_crcs.last_mut().expect("begun").push(crc);
+        }
+        Ok(())
+    }
+
+    /// Ends a checksummed region (an item or a key group) that started at
+    /// `start`: when streaming, its CRC-32C, taken while all its bytes are
+    /// in the buffer, and the buffer handed to the sink if it is full.
+    fn end_region(&mut self, start: u64) -> Result<Option<u32>, StateError> {
+        let Some(stream) = &self.stream else {
+            return Ok(None);
+        };
+        let at = (start - stream.flushed) as usize;
+        let crc = crc32c::crc32c(&self.snapshot.data[at..]);
+        if self.snapshot.data.len() >= STREAM_BUFFER {
+            self.flush()?;
+        }
+        Ok(Some(crc))
+    }
+
+    /// Hands the buffered bytes to the sink (when streaming).
+    fn flush(&mut self) -> Result<(), StateError> {
+        let Some(stream) = &mut self.stream else {
+            return Ok(());
+        };
+        let data = &mut self.snapshot.data;
+        if data.is_empty() {
+            return Ok(());
+        }
+        stream.sink.write(data)?;
+        stream.payload_crc = crc32c::crc32c_append(stream.payload_crc, data);
+        stream.flushed += data.len() as u64;
+        data.clear();
+        Ok(())
     }
 
     fn list<L: ListState>(
@@ -687,28 +839,33 @@ impl SnapshotWriter {
         state: &L,
     ) -> Result<&mut Self, StateError> {
         self.check_new(name)?;
-        let data = &mut self.snapshot.data;
-        let mut bounds = vec![data.len() as u64];
+        self.begin_items();
+        let mut bounds = vec![self.position()];
         if L::UNORDERED {
             // Encode aside, then append sorted by bytes: hash iteration order
             // must not leak into the checkpoint.
-            self.scratch.clear();
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
             let mut ranges = Vec::new();
             for item in state.items() {
-                let start = self.scratch.len();
-                codec::encode_into(&item, &mut self.scratch, name)?;
-                ranges.push(start..self.scratch.len());
+                let start = scratch.len();
+                codec::encode_into(&item, &mut scratch, name)?;
+                ranges.push(start..scratch.len());
             }
-            let scratch = &self.scratch;
             ranges.sort_unstable_by(|a, b| scratch[a.clone()].cmp(&scratch[b.clone()]));
             for r in ranges {
-                data.extend_from_slice(&scratch[r]);
-                bounds.push(data.len() as u64);
+                let start = self.position();
+                self.snapshot.data.extend_from_slice(&scratch[r]);
+                bounds.push(self.position());
+                self.end_item(start)?;
             }
+            self.scratch = scratch;
         } else {
             for item in state.items() {
-                codec::encode_into(&item, data, name)?;
-                bounds.push(data.len() as u64);
+                let start = self.position();
+                codec::encode_into(&item, &mut self.snapshot.data, name)?;
+                bounds.push(self.position());
+                self.end_item(start)?;
             }
         }
         self.push_meta(name, mode, std::any::type_name::<L::Item>(), bounds);

@@ -638,10 +638,9 @@ mod tests {
                 StateDescriptor::new("union", StateMode::Union, "Counted"),
             ]
         }
-        fn snapshot(&self) -> Result<SubtaskSnapshot, StateError> {
-            let mut w = SnapshotWriter::new();
+        fn write_snapshot(&self, w: &mut SnapshotWriter<'_>) -> Result<(), StateError> {
             w.split("split", &self.split)?.union("union", &self.union)?;
-            Ok(w.finish())
+            Ok(())
         }
         fn restore(&mut self, state: &mut RestoredState<'_>) -> Result<(), StateError> {
             self.split = state.list("split")?;
@@ -758,10 +757,9 @@ mod tests {
         fn state_descriptors() -> Vec<StateDescriptor> {
             vec![StateDescriptor::new("s", StateMode::Split, "u8"); 2]
         }
-        fn snapshot(&self) -> Result<SubtaskSnapshot, StateError> {
-            let mut w = SnapshotWriter::new();
+        fn write_snapshot(&self, w: &mut SnapshotWriter<'_>) -> Result<(), StateError> {
             w.split("s", &vec![1u8])?.union("s", &vec![2u8])?;
-            Ok(w.finish())
+            Ok(())
         }
         fn restore(&mut self, _: &mut RestoredState<'_>) -> Result<(), StateError> {
             Ok(())

@@ -122,6 +122,24 @@ pub(crate) struct OrderedTable<K, T> {
     /// `home(h) = ((h - span.lo) * scale) >> 64`: `capacity * 2^64 / width`.
     scale: u64,
     len: usize,
+    /// The position of the entry of the greatest hash, when known: lets
+    /// [`push_greatest`](Self::push_greatest) append without a search.
+    /// Every change but a push or a rebuild forgets it.
+    last: Option<usize>,
+}
+
+// Slots visited by searches, shifts and rebuilds on this thread: tests bound
+// the work of an operation with it, without timing anything.
+#[cfg(test)]
+thread_local! {
+    pub(crate) static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[inline]
+fn count_steps(n: usize) {
+    #[cfg(test)]
+    STEPS.with(|s| s.set(s.get() + n as u64));
+    let _ = n;
 }
 
 impl<K, T> OrderedTable<K, T> {
@@ -133,6 +151,7 @@ impl<K, T> OrderedTable<K, T> {
             span,
             scale: 0,
             len: 0,
+            last: None,
         }
     }
 
@@ -197,6 +216,7 @@ impl<K, T> OrderedTable<K, T> {
         mut eq: impl FnMut(&K) -> bool,
     ) -> Result<usize, usize> {
         while let Some(Some(s)) = self.slots.get(i) {
+            count_steps(1);
             if s.hash.get() > hash {
                 break;
             }
@@ -266,10 +286,13 @@ impl<K, T> OrderedTable<K, T> {
         self.value_at(at)
     }
 
-    /// Inserts an entry whose key is known to be absent.
+    /// Inserts an entry whose key is known to be absent (appended without a
+    /// search when its hash is the greatest).
     pub(crate) fn insert_unique(&mut self, hash: u64, key: K, value: T) {
-        let v = self.vacancy(hash);
-        self.fill(v, key, value);
+        if let Err((key, value)) = self.push_greatest(hash, key, value) {
+            let v = self.vacancy(hash);
+            self.fill(v, key, value);
+        }
     }
 
     /// Inserts an entry unless an equal key is present; whether it did.
@@ -284,6 +307,65 @@ impl<K, T> OrderedTable<K, T> {
                 true
             }
         }
+    }
+
+    /// Inserts an entry unless an equal key is present, as
+    /// [`insert_if_absent`](Self::insert_if_absent), in O(1) amortized when
+    /// its hash is greater than every entry's: entries given in hash order
+    /// (a restored section) are appended, each at its home or right after
+    /// the previous one, with no search and no shift.
+    pub(crate) fn insert_sorted_if_absent(&mut self, hash: u64, key: K, value: T) -> bool
+    where
+        K: PartialEq,
+    {
+        match self.push_greatest(hash, key, value) {
+            Ok(()) => true,
+            Err((key, value)) => self.insert_if_absent(hash, key, value),
+        }
+    }
+
+    /// Appends an entry whose hash (as kept) is greater than every entry's;
+    /// gives it back, changing nothing, if it is not.
+    fn push_greatest(&mut self, hash: u64, key: K, value: T) -> Result<(), (K, T)> {
+        let hash = kept(hash);
+        let mut last = self.last_index();
+        if let Some(i) = last {
+            let greatest = self.slots[i].as_ref().expect("the last entry").hash;
+            if hash <= greatest {
+                return Err((key, value));
+            }
+        }
+        if self.len >= self.max_len() {
+            self.grow();
+            last = self.last_index();
+        }
+        // Every slot from the greatest entry's home to it is taken, and the
+        // new home is at or after that home: so the entry goes to its home
+        // or right after the greatest, with no gap before it.
+        let at = self.home(hash.get()).max(last.map_or(0, |i| i + 1));
+        if at == self.slots.len() {
+            self.slots.push(None);
+            self.tags.push(EMPTY_TAG);
+        }
+        self.tags[at] = tag(hash.get());
+        self.slots[at] = Some(Slot { hash, key, value });
+        self.len += 1;
+        self.last = Some(at);
+        Ok(())
+    }
+
+    /// The position of the entry of the greatest hash: remembered, or found
+    /// from the end (once after each change other than a push).
+    fn last_index(&mut self) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        if self.last.is_none() {
+            let i = self.slots.iter().rposition(Option::is_some);
+            count_steps(self.slots.len() - i.unwrap_or(0));
+            self.last = i;
+        }
+        self.last
     }
 
     /// Removes and returns the entry of the key `eq` accepts.
@@ -322,6 +404,7 @@ impl<K, T> OrderedTable<K, T> {
         self.slots.iter_mut().for_each(|s| *s = None);
         self.tags.iter_mut().for_each(|t| *t = EMPTY_TAG);
         self.len = 0;
+        self.last = None;
     }
 
     /// Makes room for `additional` more entries without growing.
@@ -396,8 +479,10 @@ impl<K, T> OrderedTable<K, T> {
         // Counted as placed: a `retain` predicate that panics (and is
         // caught) leaves a smaller table, never a count above its entries.
         self.len = 0;
+        self.last = None;
         let mut next = 0;
         for s in entries {
+            count_steps(1);
             let at = self.home(s.hash.get()).max(next);
             if at == self.slots.len() {
                 self.slots.push(None);
@@ -407,6 +492,7 @@ impl<K, T> OrderedTable<K, T> {
             self.slots[at] = Some(s);
             next = at + 1;
             self.len += 1;
+            self.last = Some(at);
         }
     }
 
@@ -421,8 +507,10 @@ impl<K, T> OrderedTable<K, T> {
             self.slots.push(None);
             self.tags.push(EMPTY_TAG);
         }
+        count_steps(end - at + 1);
         self.slots[at..=end].rotate_right(1);
         self.tags[at..=end].rotate_right(1);
+        self.last = None;
         self.tags[at] = tag(slot.hash.get());
         self.slots[at] = Some(slot);
         self.len += 1;
@@ -434,11 +522,13 @@ impl<K, T> OrderedTable<K, T> {
         let removed = self.slots[at].take().expect("an entry");
         self.tags[at] = EMPTY_TAG;
         self.len -= 1;
+        self.last = None;
         let mut hole = at;
         while let Some(Some(s)) = self.slots.get(hole + 1) {
             if self.home(s.hash.get()) > hole {
                 break;
             }
+            count_steps(1);
             self.slots.swap(hole, hole + 1);
             self.tags.swap(hole, hole + 1);
             hole += 1;

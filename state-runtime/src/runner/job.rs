@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use super::error::{Instance, JobError, panic_message};
 use super::log::partition_count;
 use super::source::LogSource;
-use super::store::{JobCheckpoint, JobCheckpointStore};
-use crate::checkpoint::{Checkpoint, RestoreOptions, RestoreReport, SubtaskSnapshot};
+use super::store::{JobCheckpoint, JobCheckpointStore, PipelineOperator, SubtaskState};
+use crate::checkpoint::{RestoreOptions, RestoreReport};
 use crate::error::StateError;
 use crate::keyed::Keyed;
 use crate::keygroup::{KeyGroupAssigner, KeyGroupRange, MaxParallelism};
@@ -485,6 +485,7 @@ impl<P: KeyedProcessor> Job<P> {
                 rx,
                 out: out_tx.clone(),
                 coord: coord_tx.clone(),
+                store: Arc::clone(&self.store),
                 shared: Arc::clone(&shared),
                 sources: s,
                 restore_options: restore_options.clone(),
@@ -516,6 +517,7 @@ impl<P: KeyedProcessor> Job<P> {
                 router: Arc::clone(&router),
                 control: ctl_rx,
                 coord: coord_tx.clone(),
+                store: Arc::clone(&self.store),
                 shared: Arc::clone(&shared),
                 batch_size: self.batch_size,
             };
@@ -812,13 +814,13 @@ enum CoordMsg {
     SourceSnapshot {
         subtask: usize,
         id: u64,
-        snapshot: SubtaskSnapshot,
+        snapshot: SubtaskState,
         read: u64,
     },
     KeyedSnapshot {
         subtask: usize,
         id: u64,
-        snapshot: SubtaskSnapshot,
+        snapshot: SubtaskState,
         alignment: Duration,
         snapshot_time: Duration,
     },
@@ -877,6 +879,7 @@ struct SourceTask<E> {
     router: Arc<Router>,
     control: Receiver<Control>,
     coord: Sender<CoordMsg>,
+    store: Arc<dyn JobCheckpointStore>,
     shared: Arc<Shared>,
     batch_size: usize,
 }
@@ -994,7 +997,9 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
         if self.flush(st).is_err() {
             return Ok(Some(Err(Disconnected)));
         }
-        let snapshot = st.source.snapshot()?;
+        let snapshot =
+            self.store
+                .snapshot(id, PipelineOperator::Source, self.subtask, &st.source)?;
         let _ = self.coord.send(CoordMsg::SourceSnapshot {
             subtask: self.subtask,
             id,
@@ -1073,6 +1078,7 @@ struct KeyedTask<P: KeyedProcessor> {
     rx: Receiver<Msg<P::Event>>,
     out: Option<SyncSender<Vec<P::Output>>>,
     coord: Sender<CoordMsg>,
+    store: Arc<dyn JobCheckpointStore>,
     shared: Arc<Shared>,
     sources: usize,
     /// The job's assigner, and whether unknown states may be dropped.
@@ -1257,7 +1263,9 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                 }
                 let alignment = since.elapsed();
                 let t = Instant::now();
-                let snapshot = op.snapshot()?;
+                let snapshot =
+                    self.store
+                        .snapshot(id, PipelineOperator::Keyed, self.info.subtask, op)?;
                 let snapshot_time = t.elapsed();
                 let _ = self.coord.send(CoordMsg::KeyedSnapshot {
                     subtask: self.info.subtask,
@@ -1285,8 +1293,8 @@ impl<P: KeyedProcessor> KeyedTask<P> {
 /// Snapshots of one checkpoint, as they come in.
 struct Pending {
     started: Instant,
-    sources: Vec<Option<SubtaskSnapshot>>,
-    keyed: Vec<Option<SubtaskSnapshot>>,
+    sources: Vec<Option<SubtaskState>>,
+    keyed: Vec<Option<SubtaskState>>,
     read: u64,
     max_alignment: Duration,
     max_snapshot: Duration,
@@ -1426,6 +1434,12 @@ impl Coordinator {
         let id = self.next_id;
         self.next_id += 1;
         tracing::debug!(id, stop, "triggering checkpoint");
+        // The store prepares for the instances' snapshots before any is
+        // asked for.
+        if let Err(source) = self.store.begin(id) {
+            self.fail(source);
+            return id;
+        }
         self.pending.insert(
             id,
             Pending {
@@ -1475,19 +1489,13 @@ impl Coordinator {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
-        let stored = (|| {
-            let source = Checkpoint::from_subtasks(p.sources.into_iter().flatten().collect())?;
-            let keyed = Checkpoint::from_subtasks(p.keyed.into_iter().flatten().collect())?;
-            let cp = JobCheckpoint::new(
-                id,
-                source,
-                keyed,
-                self.assigner,
-                self.events_at_start + p.read,
-            );
-            self.store.store(&cp)?;
-            Ok::<_, StateError>(cp)
-        })();
+        let stored = self.store.complete(
+            id,
+            p.sources.into_iter().flatten().collect(),
+            p.keyed.into_iter().flatten().collect(),
+            self.assigner,
+            self.events_at_start + p.read,
+        );
         match stored {
             Ok(cp) => {
                 let stats = CheckpointStats {
@@ -1502,15 +1510,18 @@ impl Coordinator {
                 self.shared.last_checkpoint.store(id, Ordering::Relaxed);
                 self.checkpoints.push(stats);
             }
-            Err(source) => {
-                if self.failure.is_none() {
-                    self.failure = Some(JobError::Failed {
-                        instance: Instance::Coordinator,
-                        source,
-                    });
-                }
-                self.abort();
-            }
+            Err(source) => self.fail(source),
         }
+    }
+
+    /// Fails the job with an error of the coordinator's own.
+    fn fail(&mut self, source: StateError) {
+        if self.failure.is_none() {
+            self.failure = Some(JobError::Failed {
+                instance: Instance::Coordinator,
+                source,
+            });
+        }
+        self.abort();
     }
 }

@@ -109,5 +109,5 @@ pub use job::{
 };
 pub use store::{
     DurableCheckpointStore, JobCheckpoint, JobCheckpointStore, MemoryCheckpointStore,
-    OperatorCheckpoint,
+    OperatorCheckpoint, PipelineOperator, SubtaskState,
 };

@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::log::{FIRST_OFFSET, LogReader};
-use crate::checkpoint::{RestoredState, SnapshotWriter, SubtaskSnapshot};
+use crate::checkpoint::{RestoredState, SnapshotWriter};
 use crate::error::StateError;
 use crate::operator::{Checkpointed, StateDescriptor, StateMode};
 
@@ -177,10 +177,9 @@ impl<E: DeserializeOwned> Checkpointed for LogSource<E> {
         )]
     }
 
-    fn snapshot(&self) -> Result<SubtaskSnapshot, StateError> {
-        let mut w = SnapshotWriter::new();
+    fn write_snapshot(&self, w: &mut SnapshotWriter<'_>) -> Result<(), StateError> {
         w.split(OFFSETS_STATE, &self.offsets)?;
-        Ok(w.finish())
+        Ok(())
     }
 
     fn restore(&mut self, state: &mut RestoredState<'_>) -> Result<(), StateError> {

@@ -18,9 +18,12 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::checkpoint::durable::{
-    StoredCheckpoint, StoredOperator, referenced_files, write_checkpoint,
+    StoredCheckpoint, StoredOperator, SubtaskFile, commit_checkpoint, referenced_files,
+    write_subtask, write_subtask_snapshot,
 };
-use crate::checkpoint::{Checkpoint, RestoreOptions, RestoreReport, SnapshotWriter};
+use crate::checkpoint::{
+    Checkpoint, RestoreOptions, RestoreReport, SnapshotWriter, SubtaskSnapshot,
+};
 use crate::error::StateError;
 use crate::keygroup::KeyGroupAssigner;
 use crate::operator::Checkpointed;
@@ -234,17 +237,97 @@ impl JobCheckpoint {
     }
 }
 
+/// The two operators of the runner's pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineOperator {
+    /// The source instances (their `(partition, offset)` split state).
+    Source,
+    /// The keyed operator's instances.
+    Keyed,
+}
+
+/// One instance's snapshot for a checkpoint, as the store took it
+/// ([`JobCheckpointStore::snapshot`]).
+#[derive(Debug, Clone)]
+pub enum SubtaskState {
+    /// Held in memory.
+    InMemory(SubtaskSnapshot),
+    /// Streamed into a data file of the checkpoint, durable, not yet
+    /// committed.
+    Written(SubtaskFile),
+}
+
 /// Where completed job checkpoints are kept.
 ///
-/// `store` is called from the job's coordinator thread once checkpoint `id`
-/// is complete; it must make the checkpoint visible to `latest` atomically
-/// (all of it or nothing). An error fails the job.
+/// For each checkpoint the runner calls [`begin`](Self::begin) on its
+/// coordinator thread, [`snapshot`](Self::snapshot) on every instance's
+/// thread once the instance reaches the checkpoint, and
+/// [`complete`](Self::complete) on the coordinator thread once every
+/// instance has. `complete` must make the checkpoint visible to
+/// [`latest`](Self::latest) atomically (all of it or nothing). An error
+/// fails the job. The defaults keep snapshots in memory and hand the whole
+/// checkpoint to [`store`](Self::store); a durable store streams each
+/// instance's state to storage instead (see [`DurableCheckpointStore`]).
 pub trait JobCheckpointStore: Send + Sync {
     /// Keeps `checkpoint`; afterwards it is the latest one.
     fn store(&self, checkpoint: &JobCheckpoint) -> Result<(), StateError>;
 
     /// The most recently stored checkpoint, if any.
     fn latest(&self) -> Result<Option<JobCheckpoint>, StateError>;
+
+    /// Prepares checkpoint `id`, before any instance snapshots for it. The
+    /// default does nothing.
+    fn begin(&self, id: u64) -> Result<(), StateError> {
+        let _ = id;
+        Ok(())
+    }
+
+    /// Takes the snapshot of `state`, instance `subtask` of `operator`, for
+    /// checkpoint `id`. The default takes it in memory.
+    fn snapshot(
+        &self,
+        id: u64,
+        operator: PipelineOperator,
+        subtask: usize,
+        state: &dyn Checkpointed,
+    ) -> Result<SubtaskState, StateError> {
+        let _ = (id, operator, subtask);
+        state.snapshot().map(SubtaskState::InMemory)
+    }
+
+    /// Completes checkpoint `id` from every instance's snapshot (in subtask
+    /// order) and returns it. The default gathers in-memory snapshots into a
+    /// [`JobCheckpoint`] and [`store`](Self::store)s it.
+    fn complete(
+        &self,
+        id: u64,
+        sources: Vec<SubtaskState>,
+        keyed: Vec<SubtaskState>,
+        assigner: KeyGroupAssigner,
+        events: u64,
+    ) -> Result<JobCheckpoint, StateError> {
+        let in_memory = |states: Vec<SubtaskState>| -> Result<Checkpoint, StateError> {
+            let snapshots = states
+                .into_iter()
+                .map(|s| match s {
+                    SubtaskState::InMemory(snap) => Ok(snap),
+                    SubtaskState::Written(file) => Err(StateError::InvalidOperators {
+                        reason: format!(
+                            "this store keeps checkpoints in memory, but the snapshot of subtask {} of `{}` was written to file {}",
+                            file.subtask(),
+                            file.operator(),
+                            file.name()
+                        ),
+                    }),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Checkpoint::from_subtasks(snapshots)
+        };
+        let checkpoint =
+            JobCheckpoint::new(id, in_memory(sources)?, in_memory(keyed)?, assigner, events);
+        self.store(&checkpoint)?;
+        Ok(checkpoint)
+    }
 }
 
 impl<S: JobCheckpointStore + ?Sized> JobCheckpointStore for Arc<S> {
@@ -254,6 +337,31 @@ impl<S: JobCheckpointStore + ?Sized> JobCheckpointStore for Arc<S> {
 
     fn latest(&self) -> Result<Option<JobCheckpoint>, StateError> {
         (**self).latest()
+    }
+
+    fn begin(&self, id: u64) -> Result<(), StateError> {
+        (**self).begin(id)
+    }
+
+    fn snapshot(
+        &self,
+        id: u64,
+        operator: PipelineOperator,
+        subtask: usize,
+        state: &dyn Checkpointed,
+    ) -> Result<SubtaskState, StateError> {
+        (**self).snapshot(id, operator, subtask, state)
+    }
+
+    fn complete(
+        &self,
+        id: u64,
+        sources: Vec<SubtaskState>,
+        keyed: Vec<SubtaskState>,
+        assigner: KeyGroupAssigner,
+        events: u64,
+    ) -> Result<JobCheckpoint, StateError> {
+        (**self).complete(id, sources, keyed, assigner, events)
     }
 }
 
@@ -416,30 +524,166 @@ impl DurableCheckpointStore {
     }
 }
 
-impl JobCheckpointStore for DurableCheckpointStore {
-    fn store(&self, checkpoint: &JobCheckpoint) -> Result<(), StateError> {
-        let fields = JobFields {
-            assigner: checkpoint.assigner,
-            events: checkpoint.events,
+/// The operators of a job checkpoint in storage, in manifest order.
+const OPERATORS: [&str; 3] = [SOURCE_OPERATOR, KEYED_OPERATOR, JOB_OPERATOR];
+
+impl DurableCheckpointStore {
+    fn operator_index(operator: PipelineOperator) -> usize {
+        match operator {
+            PipelineOperator::Source => 0,
+            PipelineOperator::Keyed => 1,
+        }
+    }
+
+    /// The data files of `operator`'s instances for checkpoint `id`: those
+    /// they wrote, and the in-memory snapshots written now.
+    fn files(
+        &self,
+        id: u64,
+        operator: PipelineOperator,
+        states: Vec<SubtaskState>,
+    ) -> Result<Vec<SubtaskFile>, StateError> {
+        let index = Self::operator_index(operator);
+        let write = |subtask, snap: &SubtaskSnapshot| {
+            write_subtask_snapshot(&*self.storage, id, index, OPERATORS[index], subtask, snap)
         };
-        let mut w = SnapshotWriter::new();
-        w.broadcast("fields", &fields)?;
-        let job = Checkpoint::from_subtasks(vec![w.finish()])?.with_checkpoint_id(checkpoint.id);
-        // The runner hands over checkpoints held in memory: write them as
-        // they are, without a copy.
-        let source = checkpoint.source.as_checkpoint()?;
-        let keyed = checkpoint.keyed.as_checkpoint()?;
-        write_checkpoint(
-            &*self.storage,
-            checkpoint.id,
-            &[
-                (SOURCE_OPERATOR, &*source),
-                (KEYED_OPERATOR, &*keyed),
-                (JOB_OPERATOR, &job),
-            ],
-        )?;
-        self.storage.retain_last(self.retain, &referenced_files)?;
-        Ok(())
+        states
+            .into_iter()
+            .enumerate()
+            .map(|(subtask, state)| match state {
+                SubtaskState::Written(file) => Ok(file),
+                SubtaskState::InMemory(snap) => write(subtask, &snap),
+            })
+            .collect()
+    }
+
+    /// Completes begun checkpoint `id`: the sources' and keyed instances'
+    /// data files (which `files` writes or hands over), the job's own
+    /// fields, then the manifest; then applies retention. Aborts the
+    /// checkpoint on an error.
+    fn commit(
+        &self,
+        id: u64,
+        files: impl FnOnce() -> Result<(Vec<SubtaskFile>, Vec<SubtaskFile>), StateError>,
+        assigner: KeyGroupAssigner,
+        events: u64,
+    ) -> Result<JobCheckpoint, StateError> {
+        let storage = &*self.storage;
+        let committed = (|| {
+            let (sources, keyed) = files()?;
+            let job = JobFieldsHolder(Some(JobFields { assigner, events }));
+            let job = write_subtask(storage, id, 2, JOB_OPERATOR, 0, &job)?;
+            commit_checkpoint(
+                storage,
+                id,
+                &[
+                    (SOURCE_OPERATOR, &sources),
+                    (KEYED_OPERATOR, &keyed),
+                    (JOB_OPERATOR, std::slice::from_ref(&job)),
+                ],
+            )?;
+            let operator = |name: &str, files: &[SubtaskFile]| {
+                OperatorCheckpoint(Backing::Stored {
+                    storage: Arc::clone(&self.storage),
+                    checkpoint_id: id,
+                    operator: name.to_owned(),
+                    parallelism: files.len(),
+                    data_bytes: files.iter().map(SubtaskFile::payload_len).sum(),
+                })
+            };
+            Ok(JobCheckpoint {
+                id,
+                source: operator(SOURCE_OPERATOR, &sources),
+                keyed: operator(KEYED_OPERATOR, &keyed),
+                assigner,
+                events,
+            })
+        })();
+        match committed {
+            Ok(checkpoint) => {
+                self.storage.retain_last(self.retain, &referenced_files)?;
+                Ok(checkpoint)
+            }
+            Err(e) => {
+                if let Err(abort) = self.storage.abort(id) {
+                    tracing::warn!(id, error = %abort, "could not clean up a failed checkpoint");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl JobCheckpointStore for DurableCheckpointStore {
+    /// Writes a checkpoint held in memory (its snapshots as they are).
+    fn store(&self, checkpoint: &JobCheckpoint) -> Result<(), StateError> {
+        let id = checkpoint.id;
+        // Written as they are, without a copy.
+        let (source, keyed) = (
+            checkpoint.source.as_checkpoint()?,
+            checkpoint.keyed.as_checkpoint()?,
+        );
+        let write = |operator: PipelineOperator, c: &Checkpoint| {
+            let index = Self::operator_index(operator);
+            c.subtasks()
+                .iter()
+                .enumerate()
+                .map(|(subtask, snap)| {
+                    write_subtask_snapshot(
+                        &*self.storage,
+                        id,
+                        index,
+                        OPERATORS[index],
+                        subtask,
+                        snap,
+                    )
+                })
+                .collect::<Result<Vec<_>, StateError>>()
+        };
+        self.storage.begin(id)?;
+        let files = || {
+            Ok((
+                write(PipelineOperator::Source, &source)?,
+                write(PipelineOperator::Keyed, &keyed)?,
+            ))
+        };
+        self.commit(id, files, checkpoint.assigner, checkpoint.events)
+            .map(|_| ())
+    }
+
+    fn begin(&self, id: u64) -> Result<(), StateError> {
+        self.storage.begin(id)
+    }
+
+    /// Streams the instance's state into its data file: the snapshot never
+    /// exists in memory as a whole.
+    fn snapshot(
+        &self,
+        id: u64,
+        operator: PipelineOperator,
+        subtask: usize,
+        state: &dyn Checkpointed,
+    ) -> Result<SubtaskState, StateError> {
+        let index = Self::operator_index(operator);
+        write_subtask(&*self.storage, id, index, OPERATORS[index], subtask, state)
+            .map(SubtaskState::Written)
+    }
+
+    fn complete(
+        &self,
+        id: u64,
+        sources: Vec<SubtaskState>,
+        keyed: Vec<SubtaskState>,
+        assigner: KeyGroupAssigner,
+        events: u64,
+    ) -> Result<JobCheckpoint, StateError> {
+        let files = || {
+            Ok((
+                self.files(id, PipelineOperator::Source, sources)?,
+                self.files(id, PipelineOperator::Keyed, keyed)?,
+            ))
+        };
+        self.commit(id, files, assigner, events)
     }
 
     fn latest(&self) -> Result<Option<JobCheckpoint>, StateError> {
@@ -487,12 +731,11 @@ impl Checkpointed for JobFieldsHolder {
         )]
     }
 
-    fn snapshot(&self) -> Result<crate::checkpoint::SubtaskSnapshot, StateError> {
-        let mut w = SnapshotWriter::new();
+    fn write_snapshot(&self, w: &mut SnapshotWriter<'_>) -> Result<(), StateError> {
         if let Some(f) = &self.0 {
             w.broadcast("fields", f)?;
         }
-        Ok(w.finish())
+        Ok(())
     }
 
     fn restore(

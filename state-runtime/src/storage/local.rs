@@ -6,8 +6,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::{
-    CheckpointStorage, FolderListing, MANIFEST_NAME, MANIFEST_TMP_NAME, Pending, ReadCounter,
-    ReadStats, ReferencedFiles, RetentionReport, check_increasing, check_range,
+    CheckpointStorage, FileSink, FolderListing, MANIFEST_NAME, MANIFEST_TMP_NAME, Pending,
+    ReadCounter, ReadStats, ReferencedFiles, RetentionReport, check_increasing, check_range,
     checkpoint_folder_name, parse_checkpoint_folder_name, plan_retention, validate_file_name,
 };
 use crate::error::StateError;
@@ -56,6 +56,22 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let mut file = File::create(path).map_err(io_err(path))?;
     file.write_all(bytes).map_err(io_err(path))?;
     file.sync_all().map_err(io_err(path))
+}
+
+/// A data file written in pieces, fsynced when finished.
+struct LocalFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl FileSink for LocalFile {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        self.file.write_all(bytes).map_err(io_err(&self.path))
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), StateError> {
+        self.file.sync_all().map_err(io_err(&self.path))
+    }
 }
 
 impl LocalStorage {
@@ -202,6 +218,17 @@ impl CheckpointStorage for LocalStorage {
         self.pending.check(checkpoint_id, &self.location())?;
         let path = self.file_path(checkpoint_id, name)?;
         write_synced(&path, bytes)
+    }
+
+    fn create_file<'s>(
+        &'s self,
+        checkpoint_id: u64,
+        name: &str,
+    ) -> Result<Box<dyn FileSink + 's>, StateError> {
+        self.pending.check(checkpoint_id, &self.location())?;
+        let path = self.file_path(checkpoint_id, name)?;
+        let file = File::create(&path).map_err(io_err(&path))?;
+        Ok(Box::new(LocalFile { file, path }))
     }
 
     fn commit(&self, checkpoint_id: u64, manifest: &[u8]) -> Result<(), StateError> {

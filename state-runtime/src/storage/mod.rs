@@ -278,6 +278,26 @@ pub trait CheckpointStorage: Send + Sync + fmt::Debug {
     /// but not visible until [`commit`](Self::commit).
     fn write_file(&self, checkpoint_id: u64, name: &str, bytes: &[u8]) -> Result<(), StateError>;
 
+    /// Starts data file `name` of a begun checkpoint, to be written in
+    /// pieces: what a snapshot streamed through a bounded buffer needs. The
+    /// file is durable once [`FileSink::finish`] returns, and not visible
+    /// until [`commit`](Self::commit). The default keeps the bytes in memory
+    /// and hands them to [`write_file`](Self::write_file) when finished; the
+    /// local and object-store backends stream them.
+    fn create_file<'s>(
+        &'s self,
+        checkpoint_id: u64,
+        name: &str,
+    ) -> Result<Box<dyn FileSink + 's>, StateError> {
+        validate_file_name(name)?;
+        Ok(Box::new(BufferedFile {
+            storage: self,
+            checkpoint_id,
+            name: name.to_owned(),
+            bytes: Vec::new(),
+        }))
+    }
+
     /// Writes the manifest of a begun checkpoint: the atomic commit point.
     /// Afterwards the checkpoint is complete and listed.
     fn commit(&self, checkpoint_id: u64, manifest: &[u8]) -> Result<(), StateError>;
@@ -361,6 +381,55 @@ pub trait CheckpointStorage: Send + Sync + fmt::Debug {
             }
         }
         written
+    }
+}
+
+/// A data file being written ([`CheckpointStorage::create_file`]): bytes
+/// appended in order, durable once [`finish`](FileSink::finish) returns. A
+/// sink dropped unfinished leaves an incomplete file, which only an aborted
+/// or never committed checkpoint may hold.
+///
+/// ```
+/// use state_runtime::storage::{CheckpointStorage, LocalStorage};
+///
+/// let dir = tempfile::tempdir()?;
+/// let storage = LocalStorage::open(dir.path())?;
+/// storage.begin(1)?;
+/// let mut file = storage.create_file(1, "big.bin")?;
+/// for chunk in [&b"abc"[..], b"def"] {
+///     file.write(chunk)?;
+/// }
+/// file.finish()?;
+/// storage.commit(1, b"manifest")?;
+/// assert_eq!(storage.read_file(1, "big.bin")?, b"abcdef");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait FileSink {
+    /// Appends `bytes` to the file.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StateError>;
+
+    /// Completes the file and makes it durable.
+    fn finish(self: Box<Self>) -> Result<(), StateError>;
+}
+
+/// [`CheckpointStorage::create_file`]'s default: the whole file in memory,
+/// written with [`CheckpointStorage::write_file`] when finished.
+struct BufferedFile<'s, S: ?Sized> {
+    storage: &'s S,
+    checkpoint_id: u64,
+    name: String,
+    bytes: Vec<u8>,
+}
+
+impl<S: CheckpointStorage + ?Sized> FileSink for BufferedFile<'_, S> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), StateError> {
+        self.storage
+            .write_file(self.checkpoint_id, &self.name, &self.bytes)
     }
 }
 

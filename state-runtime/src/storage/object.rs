@@ -10,10 +10,10 @@ use std::sync::Arc;
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use super::{
-    CheckpointStorage, FolderListing, MANIFEST_NAME, Pending, ReadCounter, ReadStats,
+    CheckpointStorage, FileSink, FolderListing, MANIFEST_NAME, Pending, ReadCounter, ReadStats,
     ReferencedFiles, RetentionReport, check_increasing, check_range, checkpoint_folder_name,
     parse_checkpoint_folder_name, plan_retention, validate_file_name,
 };
@@ -324,6 +324,90 @@ impl ObjectStorage {
     }
 }
 
+/// Size of each part of a multipart upload (S3 wants at least 5 MiB for
+/// every part but the last).
+const PART_BYTES: usize = 8 << 20;
+
+/// Multipart uploads of one file in flight at once: with the part being
+/// filled, at most three parts of memory.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// A data file written in pieces: one put if it stays under a part, else a
+/// multipart upload of [`PART_BYTES`] parts, [`PARTS_IN_FLIGHT`] at a time.
+struct ObjectFile<'s> {
+    storage: &'s ObjectStorage,
+    path: Path,
+    /// Bytes not yet handed to the upload.
+    buffer: Vec<u8>,
+    upload: Option<WriteMultipart>,
+}
+
+impl ObjectFile<'_> {
+    fn error(&self, operation: &'static str) -> impl FnOnce(object_store::Error) -> StateError {
+        storage_err(operation, self.storage.display(&self.path))
+    }
+}
+
+impl FileSink for ObjectFile<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() < PART_BYTES {
+            return Ok(());
+        }
+        let storage = self.storage;
+        if self.upload.is_none() {
+            let upload = storage
+                .block_on("put multipart", storage.store.put_multipart(&self.path))?
+                .map_err(self.error("start multipart upload"))?;
+            self.upload = Some(WriteMultipart::new_with_chunk_size(upload, PART_BYTES));
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let upload = self.upload.as_mut().expect("started above");
+        let written = storage.block_on("put part", async {
+            upload.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+            upload.write(&buffer);
+            Ok(())
+        })?;
+        self.buffer = buffer;
+        self.buffer.clear();
+        written.map_err(self.error("upload part"))
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), StateError> {
+        let storage = self.storage;
+        let buffer = std::mem::take(&mut self.buffer);
+        match self.upload.take() {
+            None => {
+                let payload = PutPayload::from(buffer);
+                storage
+                    .block_on("put", storage.store.put(&self.path, payload))?
+                    .map_err(self.error("put"))?;
+            }
+            Some(mut upload) => {
+                storage
+                    .block_on("complete multipart upload", async move {
+                        upload.write(&buffer);
+                        upload.finish().await
+                    })?
+                    .map_err(self.error("complete multipart upload"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ObjectFile<'_> {
+    /// An unfinished multipart upload is aborted (best effort), so that its
+    /// parts do not linger in the bucket.
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            let _ = self
+                .storage
+                .block_on("abort multipart upload", upload.abort());
+        }
+    }
+}
+
 impl CheckpointStorage for ObjectStorage {
     fn location(&self) -> String {
         self.url.clone()
@@ -346,6 +430,21 @@ impl CheckpointStorage for ObjectStorage {
         self.block_on("put", self.store.put(&path, payload))?
             .map_err(storage_err("put", self.display(&path)))?;
         Ok(())
+    }
+
+    fn create_file<'s>(
+        &'s self,
+        checkpoint_id: u64,
+        name: &str,
+    ) -> Result<Box<dyn FileSink + 's>, StateError> {
+        self.pending.check(checkpoint_id, &self.location())?;
+        validate_file_name(name)?;
+        Ok(Box::new(ObjectFile {
+            storage: self,
+            path: self.object_path(checkpoint_id, name),
+            buffer: Vec::new(),
+            upload: None,
+        }))
     }
 
     fn commit(&self, checkpoint_id: u64, manifest: &[u8]) -> Result<(), StateError> {

@@ -68,6 +68,7 @@
 //! ```
 
 mod format;
+mod write;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -75,7 +76,13 @@ use std::collections::HashSet;
 use std::ops::Range;
 
 pub use format::{DATA_HEADER_LEN, DATA_MAGIC, FORMAT_VERSION, MANIFEST_MAGIC};
-use format::{Manifest, OperatorManifest, SubtaskManifest};
+use format::{Manifest, OperatorManifest};
+#[cfg(test)]
+use write::data_file_name;
+pub use write::{
+    SubtaskFile, WriteReport, WrittenFile, commit_checkpoint, write_checkpoint,
+    write_checkpoint_at, write_subtask, write_subtask_snapshot,
+};
 
 use super::restore::{self, StateBytes};
 use super::{
@@ -90,252 +97,6 @@ use crate::repartition::operator::{StateShape, plan_subtask};
 use crate::storage::{
     CheckpointStorage, FileRef, MANIFEST_NAME, checkpoint_folder_name, validate_file_name,
 };
-
-/// One file written by [`write_checkpoint`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WrittenFile {
-    /// The operator.
-    pub operator: String,
-    /// The subtask.
-    pub subtask: usize,
-    /// The file's name in the checkpoint's folder.
-    pub name: String,
-    /// The file's length (16-byte header included).
-    pub len: u64,
-}
-
-/// What [`write_checkpoint`] wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct WriteReport {
-    /// The checkpoint id.
-    pub checkpoint_id: u64,
-    /// The data files, operator by operator, subtask by subtask.
-    pub files: Vec<WrittenFile>,
-    /// State bytes (the data files' payloads, headers excluded).
-    pub payload_bytes: u64,
-    /// The manifest's length.
-    pub manifest_bytes: u64,
-}
-
-/// Writes a job checkpoint (several operators) as format v1 and commits it
-/// atomically: one data file per operator and subtask, then the manifest.
-/// The manifest records the current time; see [`write_checkpoint_at`] to
-/// choose it.
-///
-/// Each operator is named by a non-empty string, unique in the checkpoint;
-/// the checkpoint ids inside the [`Checkpoint`]s are ignored
-/// (`checkpoint_id` is the job checkpoint's). On an error nothing becomes
-/// visible (the attempt is aborted).
-///
-/// See the [module documentation](self) for an example.
-pub fn write_checkpoint(
-    storage: &dyn CheckpointStorage,
-    checkpoint_id: u64,
-    operators: &[(&str, &Checkpoint)],
-) -> Result<WriteReport, StateError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    write_checkpoint_at(storage, checkpoint_id, operators, now)
-}
-
-/// [`write_checkpoint`] with the creation time (milliseconds since the Unix
-/// epoch) given: the same checkpoints and time give byte-identical files,
-/// manifest included. Data files never depend on the time.
-///
-/// ```
-/// use state_runtime::checkpoint::durable::write_checkpoint_at;
-/// use state_runtime::prelude::*;
-/// use state_runtime::storage::{CheckpointStorage, LocalStorage};
-///
-/// #[derive(Checkpointed, Default)]
-/// struct Op {
-///     #[state(union)]
-///     seen: Vec<String>,
-/// }
-///
-/// let cp = Checkpoint::from_subtasks(vec![Op { seen: vec!["a".into()] }.snapshot()?])?;
-/// let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
-/// let (s1, s2) = (LocalStorage::open(d1.path())?, LocalStorage::open(d2.path())?);
-/// let report = write_checkpoint_at(&s1, 5, &[("op", &cp)], 1_700_000_000_000)?;
-/// write_checkpoint_at(&s2, 5, &[("op", &cp)], 1_700_000_000_000)?;
-/// assert_eq!(s1.read_manifest(5)?, s2.read_manifest(5)?);
-/// let file = &report.files[0].name;
-/// assert_eq!(s1.read_file(5, file)?, s2.read_file(5, file)?);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn write_checkpoint_at(
-    storage: &dyn CheckpointStorage,
-    checkpoint_id: u64,
-    operators: &[(&str, &Checkpoint)],
-    created_unix_ms: u64,
-) -> Result<WriteReport, StateError> {
-    let invalid = |reason: String| StateError::InvalidOperators { reason };
-    let mut names = HashSet::new();
-    for (name, _) in operators {
-        if name.is_empty() {
-            return Err(invalid("an operator name is empty".into()));
-        }
-        if !names.insert(*name) {
-            return Err(invalid(format!("operator `{name}` is given twice")));
-        }
-    }
-    // Plan every file and the manifest before writing anything.
-    let mut manifest = Manifest {
-        checkpoint_id,
-        created_unix_ms,
-        operators: Vec::with_capacity(operators.len()),
-    };
-    let mut report = WriteReport {
-        checkpoint_id,
-        files: Vec::new(),
-        payload_bytes: 0,
-        manifest_bytes: 0,
-    };
-    let mut payloads: Vec<&[u8]> = Vec::new();
-    for (index, (name, cp)) in operators.iter().enumerate() {
-        check_u32(name.len(), "an operator name's length")?;
-        check_u32(cp.parallelism(), "a parallelism")?;
-        let first = &cp.subtasks()[0];
-        let states = first
-            .states()
-            .iter()
-            .map(|s| (s.name.clone(), s.mode, s.item_type.clone()))
-            .collect::<Vec<_>>();
-        let keyed = first.keyed();
-        let keyed_states: Vec<(String, String)> = keyed
-            .map(|k| {
-                k.states()
-                    .iter()
-                    .map(|s| (s.name.clone(), s.state_type.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        check_u32(states.len(), "a number of states")?;
-        check_u32(keyed_states.len(), "a number of keyed states")?;
-        for (n, _, t) in &states {
-            check_u32(n.len().max(t.len()), "a state name's length")?;
-        }
-        for (n, t) in &keyed_states {
-            check_u32(n.len().max(t.len()), "a keyed state name's length")?;
-        }
-        let mut subtasks = Vec::with_capacity(cp.parallelism());
-        for (subtask, snap) in cp.subtasks().iter().enumerate() {
-            let file = data_file_name(index, name, subtask);
-            let data = snap.data();
-            let mut regions = Vec::new();
-            collect_regions(snap.states(), snap.keyed(), &mut regions);
-            check_tiling(&mut regions, data.len() as u64).map_err(|reason| {
-                StateError::CorruptSnapshot {
-                    state: format!("<operator `{name}`>"),
-                    subtask,
-                    message: reason,
-                }
-            })?;
-            let items = snap
-                .states()
-                .iter()
-                .map(|meta| {
-                    let crcs = (0..meta.len())
-                        .map(|i| {
-                            let r = meta.item_range(i).expect("item in range");
-                            crc32c::crc32c(&data[r.start as usize..r.end as usize])
-                        })
-                        .collect();
-                    (meta.bounds.clone(), crcs)
-                })
-                .collect();
-            let keyed = snap.keyed().map(|k| {
-                let crcs = k
-                    .key_groups()
-                    .iter()
-                    .map(|kg| {
-                        let r = k.key_group_range(kg).expect("owned key group");
-                        crc32c::crc32c(&data[r.start as usize..r.end as usize])
-                    })
-                    .collect();
-                (k.key_groups(), k.bounds().to_vec(), crcs)
-            });
-            let len = DATA_HEADER_LEN + data.len() as u64;
-            report.files.push(WrittenFile {
-                operator: (*name).to_owned(),
-                subtask,
-                name: file.clone(),
-                len,
-            });
-            report.payload_bytes += data.len() as u64;
-            payloads.push(data);
-            subtasks.push(SubtaskManifest {
-                file,
-                file_len: len,
-                payload_crc: crc32c::crc32c(data),
-                items,
-                keyed,
-            });
-        }
-        manifest.operators.push(OperatorManifest {
-            name: (*name).to_owned(),
-            assigner: keyed.map(|k| k.assigner()),
-            states,
-            keyed_states,
-            subtasks,
-        });
-    }
-    let manifest = manifest.encode();
-    report.manifest_bytes = manifest.len() as u64;
-
-    storage.begin(checkpoint_id)?;
-    let written = report
-        .files
-        .iter()
-        .zip(&payloads)
-        .try_for_each(|(file, payload)| {
-            let mut bytes = Vec::with_capacity(file.len as usize);
-            bytes.extend_from_slice(&format::data_header());
-            bytes.extend_from_slice(payload);
-            storage.write_file(checkpoint_id, &file.name, &bytes)
-        })
-        .and_then(|()| storage.commit(checkpoint_id, &manifest));
-    if written.is_err() {
-        if let Err(e) = storage.abort(checkpoint_id) {
-            tracing::warn!(checkpoint_id, error = %e, "could not clean up a failed checkpoint");
-        }
-    }
-    written?;
-    tracing::debug!(
-        checkpoint_id,
-        files = report.files.len(),
-        payload_bytes = report.payload_bytes,
-        "job checkpoint written"
-    );
-    Ok(report)
-}
-
-fn check_u32(v: usize, what: &str) -> Result<(), StateError> {
-    u32::try_from(v)
-        .map(|_| ())
-        .map_err(|_| StateError::InvalidOperators {
-            reason: format!("{what} ({v}) does not fit the format's 32-bit field"),
-        })
-}
-
-/// `<operator index>.<operator name, sanitized>.<subtask>.data`: the index
-/// makes it unique, the name makes it readable.
-fn data_file_name(index: usize, name: &str, subtask: usize) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    format!("{index}.{clean}.{subtask}.data")
-}
 
 /// The files of the job checkpoint whose manifest is `manifest`: the
 /// callback [`CheckpointStorage::retain_last`] wants.
