@@ -488,8 +488,11 @@ pub mod derive_support {
         pub as_dyn: fn(&T) -> &dyn KeyedState,
         /// Names and binds it.
         pub bind: fn(&mut T, &str, KeyGroupAssigner, KeyGroupRange) -> Result<(), StateError>,
-        /// Reads it back: a fresh, bound `T` with the owned key groups.
-        pub read: fn(&mut RestoredState<'_>, &str) -> Result<T, StateError>,
+        /// A fresh, unbound `T` to restore into.
+        pub new: fn() -> T,
+        /// The field as a restore fills it
+        /// ([`RestoredState::keyed_states`]).
+        pub as_dyn_mut: fn(&mut T) -> &mut dyn KeyedState,
     }
 
     /// The operations on a `keyed` field of type `T`.
@@ -503,7 +506,8 @@ pub mod derive_support {
                 t.set_state_name(name);
                 t.bind(assigner, range)
             },
-            read: |r, name| r.keyed(name),
+            new: T::default,
+            as_dyn_mut: |t| t,
         }
     }
 

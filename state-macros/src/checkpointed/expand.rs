@@ -26,9 +26,19 @@ struct StateCode {
     /// The where-clause predicate the generated code needs when the field's
     /// type mentions a type parameter.
     bound: TokenStream,
-    /// For keyed fields: the `(name, &dyn KeyedState)` pair the writer takes,
-    /// and the statement binding the field.
-    keyed: Option<(TokenStream, TokenStream)>,
+    /// For keyed fields, what the keyed states' shared code needs.
+    keyed: Option<KeyedCode>,
+}
+
+/// What a keyed state adds to the code all keyed states share.
+struct KeyedCode {
+    /// Its `(name, &dyn KeyedState)` pair in the writer's list.
+    write: TokenStream,
+    /// The statement binding the field.
+    bind: TokenStream,
+    /// Its `(name, &mut dyn KeyedState)` pair (the local) in the restore's
+    /// list.
+    restore: TokenStream,
 }
 
 fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream) -> StateCode {
@@ -78,13 +88,15 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
                 descriptor: quote!((#ops.descriptor)(#name)),
                 // Keyed states are written together, key group by key group.
                 write: quote!(),
-                read: quote!(let #local = (#ops.read)(__state, #name)?;),
+                // Filled with the other keyed states, in one pass.
+                read: quote!(let mut #local = (#ops.new)();),
                 assign: quote!(self.#ident = #local;),
                 bound: quote_spanned!(span=> #ty: #p::KeyedState + #p::core::default::Default),
-                keyed: Some((
-                    quote!((#name, (#ops.as_dyn)(&self.#ident))),
-                    quote!((#ops.bind)(&mut self.#ident, #name, __assigner, __range)?;),
-                )),
+                keyed: Some(KeyedCode {
+                    write: quote!((#name, (#ops.as_dyn)(&self.#ident))),
+                    bind: quote!((#ops.bind)(&mut self.#ident, #name, __assigner, __range)?;),
+                    restore: quote!((#name, (#ops.as_dyn_mut)(&mut #local))),
+                }),
             }
         }
     }
@@ -107,6 +119,7 @@ pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
     let mut assigns = Vec::new();
     let mut keyed_entries = Vec::new();
     let mut keyed_binds = Vec::new();
+    let mut keyed_restores = Vec::new();
     for (index, (field, mode)) in c
         .fields
         .iter()
@@ -123,9 +136,10 @@ pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
         }
         descriptors.push(code.descriptor);
         writes.push(code.write);
-        if let Some((entry, bind)) = code.keyed {
-            keyed_entries.push(entry);
-            keyed_binds.push(bind);
+        if let Some(keyed) = code.keyed {
+            keyed_entries.push(keyed.write);
+            keyed_binds.push(keyed.bind);
+            keyed_restores.push(keyed.restore);
         }
         reads.push(code.read);
         assigns.push(code.assign);
@@ -139,6 +153,11 @@ pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
     let write_keyed = (!keyed_entries.is_empty()).then(|| {
         quote! {
             __writer.keyed(&[#(#keyed_entries),*])?;
+        }
+    });
+    let restore_keyed = (!keyed_restores.is_empty()).then(|| {
+        quote! {
+            #p::RestoredState::keyed_states(__state, &mut [#(#keyed_restores),*])?;
         }
     });
     let bind_keyed = (!keyed_binds.is_empty()).then(|| {
@@ -179,6 +198,7 @@ pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
             ) -> #p::core::result::Result<(), #p::StateError> {
                 // Decode everything first: on error the operator is untouched.
                 #(#reads)*
+                #restore_keyed
                 #(#assigns)*
                 #on_restore
                 #p::core::result::Result::Ok(())

@@ -17,9 +17,15 @@ use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
 use crate::operator::{Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode};
 use crate::repartition::operator::{ItemRun, StateShape, plan_subtask};
 
-/// Where the bytes of a checkpoint's items come from: memory today, files
-/// (serving exact byte ranges lazily) later.
-pub(crate) trait StateBytes {
+/// Where the bytes of a checkpoint's items come from: memory, or files
+/// serving exact byte ranges lazily. Shared with a read-ahead thread.
+pub(crate) trait StateBytes: Sync {
+    /// Whether reads cost I/O, so that reading ahead on another thread
+    /// pays.
+    fn reads_io(&self) -> bool {
+        true
+    }
+
     /// The bytes `range` of old subtask `old_subtask`'s data, read for state
     /// `state` (named in errors).
     fn read(
@@ -28,9 +34,28 @@ pub(crate) trait StateBytes {
         old_subtask: usize,
         range: Range<u64>,
     ) -> Result<Cow<'_, [u8]>, StateError>;
+
+    /// [`read`](Self::read) into `buf` (replacing what it held), so that a
+    /// reader can reuse one buffer.
+    fn read_into(
+        &self,
+        state: &str,
+        old_subtask: usize,
+        range: Range<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
+        let bytes = self.read(state, old_subtask, range)?;
+        buf.clear();
+        buf.extend_from_slice(&bytes);
+        Ok(())
+    }
 }
 
 impl StateBytes for Vec<SubtaskSnapshot> {
+    fn reads_io(&self) -> bool {
+        false
+    }
+
     fn read(
         &self,
         state: &str,
@@ -166,8 +191,6 @@ struct KeyedRestore<'a> {
     /// The old sections (per old subtask) and this subtask's plan; `None` if
     /// the checkpoint has no keyed state.
     source: Option<(Vec<&'a KeyedSection>, SubtaskRestore)>,
-    /// The bytes of each planned read, fetched once, shared by all states.
-    runs: Vec<Option<Cow<'a, [u8]>>>,
     /// Declared keyed states not yet taken, by name.
     pending: Vec<&'a str>,
     entries_restored: u64,
@@ -266,68 +289,124 @@ impl RestoredState<'_> {
 
     /// Takes the `keyed` state `name`: a fresh `T`, bound to the key groups
     /// this subtask now owns, holding every entry of those key groups. Reads
-    /// only the bytes of the old key groups the plan names (one range per
-    /// run of key groups, shared by all keyed states).
+    /// only the bytes of the old key groups the plan names. An operator with
+    /// several keyed states takes them with one
+    /// [`keyed_states`](Self::keyed_states) call, which reads those bytes
+    /// once for all of them (the derive does).
     pub fn keyed<T: KeyedState + Default>(&mut self, name: &str) -> Result<T, StateError> {
         let mut state = T::default();
-        state.set_state_name(name);
-        let Some(keyed) = self.keyed.as_mut() else {
-            return Err(StateError::NoAssigner {
-                state: name.to_owned(),
-            });
-        };
-        let Some((assigner, range)) = keyed.binding else {
-            return Err(StateError::NoAssigner {
-                state: name.to_owned(),
-            });
-        };
-        state.bind(assigner, range)?;
-        keyed.pending.retain(|n| *n != name);
-        let Some((sections, plan)) = &keyed.source else {
-            return Ok(state);
-        };
-        let Some(index) = sections[0].states().iter().position(|s| s.name() == name) else {
-            return Ok(state); // missing from the checkpoint: listed in the report
-        };
-        let keep = |new_kg: KeyGroup| plan.owns(new_kg);
-        for (r, read) in plan.reads.iter().enumerate() {
-            let old = read.old_subtask as usize;
-            let section = sections[old];
-            let run = section.key_groups_bytes(read.key_groups).ok_or_else(|| {
-                StateError::CorruptSnapshot {
-                    state: name.to_owned(),
-                    subtask: old,
-                    message: format!(
-                        "key groups {} are not in the snapshot's {}",
-                        read.key_groups,
-                        section.key_groups()
-                    ),
-                }
-            })?;
-            if keyed.runs[r].is_none() {
-                let bytes = self.bytes.read(name, old, run.clone())?;
-                self.bytes_read += bytes.len() as u64;
-                keyed.runs[r] = Some(bytes);
-            }
-            let bytes = keyed.runs[r].as_deref().expect("fetched above");
-            for kg in read.key_groups {
-                let part = section
-                    .state_range(kg, index)
-                    .expect("key group in the run");
-                let slice =
-                    &bytes[(part.start - run.start) as usize..(part.end - run.start) as usize];
-                if slice.is_empty() {
-                    continue;
-                }
-                let filter: Option<&dyn Fn(KeyGroup) -> bool> = if read.needs_filter(kg) {
-                    Some(&keep)
-                } else {
-                    None
-                };
-                keyed.entries_restored += state.read_key_group(kg, slice, filter)? as u64;
-            }
-        }
+        self.keyed_states(&mut [(name, &mut state)])?;
         Ok(state)
+    }
+
+    /// Takes the keyed states `states` (name, and a fresh state to fill):
+    /// binds each to the key groups this subtask now owns and fills it with
+    /// every entry of those key groups, in one pass over the bytes of the
+    /// old key groups the plan names. The bytes are read in chunks of whole
+    /// key groups of about 16 MiB (or one key group, if larger), the next
+    /// chunk read ahead on another thread while this one
+    /// is decoded: memory stays bounded, and reading and decoding overlap.
+    pub fn keyed_states(
+        &mut self,
+        states: &mut [(&str, &mut dyn KeyedState)],
+    ) -> Result<(), StateError> {
+        let Some(&(first_name, _)) = states.first() else {
+            return Ok(());
+        };
+        let no_assigner = || StateError::NoAssigner {
+            state: first_name.to_owned(),
+        };
+        let keyed = self.keyed.as_mut().ok_or_else(no_assigner)?;
+        let (assigner, range) = keyed.binding.ok_or_else(no_assigner)?;
+        for (name, state) in states.iter_mut() {
+            state.set_state_name(name);
+            state.bind(assigner, range)?;
+            keyed.pending.retain(|n| n != name);
+        }
+        let Some((sections, plan)) = &keyed.source else {
+            return Ok(());
+        };
+        // Each state's index in the checkpoint (`None`: missing from it,
+        // listed in the report).
+        let indices: Vec<Option<usize>> = states
+            .iter()
+            .map(|(name, _)| sections[0].states().iter().position(|s| s.name() == *name))
+            .collect();
+        let Some(named) = states
+            .iter()
+            .zip(&indices)
+            .find_map(|((name, _), i)| i.map(|_| *name))
+        else {
+            return Ok(());
+        };
+        let chunks = keyed_chunks(sections, plan, named)?;
+        let keep = |new_kg: KeyGroup| plan.owns(new_kg);
+        let mut decode = |chunk: &KeyedChunk, bytes: &[u8]| -> Result<u64, StateError> {
+            let section = sections[chunk.old_subtask];
+            let mut entries = 0;
+            for kg in chunk.key_groups {
+                let filter: Option<&dyn Fn(KeyGroup) -> bool> =
+                    if plan.reads[chunk.read].needs_filter(kg) {
+                        Some(&keep)
+                    } else {
+                        None
+                    };
+                for ((_, state), index) in states.iter_mut().zip(&indices) {
+                    let Some(index) = *index else { continue };
+                    let part = section
+                        .state_range(kg, index)
+                        .expect("key group in the chunk");
+                    let at = |p: u64| (p - chunk.bytes.start) as usize;
+                    let slice = &bytes[at(part.start)..at(part.end)];
+                    if !slice.is_empty() {
+                        entries += state.read_key_group(kg, slice, filter)? as u64;
+                    }
+                }
+            }
+            Ok(entries)
+        };
+        let source = self.bytes;
+        let read = |c: &KeyedChunk| source.read(named, c.old_subtask, c.bytes.clone());
+        let mut bytes_read = 0;
+        let mut entries = 0;
+        if chunks.len() < 2 || !source.reads_io() {
+            for chunk in &chunks {
+                let bytes = read(chunk)?;
+                bytes_read += bytes.len() as u64;
+                entries += decode(chunk, &bytes)?;
+            }
+        } else {
+            // Read ahead: one chunk in the channel, one being read, and
+            // their buffers reused (no fresh memory to fault in per chunk).
+            std::thread::scope(|scope| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+                let chunks = &chunks;
+                scope.spawn(move || {
+                    for c in chunks {
+                        let mut buf = recycle_rx.try_recv().unwrap_or_default();
+                        let read =
+                            source.read_into(named, c.old_subtask, c.bytes.clone(), &mut buf);
+                        let failed = read.is_err();
+                        if tx.send(read.map(|()| buf)).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+                for (chunk, bytes) in chunks.iter().zip(rx) {
+                    let bytes = bytes?;
+                    bytes_read += bytes.len() as u64;
+                    entries += decode(chunk, &bytes)?;
+                    let _ = recycle_tx.send(bytes);
+                }
+                Ok::<(), StateError>(())
+            })?;
+        }
+        self.bytes_read += bytes_read;
+        if let Some(k) = self.keyed.as_mut() {
+            k.entries_restored += entries;
+        }
+        Ok(())
     }
 
     fn take(&mut self, name: &str) -> Option<Entry> {
@@ -368,6 +447,61 @@ impl RestoredState<'_> {
         }
         Ok(())
     }
+}
+
+/// A keyed restore reads old key groups in chunks of about this many bytes
+/// (whole key groups; one key group, if larger).
+const KEYED_CHUNK: u64 = 16 << 20;
+
+/// Whole old key groups of one planned read, read in one piece.
+struct KeyedChunk {
+    /// The planned read they belong to.
+    read: usize,
+    old_subtask: usize,
+    key_groups: KeyGroupRange,
+    /// Their bytes in the old subtask's data (every keyed state's sections).
+    bytes: Range<u64>,
+}
+
+/// The chunks of `plan`'s reads, in order.
+fn keyed_chunks(
+    sections: &[&KeyedSection],
+    plan: &SubtaskRestore,
+    state: &str,
+) -> Result<Vec<KeyedChunk>, StateError> {
+    let mut chunks = Vec::new();
+    for (r, read) in plan.reads.iter().enumerate() {
+        let old_subtask = read.old_subtask as usize;
+        let section = sections[old_subtask];
+        let missing = || StateError::CorruptSnapshot {
+            state: state.to_owned(),
+            subtask: old_subtask,
+            message: format!(
+                "key groups {} are not in the snapshot's {}",
+                read.key_groups,
+                section.key_groups()
+            ),
+        };
+        section
+            .key_groups_bytes(read.key_groups)
+            .ok_or_else(missing)?;
+        let mut first: Option<(KeyGroup, u64)> = None;
+        for kg in read.key_groups {
+            let bytes = section.key_group_range(kg).ok_or_else(missing)?;
+            let (start_kg, start) = *first.get_or_insert((kg, bytes.start));
+            let last = kg == read.key_groups.last().expect("a non-empty read");
+            if bytes.end - start >= KEYED_CHUNK || last {
+                chunks.push(KeyedChunk {
+                    read: r,
+                    old_subtask,
+                    key_groups: KeyGroupRange::new(start_kg, kg),
+                    bytes: start..bytes.end,
+                });
+                first = None;
+            }
+        }
+    }
+    Ok(chunks)
 }
 
 /// How a checkpoint's states meet an operator's declarations.
@@ -527,11 +661,9 @@ pub(crate) fn restore_operator<T: Checkpointed>(
                 None => (None, None),
             },
         };
-        let runs = source.as_ref().map_or(0, |(_, p)| p.reads.len());
         Some(KeyedRestore {
             binding,
             source,
-            runs: (0..runs).map(|_| None).collect(),
             pending: declared_keyed,
             entries_restored: 0,
         })

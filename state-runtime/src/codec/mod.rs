@@ -1,16 +1,21 @@
 //! All encoding of user items goes through this module, so that the codec
 //! (bincode 2 over serde, standard configuration) could be swapped in one
-//! place. Encoding is done by our own serializer ([`encode`]), which writes
-//! bincode's bytes without its per-call layers; decoding is bincode's.
+//! place. Encoding and decoding are our own serializer ([`encode`]) and
+//! deserializer ([`decode`]), which write and read bincode's bytes without
+//! its per-call layers.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::StateError;
 
-const CONFIG: bincode::config::Configuration = bincode::config::standard();
-
+mod decode;
 mod encode;
+
+/// Sequences of more zero-byte elements than this, or sections with more
+/// entries than bytes, are rejected as corrupt (no unbounded loops or
+/// allocation from a corrupt count).
+pub(crate) const MAX_ZERO_BYTE_ITEMS: u64 = 1 << 16;
 
 /// Appends the encoding of `value` to `out` (the bytes bincode's serde
 /// encoder writes with the standard configuration; see [`encode`]).
@@ -31,7 +36,7 @@ pub(crate) fn decode_exact<T: DeserializeOwned>(
     bytes: &[u8],
     state: &str,
 ) -> Result<T, StateError> {
-    let (value, used) = decode_limited::<T>(bytes, state)?;
+    let (value, used) = decode_with::<T>(bytes, state)?;
     if used != bytes.len() {
         return Err(StateError::Decode {
             state: state.to_owned(),
@@ -47,7 +52,7 @@ pub(crate) fn decode_prefix<T: DeserializeOwned>(
     bytes: &[u8],
     state: &str,
 ) -> Result<(T, usize), StateError> {
-    decode_limited(bytes, state)
+    decode_with(bytes, state)
 }
 
 /// Decodes with a bincode limit proportional to the input, so that a corrupt
@@ -58,35 +63,11 @@ pub(crate) fn decode_prefix<T: DeserializeOwned>(
 /// claims more than `16 * bytes.len()`; the limit is the next power-of-four
 /// tier above it (a const generic in bincode). Only inputs of more than
 /// 64 GiB (64 MiB on 32-bit targets) are decoded without a limit.
-fn decode_limited<T: DeserializeOwned>(
-    bytes: &[u8],
-    state: &str,
-) -> Result<(T, usize), StateError> {
-    let need = bytes.len().saturating_mul(16).saturating_add(64);
-    macro_rules! tiers {
-        ($($bits:literal)*) => {
-            $(
-                if need <= 1usize << $bits {
-                    return bincode::serde::decode_from_slice::<T, _>(
-                        bytes,
-                        CONFIG.with_limit::<{ 1usize << $bits }>(),
-                    )
-                    .map_err(|e| decode_error(e, state));
-                }
-            )*
-        };
-    }
-    tiers!(10 12 14 16 18 20 22 24 26 28 30);
-    #[cfg(target_pointer_width = "64")]
-    tiers!(32 34 36 38 40);
-    bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG).map_err(|e| decode_error(e, state))
-}
-
-fn decode_error(e: bincode::error::DecodeError, state: &str) -> StateError {
-    StateError::Decode {
+fn decode_with<T: DeserializeOwned>(bytes: &[u8], state: &str) -> Result<(T, usize), StateError> {
+    decode::decode(bytes).map_err(|e| StateError::Decode {
         state: state.to_owned(),
         message: e.to_string(),
-    }
+    })
 }
 
 #[cfg(test)]

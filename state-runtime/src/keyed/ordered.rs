@@ -407,17 +407,19 @@ impl<K, T> OrderedTable<K, T> {
         self.last = None;
     }
 
-    /// Makes room for `additional` more entries without growing.
+    /// Makes room for `additional` more entries without growing: the table
+    /// is then at most 3/4 full (a restore reserves a key group's entries,
+    /// so a restored table holds no more slots than that needs).
     pub(crate) fn reserve(&mut self, additional: usize) {
         let needed = self.len.saturating_add(additional);
         if needed > self.max_len() {
-            let mut capacity = self.capacity.max(MIN_CAPACITY);
-            while capacity / MAX_LOAD_DEN * MAX_LOAD_NUM < needed {
-                let Some(doubled) = capacity.checked_mul(2) else {
-                    break;
-                };
-                capacity = doubled;
-            }
+            // 4/3 of the entries, a whole number of load units: at most
+            // 7/8 of it is `needed * 7 / 6`, so it holds them.
+            let capacity = needed
+                .saturating_add(needed / 3)
+                .max(MIN_CAPACITY)
+                .div_ceil(MAX_LOAD_DEN)
+                .saturating_mul(MAX_LOAD_DEN);
             self.resize(capacity);
         }
     }

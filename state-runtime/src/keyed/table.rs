@@ -33,10 +33,7 @@ use super::ordered::{HashSpan, OrderedTable};
 /// Name of a container that was never given one.
 pub(crate) const UNNAMED: &str = "<unnamed>";
 
-/// Lists of more zero-byte elements than this, or sections with more entries
-/// than bytes, are rejected as corrupt (no unbounded loops or allocation from
-/// a corrupt count).
-pub(crate) const MAX_ZERO_BYTE_ITEMS: u64 = 1 << 16;
+use crate::codec::MAX_ZERO_BYTE_ITEMS;
 
 /// A `u32` set through `&self` (a snapshot takes `&self`, and the tables must
 /// stay `Sync`), cloned by value. Only ever a hint, so `Relaxed` suffices.

@@ -58,18 +58,51 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     file.sync_all().map_err(io_err(path))
 }
 
-/// A data file written in pieces, fsynced when finished.
+/// A data file written in pieces, fsynced when finished. Every
+/// [`WRITEBACK_BYTES`] it starts an `fdatasync` of what it has written on
+/// another thread (one at a time), so that the disk writes while the
+/// snapshot is still being encoded and the final fsync has little left.
 struct LocalFile {
     file: File,
     path: PathBuf,
+    /// Bytes written since the last writeback started.
+    unsynced: u64,
+    writeback: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+/// How much a [`LocalFile`] writes between two background writebacks.
+const WRITEBACK_BYTES: u64 = 64 << 20;
+
+impl LocalFile {
+    /// Waits for the writeback in flight, if any.
+    fn join_writeback(&mut self) -> Result<(), StateError> {
+        match self.writeback.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(synced)) => synced.map_err(io_err(&self.path)),
+            Some(Err(_)) => Err(StateError::Io {
+                path: self.path.clone(),
+                source: io::Error::other("the writeback thread panicked"),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 impl FileSink for LocalFile {
     fn write(&mut self, bytes: &[u8]) -> Result<(), StateError> {
-        self.file.write_all(bytes).map_err(io_err(&self.path))
+        self.file.write_all(bytes).map_err(io_err(&self.path))?;
+        self.unsynced += bytes.len() as u64;
+        let idle = self.writeback.as_ref().is_none_or(|w| w.is_finished());
+        if self.unsynced >= WRITEBACK_BYTES && idle {
+            self.join_writeback()?;
+            let file = self.file.try_clone().map_err(io_err(&self.path))?;
+            self.writeback = Some(std::thread::spawn(move || file.sync_data()));
+            self.unsynced = 0;
+        }
+        Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<(), StateError> {
+    fn finish(mut self: Box<Self>) -> Result<(), StateError> {
+        self.join_writeback()?;
         self.file.sync_all().map_err(io_err(&self.path))
     }
 }
@@ -228,7 +261,12 @@ impl CheckpointStorage for LocalStorage {
         self.pending.check(checkpoint_id, &self.location())?;
         let path = self.file_path(checkpoint_id, name)?;
         let file = File::create(&path).map_err(io_err(&path))?;
-        Ok(Box::new(LocalFile { file, path }))
+        Ok(Box::new(LocalFile {
+            file,
+            path,
+            unsynced: 0,
+            writeback: None,
+        }))
     }
 
     fn commit(&self, checkpoint_id: u64, manifest: &[u8]) -> Result<(), StateError> {
@@ -312,6 +350,18 @@ impl CheckpointStorage for LocalStorage {
         name: &str,
         range: Range<u64>,
     ) -> Result<Vec<u8>, StateError> {
+        let mut buf = Vec::new();
+        self.read_range_into(checkpoint_id, name, range, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_range_into(
+        &self,
+        checkpoint_id: u64,
+        name: &str,
+        range: Range<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
         let path = self.file_path(checkpoint_id, name)?;
         let mut file = File::open(&path).map_err(Self::file_not_found(&path))?;
         let len = file.metadata().map_err(io_err(&path))?.len();
@@ -323,12 +373,19 @@ impl CheckpointStorage for LocalStorage {
                 end: range.end,
                 len,
             })?;
-        let mut buf = vec![0; n];
+        // Read into spare capacity: no zeroing of a buffer about to be
+        // overwritten.
+        buf.clear();
+        buf.reserve_exact(n);
         file.seek(SeekFrom::Start(range.start))
-            .and_then(|_| file.read_exact(&mut buf))
+            .and_then(|_| (&mut file).take(n as u64).read_to_end(buf))
+            .and_then(|read| match read == n {
+                true => Ok(()),
+                false => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            })
             .map_err(io_err(&path))?;
         self.reads.range(n);
-        Ok(buf)
+        Ok(())
     }
 
     fn read_stats(&self) -> ReadStats {

@@ -334,6 +334,20 @@ pub trait CheckpointStorage: Send + Sync + fmt::Debug {
         range: Range<u64>,
     ) -> Result<Vec<u8>, StateError>;
 
+    /// [`read_range`](Self::read_range) into `buf`, replacing what it held:
+    /// a reader that reuses one buffer reads without fresh memory. The
+    /// default reads a new buffer.
+    fn read_range_into(
+        &self,
+        checkpoint_id: u64,
+        name: &str,
+        range: Range<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
+        *buf = self.read_range(checkpoint_id, name, range)?;
+        Ok(())
+    }
+
     /// A whole data file (one range read).
     fn read_file(&self, checkpoint_id: u64, name: &str) -> Result<Vec<u8>, StateError> {
         let len = self.file_len(checkpoint_id, name)?;

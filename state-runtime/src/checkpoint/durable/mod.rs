@@ -71,9 +71,9 @@ mod format;
 mod write;
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::Mutex;
 
 pub use format::{DATA_HEADER_LEN, DATA_MAGIC, FORMAT_VERSION, MANIFEST_MAGIC};
 use format::{Manifest, OperatorManifest};
@@ -398,7 +398,7 @@ impl<'a> StoredOperator<'a> {
             self.subtasks.iter().map(|s| s.keyed.as_ref()).collect();
         let bytes = StoredBytes {
             op: self,
-            length_checked: RefCell::new(vec![false; self.subtasks.len()]),
+            length_checked: Mutex::new(vec![false; self.subtasks.len()]),
         };
         restore::restore_operator(
             self.checkpoint_id,
@@ -772,7 +772,7 @@ fn file_path(storage: &dyn CheckpointStorage, checkpoint_id: u64, file: &str) ->
 struct StoredBytes<'s> {
     op: &'s StoredOperator<'s>,
     /// Old subtasks whose file length was checked against the manifest.
-    length_checked: RefCell<Vec<bool>>,
+    length_checked: Mutex<Vec<bool>>,
 }
 
 impl StateBytes for StoredBytes<'_> {
@@ -782,6 +782,18 @@ impl StateBytes for StoredBytes<'_> {
         old_subtask: usize,
         range: Range<u64>,
     ) -> Result<Cow<'_, [u8]>, StateError> {
+        let mut buf = Vec::new();
+        self.read_into(state, old_subtask, range, &mut buf)?;
+        Ok(Cow::Owned(buf))
+    }
+
+    fn read_into(
+        &self,
+        state: &str,
+        old_subtask: usize,
+        range: Range<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
         let outside = |len: u64| StateError::CorruptSnapshot {
             state: state.to_owned(),
             subtask: old_subtask,
@@ -807,32 +819,38 @@ impl StateBytes for StoredBytes<'_> {
                 expected: "a read of whole items or key groups".into(),
                 found: reason,
             })?;
+        buf.clear();
         if range.is_empty() {
-            return Ok(Cow::Owned(Vec::new()));
+            return Ok(());
         }
-        if !self.length_checked.borrow()[old_subtask] {
-            self.op.check_len(sub)?;
-            self.length_checked.borrow_mut()[old_subtask] = true;
+        {
+            let mut checked = self
+                .length_checked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !checked[old_subtask] {
+                self.op.check_len(sub)?;
+                checked[old_subtask] = true;
+            }
         }
-        let bytes = self
-            .op
+        self.op
             .storage
-            .read_range(
+            .read_range_into(
                 self.op.checkpoint_id,
                 &sub.file,
                 range.start + DATA_HEADER_LEN..range.end + DATA_HEADER_LEN,
+                buf,
             )
             .map_err(|e| truncated(e, &path, sub.file_len))?;
-        if bytes.len() as u64 != range.end - range.start {
+        if buf.len() as u64 != range.end - range.start {
             return Err(StateError::Corrupt {
                 path,
                 offset: DATA_HEADER_LEN + range.start,
                 expected: format!("{} bytes", range.end - range.start),
-                found: format!("{} bytes", bytes.len()),
+                found: format!("{} bytes", buf.len()),
             });
         }
-        check_regions(regions, &sub.states, &bytes, range.start, &path)?;
-        Ok(Cow::Owned(bytes))
+        check_regions(regions, &sub.states, buf, range.start, &path)
     }
 }
 
