@@ -168,6 +168,53 @@ fn conformance(s: &dyn CheckpointStorage) {
         Err(StateError::CheckpointNotFound { .. })
     ));
     assert_eq!(s.read_file(5, "keyed-0").unwrap(), b"K5");
+
+    // Files written in pieces: a small one, and one of several upload parts
+    // (8 MiB each for object stores) given in uneven pieces. A file left
+    // unfinished does not become part of the checkpoint.
+    let large = data(20 << 20, 7);
+    s.begin(7).unwrap();
+    let mut small = s.create_file(7, "small").unwrap();
+    small.write(b"ab").unwrap();
+    small.write(b"cd").unwrap();
+    small.finish().unwrap();
+    let mut file = s.create_file(7, "large").unwrap();
+    let mut at = 0;
+    for (i, piece) in [1usize, 9 << 20, 3, 5 << 20, 1 << 20]
+        .iter()
+        .cycle()
+        .enumerate()
+    {
+        let end = (at + piece).min(large.len());
+        file.write(&large[at..end]).unwrap();
+        at = end;
+        if at == large.len() || i > 20 {
+            break;
+        }
+    }
+    assert_eq!(at, large.len());
+    file.finish().unwrap();
+    let mut unfinished = s.create_file(7, "unfinished").unwrap();
+    unfinished.write(&large[..(9 << 20)]).unwrap();
+    drop(unfinished);
+    assert!(matches!(
+        s.create_file(8, "x").map(|_| ()),
+        Err(StateError::CheckpointNotBegun { .. })
+    ));
+    s.commit(7, b"7/small,7/large").unwrap();
+    assert_eq!(s.read_file(7, "small").unwrap(), b"abcd");
+    assert_eq!(s.file_len(7, "large").unwrap(), large.len() as u64);
+    assert!(
+        s.read_file(7, "large").unwrap() == large,
+        "the large file differs"
+    );
+    let mut buf = vec![1, 2, 3];
+    s.read_range_into(7, "large", 100..(12 << 20), &mut buf)
+        .unwrap();
+    assert!(
+        buf[..] == large[100..(12 << 20)],
+        "a range read into a buffer differs"
+    );
 }
 
 #[test]

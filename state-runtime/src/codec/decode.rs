@@ -766,6 +766,21 @@ mod tests {
         }
     }
 
+    /// A `Vec<u8>` (a sequence of bytes) and a byte string encode alike, so
+    /// a state may switch between them (`serde_bytes` is much faster).
+    #[test]
+    fn byte_sequences_and_byte_strings_are_interchangeable() {
+        for v in [vec![], vec![7u8], (0..=255).collect::<Vec<u8>>()] {
+            let seq = bincode_bytes(&v);
+            assert_eq!(seq, bincode_bytes(&Bytes(v.clone())));
+            assert_eq!(
+                decode::<Bytes>(&seq).unwrap(),
+                (Bytes(v.clone()), seq.len())
+            );
+            assert_eq!(decode::<Vec<u8>>(&seq).unwrap(), (v, seq.len()));
+        }
+    }
+
     #[test]
     fn errors_say_what_is_wrong() {
         let err = |bytes: &[u8]| decode::<(bool, String)>(bytes).unwrap_err().to_string();
