@@ -11,6 +11,8 @@ use crate::error::StateError;
 
 mod decode;
 mod encode;
+#[cfg(test)]
+mod test_model;
 
 /// Sequences of more zero-byte elements than this, or sections with more
 /// entries than bytes, are rejected as corrupt (no unbounded loops or
