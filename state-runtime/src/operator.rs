@@ -173,7 +173,7 @@ impl RestoreContext {
 /// documentation for the attributes).
 ///
 /// By hand, [`snapshot`](Checkpointed::snapshot) writes each state through a
-/// [`SnapshotWriter`](crate::SnapshotWriter) and
+/// [`SnapshotWriter`] and
 /// [`restore`](Checkpointed::restore) takes each state back from the
 /// [`RestoredState`]:
 ///
