@@ -139,3 +139,83 @@ fn stop_kill_and_restart_from_disk_at_other_parallelisms() {
     fin.keyed.restore_into(&mut op, 0, 1).unwrap();
     compare_totals(&totals_of(&[op]), &reference_totals(&spec())).unwrap();
 }
+
+/// A durable store whose keyed instances cannot write their files (the disk
+/// is full, say): a store that fails each keyed snapshot after writing
+/// part of it, and records what the job asks of it.
+struct FailingStore {
+    inner: DurableCheckpointStore,
+    aborted: std::sync::Mutex<Vec<u64>>,
+}
+
+impl JobCheckpointStore for FailingStore {
+    fn store(&self, checkpoint: &state_runtime::runner::JobCheckpoint) -> Result<(), StateError> {
+        self.inner.store(checkpoint)
+    }
+    fn latest(&self) -> Result<Option<state_runtime::runner::JobCheckpoint>, StateError> {
+        self.inner.latest()
+    }
+    fn begin(&self, id: u64) -> Result<(), StateError> {
+        self.inner.begin(id)
+    }
+    fn snapshot(
+        &self,
+        id: u64,
+        operator: state_runtime::runner::PipelineOperator,
+        subtask: usize,
+        state: &dyn Checkpointed,
+    ) -> Result<state_runtime::runner::SubtaskState, StateError> {
+        let written = self.inner.snapshot(id, operator, subtask, state)?;
+        if operator == state_runtime::runner::PipelineOperator::Keyed {
+            return Err(StateError::InvalidOperators {
+                reason: "no space left on device".into(),
+            });
+        }
+        Ok(written)
+    }
+    fn complete(
+        &self,
+        id: u64,
+        sources: Vec<state_runtime::runner::SubtaskState>,
+        keyed: Vec<state_runtime::runner::SubtaskState>,
+        assigner: KeyGroupAssigner,
+        events: u64,
+    ) -> Result<state_runtime::runner::JobCheckpoint, StateError> {
+        self.inner.complete(id, sources, keyed, assigner, events)
+    }
+    fn abort(&self, id: u64) -> Result<(), StateError> {
+        self.aborted.lock().unwrap().push(id);
+        self.inner.abort(id)
+    }
+}
+
+/// A job that fails while taking a checkpoint gives it up: the files its
+/// instances had written are deleted, and nothing becomes visible.
+#[test]
+fn a_job_that_fails_mid_checkpoint_gives_the_checkpoint_up() {
+    let dir = TempDir::new("failing");
+    let log = dir.0.join("log");
+    spec().write_log(&log).unwrap();
+    let storage = Arc::new(LocalStorage::open(dir.0.join("checkpoints")).unwrap());
+    let store = Arc::new(FailingStore {
+        inner: DurableCheckpointStore::new(storage.clone(), 3),
+        aborted: std::sync::Mutex::new(Vec::new()),
+    });
+    let job = Job::new(&log, store.clone(), |_: &InstanceInfo| {
+        RunningSum::default()
+    })
+    .parallelism(2, 2)
+    .assigner(KeyGroupAssigner::native(MaxParallelism::new(64).unwrap()))
+    .checkpoint_every_events(3_000)
+    .batch_size(128)
+    .start()
+    .unwrap();
+    let err = job.wait().map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("no space left on device"), "{err}");
+    assert_eq!(*store.aborted.lock().unwrap(), [1]);
+    assert_eq!(storage.list().unwrap(), Vec::<u64>::new());
+    assert!(
+        !dir.0.join("checkpoints/chk-1").exists(),
+        "its files are deleted"
+    );
+}

@@ -217,7 +217,8 @@ pub trait Checkpointed {
     fn write_snapshot(&self, writer: &mut SnapshotWriter<'_>) -> Result<(), StateError>;
 
     /// The snapshot in memory: [`write_snapshot`](Checkpointed::write_snapshot)
-    /// into a fresh [`SnapshotWriter`].
+    /// into a fresh [`SnapshotWriter`]. Not meant to be overridden: durable
+    /// checkpoints call `write_snapshot` directly.
     fn snapshot(&self) -> Result<SubtaskSnapshot, StateError> {
         let mut writer = SnapshotWriter::new();
         self.write_snapshot(&mut writer)?;

@@ -10,6 +10,7 @@ use state_runtime::prelude::*;
 use state_runtime::storage::{
     CheckpointStorage, FileSink, LocalStorage, ReadStats, ReferencedFiles, RetentionReport,
 };
+use state_runtime::{RestoredState, SnapshotWriter, StateDescriptor};
 
 #[derive(Checkpointed, Default)]
 struct Big {
@@ -216,6 +217,14 @@ fn a_commit_refuses_files_given_out_of_place() {
     );
     let err = commit_checkpoint(&storage, 1, &[("other", &[a.clone(), b.clone()])]).unwrap_err();
     assert!(matches!(err, StateError::InvalidOperators { .. }), "{err}");
+    // Files of another checkpoint.
+    storage.begin(2).unwrap();
+    let err = commit_checkpoint(&storage, 2, &[("big", &[a.clone(), b.clone()])]).unwrap_err();
+    assert!(
+        matches!(&err, StateError::InvalidOperators { reason } if reason.contains("written for checkpoint 1, not 2")),
+        "{err}"
+    );
+    storage.abort(2).unwrap();
     // Nothing became visible; the right order commits.
     assert_eq!(storage.list().unwrap(), Vec::<u64>::new());
     commit_checkpoint(&storage, 1, &[("big", &[a, b])]).unwrap();
@@ -271,4 +280,58 @@ fn the_durable_job_store_streams_instances_into_their_files() {
         restored += b.values.len();
     }
     assert_eq!(restored, 200_000);
+}
+
+/// An item whose encoding fails.
+#[derive(Clone)]
+struct Unencodable(u32);
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 cannot be encoded"));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unencodable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u32::deserialize(d).map(Unencodable)
+    }
+}
+
+/// A hand-written operator that ignores an error while writing one state
+/// and writes another.
+struct Careless;
+
+impl Checkpointed for Careless {
+    fn state_descriptors() -> Vec<StateDescriptor> {
+        vec![
+            StateDescriptor::new("tags", StateMode::Union, "Unencodable"),
+            StateDescriptor::new("offsets", StateMode::Split, "u64"),
+        ]
+    }
+    fn write_snapshot(&self, w: &mut SnapshotWriter<'_>) -> Result<(), StateError> {
+        let _ = w.union("tags", &vec![Unencodable(1), Unencodable(13)]);
+        w.split("offsets", &vec![5u64, 6])?;
+        Ok(())
+    }
+    fn restore(&mut self, _: &mut RestoredState<'_>) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+/// A streamed file whose states did not all write is never handed to a
+/// commit, even when the operator ignored the error.
+#[test]
+fn a_state_that_failed_to_write_fails_the_streamed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(dir.path()).unwrap();
+    storage.begin(1).unwrap();
+    let err = write_subtask(&storage, 1, 0, "careless", 0, &Careless).unwrap_err();
+    assert!(
+        matches!(&err, StateError::Encode { state, .. } if state == "tags"),
+        "{err}"
+    );
 }

@@ -11,16 +11,19 @@
 //!
 //! Corrupt input gives an error, never a panic or an allocation beyond the
 //! input: a string's or byte string's length is checked against the bytes
-//! left before anything is read, and a sequence or map may claim more
-//! elements than bytes left only up to [`MAX_ZERO_BYTE_ITEMS`] (elements of
-//! zero bytes, such as `()`). serde's own collections cap what they reserve
-//! from a length (`size_hint::cautious`).
+//! left before anything is read, and serde's own collections cap what they
+//! reserve from a length (`size_hint::cautious`). A sequence or map may
+//! claim more elements than bytes left (elements of zero bytes, such as
+//! `()`, take none), up to [`MAX_ZERO_BYTE_ELEMENTS`]: more is an error, so
+//! a corrupt length cannot loop for long.
 
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
-use super::MAX_ZERO_BYTE_ITEMS;
+/// A sequence or map may claim more elements than bytes left (zero-byte
+/// elements) up to this many; bincode's decoder has no such bound.
+pub(crate) const MAX_ZERO_BYTE_ELEMENTS: u64 = 1 << 32;
 
 const SINGLE_BYTE_MAX: u8 = 250;
 const U16_BYTE: u8 = 251;
@@ -166,11 +169,11 @@ impl<'de> Decoder<'de> {
     }
 
     /// A length of elements that follow: more than the bytes left only if
-    /// the elements could be of zero bytes (at most `MAX_ZERO_BYTE_ITEMS`).
+    /// the elements could be of zero bytes (at most `MAX_ZERO_BYTE_ELEMENTS`).
     #[inline(always)]
     fn count(&mut self) -> Result<usize, DecodeError> {
         let n = self.len()?;
-        if n > self.left() && n as u64 > MAX_ZERO_BYTE_ITEMS {
+        if n > self.left() && n as u64 > MAX_ZERO_BYTE_ELEMENTS {
             return Err(DecodeError(format!(
                 "a length of {n} elements with {} bytes left",
                 self.left()
@@ -636,6 +639,29 @@ mod tests {
             );
             assert_eq!(decode::<Vec<u8>>(&seq).unwrap(), (v, seq.len()));
         }
+    }
+
+    /// Sequences and maps of zero-byte elements longer than the input, as
+    /// the encoder writes them, decode (up to a bound far past any real
+    /// state).
+    #[test]
+    fn long_sequences_of_zero_byte_elements_decode() {
+        #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+        struct Marker;
+        let units = vec![(); 100_000];
+        let markers: Vec<Marker> = (0..70_000).map(|_| Marker).collect();
+        for bytes in [bincode_bytes(&units), bincode_bytes(&(7u8, &units))] {
+            agree::<(u8, Vec<()>)>(&bytes);
+        }
+        assert_eq!(decode::<Vec<()>>(&bincode_bytes(&units)).unwrap().0, units);
+        assert_eq!(
+            decode::<Vec<Marker>>(&bincode_bytes(&markers)).unwrap().0,
+            markers
+        );
+        let mut too_long = vec![253];
+        too_long.extend_from_slice(&((1u64 << 32) + 1).to_le_bytes());
+        let e = decode::<Vec<()>>(&too_long).unwrap_err().to_string();
+        assert!(e.contains("a length of 4294967297 elements"), "{e}");
     }
 
     #[test]

@@ -14,11 +14,6 @@ mod encode;
 #[cfg(test)]
 mod test_model;
 
-/// Sequences of more zero-byte elements than this, or sections with more
-/// entries than bytes, are rejected as corrupt (no unbounded loops or
-/// allocation from a corrupt count).
-pub(crate) const MAX_ZERO_BYTE_ITEMS: u64 = 1 << 16;
-
 /// Appends the encoding of `value` to `out` (the bytes bincode's serde
 /// encoder writes with the standard configuration; see [`encode`]).
 #[inline]

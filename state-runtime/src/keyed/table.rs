@@ -33,7 +33,9 @@ use super::ordered::{HashSpan, OrderedTable};
 /// Name of a container that was never given one.
 pub(crate) const UNNAMED: &str = "<unnamed>";
 
-use crate::codec::MAX_ZERO_BYTE_ITEMS;
+/// Lists of more zero-byte elements than this are rejected as corrupt (no
+/// unbounded loops or allocation from a corrupt count).
+pub(crate) const MAX_ZERO_BYTE_ITEMS: u64 = 1 << 16;
 
 /// A `u32` set through `&self` (a snapshot takes `&self`, and the tables must
 /// stay `Sync`), cloned by value. Only ever a hint, so `Relaxed` suffices.
@@ -457,11 +459,14 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             };
             if i == 0 && kg == key_group {
                 // Read into the key group it was written from (max
-                // parallelism unchanged): make room once for the count,
-                // which the check above bounds by the section's bytes
-                // (already read and checksummed).
+                // parallelism unchanged): make room once for the count, but
+                // for no more slots than 8 bytes of them per byte of the
+                // section, so that a corrupt count allocates little more
+                // than what was read (a table that needs more grows).
                 let rest = usize::try_from(count).unwrap_or(usize::MAX);
-                self.groups[idx].reserve(rest);
+                let slot = std::mem::size_of::<(u64, K, T)>().max(1);
+                let by_bytes = bytes.len().saturating_mul(8) / slot;
+                self.groups[idx].reserve(rest.min(by_bytes.max(1)));
             }
             // Entries come in hash order, so each is appended (no search):
             // linear in the section, also when key groups are re-bucketed.

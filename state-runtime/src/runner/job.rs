@@ -1470,11 +1470,20 @@ impl Coordinator {
         self.stopping = Some((id, end));
     }
 
-    /// Tears the job down: no checkpoint completes after this.
+    /// Tears the job down: no checkpoint completes after this. A failing
+    /// job gives up the checkpoints it had begun (a killed one leaves them,
+    /// as a crash would).
     fn abort(&mut self) {
         self.aborting = true;
         self.shared.abort.store(true, Ordering::SeqCst);
-        self.pending.clear();
+        for id in std::mem::take(&mut self.pending).into_keys() {
+            if self.killed {
+                continue;
+            }
+            if let Err(e) = self.store.abort(id) {
+                tracing::warn!(id, error = %e, "could not give up a begun checkpoint");
+            }
+        }
         // Sources waiting for a command see their channel close.
         self.controls.clear();
     }

@@ -295,6 +295,15 @@ pub trait JobCheckpointStore: Send + Sync {
         state.snapshot().map(SubtaskState::InMemory)
     }
 
+    /// Gives up checkpoint `id`, begun and not completed (the job failed
+    /// while taking it), best effort. The default does nothing. A killed
+    /// job calls nothing, as a crash would not: the next `begin` of the same
+    /// id, or retention, removes what an interrupted checkpoint left.
+    fn abort(&self, id: u64) -> Result<(), StateError> {
+        let _ = id;
+        Ok(())
+    }
+
     /// Completes checkpoint `id` from every instance's snapshot (in subtask
     /// order) and returns it. The default gathers in-memory snapshots into a
     /// [`JobCheckpoint`] and [`store`](Self::store)s it.
@@ -362,6 +371,10 @@ impl<S: JobCheckpointStore + ?Sized> JobCheckpointStore for Arc<S> {
         events: u64,
     ) -> Result<JobCheckpoint, StateError> {
         (**self).complete(id, sources, keyed, assigner, events)
+    }
+
+    fn abort(&self, id: u64) -> Result<(), StateError> {
+        (**self).abort(id)
     }
 }
 
@@ -653,6 +666,11 @@ impl JobCheckpointStore for DurableCheckpointStore {
 
     fn begin(&self, id: u64) -> Result<(), StateError> {
         self.storage.begin(id)
+    }
+
+    /// Deletes what the instances wrote for checkpoint `id`.
+    fn abort(&self, id: u64) -> Result<(), StateError> {
+        self.storage.abort(id)
     }
 
     /// Streams the instance's state into its data file: the snapshot never

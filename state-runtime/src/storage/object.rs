@@ -116,8 +116,9 @@ impl S3Config {
 /// its own writes, so a listed manifest implies its data objects. Reads are
 /// range GETs of exactly the bytes asked for.
 ///
-/// The API is synchronous: the handle owns a private single-threaded tokio
-/// runtime and blocks on it. Do not call it from inside an async runtime (it
+/// The API is synchronous: the handle owns a private tokio runtime of two
+/// worker threads (which carry a multipart upload's parts while the caller
+/// writes on) and blocks on it. Do not call it from inside an async runtime (it
 /// returns a [`StateError::Storage`] error instead of blocking there); use
 /// `spawn_blocking`.
 ///
@@ -181,7 +182,11 @@ impl ObjectStorage {
             location: location.clone(),
             source: Box::new(e),
         })?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // Two workers: the parts of a multipart upload go out while the
+        // writer encodes the next ones.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rescale-object-store")
             .enable_all()
             .build()
             .map_err(|source| StateError::Storage {

@@ -59,6 +59,7 @@ pub struct WriteReport {
 /// and CRC-32Cs). Made by [`write_subtask`] or [`write_subtask_snapshot`].
 #[derive(Debug, Clone)]
 pub struct SubtaskFile {
+    checkpoint_id: u64,
     operator_index: usize,
     operator: String,
     subtask: usize,
@@ -181,6 +182,7 @@ pub fn write_subtask<T: Checkpointed + ?Sized>(
     op.write_snapshot(&mut writer)?;
     let payload = writer.finish_streaming()?;
     Ok(SubtaskFile {
+        checkpoint_id,
         operator_index,
         operator: operator.to_owned(),
         subtask,
@@ -233,6 +235,7 @@ pub fn write_subtask_snapshot(
     sink.write(data)?;
     sink.finish()?;
     Ok(SubtaskFile {
+        checkpoint_id,
         operator_index,
         operator: operator.to_owned(),
         subtask,
@@ -247,8 +250,9 @@ pub fn write_subtask_snapshot(
 }
 
 /// Commits checkpoint `checkpoint_id` (begun, its data files written): checks
-/// that each operator's files are its subtasks `0..p` in order, written for
-/// its position in `operators`, holding the same states, then writes the
+/// that each operator's files were written for this checkpoint and are its
+/// subtasks `0..p` in order, written for its position in `operators`,
+/// holding the same states, then writes the
 /// manifest, the atomic commit point. The manifest records the current time.
 ///
 /// On an error nothing becomes visible; the caller aborts the checkpoint
@@ -291,6 +295,12 @@ fn commit_checkpoint_at(
             return Err(StateError::ZeroParallelism);
         };
         for (subtask, f) in files.iter().enumerate() {
+            if f.checkpoint_id != checkpoint_id {
+                return Err(invalid(format!(
+                    "file {} of operator `{}` was written for checkpoint {}, not {checkpoint_id}",
+                    f.name, f.operator, f.checkpoint_id
+                )));
+            }
             if (f.operator_index, f.operator.as_str(), f.subtask) != (index, *name, subtask) {
                 return Err(invalid(format!(
                     "file {} (operator `{}` at {}, subtask {}) given as subtask {subtask} of operator `{name}` at {index}",
