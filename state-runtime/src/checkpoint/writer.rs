@@ -160,7 +160,7 @@ impl<'a> SnapshotWriter<'a> {
     /// Writes the keyed states, key group by key group: for each key group
     /// they own, the section of each state in the order given. Every state
     /// must be bound, to the same assigner and key groups (see
-    /// [`Checkpointed::bind_keyed`]). Call it once, after the operator
+    /// [`Checkpointed::bind_keyed`](crate::Checkpointed::bind_keyed)). Call it once, after the operator
     /// states.
     ///
     /// ```

@@ -96,17 +96,26 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod channel;
+mod coordinator;
 mod error;
 mod job;
+mod keyed_task;
 pub mod log;
+mod processor;
+mod report;
+mod running;
 pub mod source;
+mod source_task;
 pub mod store;
 
 pub use error::{Instance, JobError};
-pub use job::{
-    CheckpointStats, InstanceInfo, Job, JobEnd, JobOutcome, JobReport, KeyedInstanceStats,
-    KeyedProcessor, RunningJob, SourceInstanceStats,
+pub use job::Job;
+pub use processor::{InstanceInfo, KeyedProcessor};
+pub use report::{
+    CheckpointStats, JobEnd, JobOutcome, JobReport, KeyedInstanceStats, SourceInstanceStats,
 };
+pub use running::RunningJob;
 pub use store::{
     DurableCheckpointStore, JobCheckpoint, JobCheckpointStore, MemoryCheckpointStore,
     OperatorCheckpoint, PipelineOperator, SubtaskState,

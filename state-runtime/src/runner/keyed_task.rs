@@ -1,0 +1,235 @@
+//! A keyed instance's thread: restore or bind, process records, and align
+//! barriers from every source before each snapshot.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::time::{Duration, Instant};
+
+use super::channel::{CoordMsg, Msg, Shared};
+use super::job::Factory;
+use super::processor::{InstanceInfo, KeyedProcessor};
+use super::report::KeyedInstanceStats;
+use super::store::{JobCheckpoint, JobCheckpointStore, PipelineOperator};
+use crate::checkpoint::RestoreOptions;
+use crate::error::StateError;
+
+pub(super) struct KeyedTask<P: KeyedProcessor> {
+    pub(super) info: InstanceInfo,
+    pub(super) factory: Factory<P>,
+    pub(super) latest: Option<Arc<JobCheckpoint>>,
+    pub(super) rx: Receiver<Msg<P::Event>>,
+    pub(super) out: Option<SyncSender<Vec<P::Output>>>,
+    pub(super) coord: Sender<CoordMsg>,
+    pub(super) store: Arc<dyn JobCheckpointStore>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) sources: usize,
+    /// The job's assigner, and whether unknown states may be dropped.
+    pub(super) restore_options: RestoreOptions,
+    pub(super) measure_restored_state: bool,
+}
+
+/// A keyed instance's result: the operator after a stop, and its stats.
+pub(super) struct KeyedExit<P> {
+    pub(super) op: Option<P>,
+    pub(super) stats: KeyedInstanceStats,
+}
+
+/// What handling one message led to.
+#[derive(PartialEq, Eq)]
+pub(super) enum Flow {
+    Continue,
+    Aligned,
+    Ended,
+    Disconnected,
+}
+
+pub(super) struct Alignment<E> {
+    /// Per source: its barrier for the checkpoint being aligned has come, so
+    /// its later messages wait in `held`.
+    pub(super) blocked: Vec<bool>,
+    pub(super) held: Vec<VecDeque<Msg<E>>>,
+    /// The checkpoint being aligned, and when its first barrier came.
+    pub(super) current: Option<(u64, Instant)>,
+    pub(super) ended: Vec<bool>,
+}
+
+impl<P: KeyedProcessor> KeyedTask<P> {
+    pub(super) fn run(self) -> Result<KeyedExit<P>, StateError> {
+        let info = self.info;
+        let mut op = (self.factory)(&info);
+        let t = Instant::now();
+        let restore = match &self.latest {
+            Some(cp) => {
+                // The job's assigner (the checkpoint's, or a new max
+                // parallelism in native mode), checked by `Job::start`.
+                Some(cp.keyed.restore_into_with(
+                    &mut op,
+                    info.subtask,
+                    info.parallelism,
+                    &self.restore_options,
+                )?)
+            }
+            None => {
+                op.bind_keyed(info.assigner, info.key_groups)?;
+                None
+            }
+        };
+        let restore_time = t.elapsed();
+        // What the instance holds now, encoded as a checkpoint would: the
+        // denominator of the read amplification (only when asked for).
+        let state_bytes = match restore {
+            Some(_) if self.measure_restored_state => Some(op.snapshot()?.data().len() as u64),
+            _ => None,
+        };
+        let mut stats = KeyedInstanceStats {
+            subtask: info.subtask,
+            key_groups: info.key_groups,
+            restore,
+            restore_time,
+            state_bytes,
+            events: 0,
+            busy: Duration::ZERO,
+            max_held: 0,
+        };
+        tracing::debug!(subtask = info.subtask, key_groups = %info.key_groups, "keyed instance started");
+        let mut align = Alignment {
+            blocked: vec![false; self.sources],
+            held: (0..self.sources).map(|_| VecDeque::new()).collect(),
+            current: None,
+            ended: vec![false; self.sources],
+        };
+        let mut outputs = Vec::new();
+        loop {
+            let msg = match self.rx.recv() {
+                Ok(m) if !self.shared.abort.load(Ordering::Relaxed) => m,
+                // Every source is gone without ending, or the job is being
+                // torn down: a kill or a failure. Queued records are dropped.
+                _ => return Ok(KeyedExit { op: None, stats }),
+            };
+            let from = msg.from();
+            if align.blocked[from] {
+                // Only records count against the bound: barriers and ends
+                // never wait, and a source sends few of them.
+                if matches!(msg, Msg::Records(..)) {
+                    let held = &self.shared.held[self.info.subtask][from];
+                    let now = held.fetch_add(1, Ordering::AcqRel) + 1;
+                    stats.max_held = stats.max_held.max(now);
+                }
+                align.held[from].push_back(msg);
+                continue;
+            }
+            let mut flow = self.apply(&mut op, &mut align, &mut stats, &mut outputs, msg)?;
+            // A completed alignment releases the held messages, which may
+            // complete the next alignment, and so on.
+            while flow == Flow::Aligned {
+                flow = Flow::Continue;
+                'drain: for s in 0..self.sources {
+                    while !align.blocked[s] {
+                        let Some(m) = align.held[s].pop_front() else {
+                            break;
+                        };
+                        if matches!(m, Msg::Records(..)) {
+                            self.shared.held[self.info.subtask][s].fetch_sub(1, Ordering::AcqRel);
+                        }
+                        match self.apply(&mut op, &mut align, &mut stats, &mut outputs, m)? {
+                            Flow::Continue => {}
+                            Flow::Aligned => {
+                                flow = Flow::Aligned;
+                                break 'drain;
+                            }
+                            f => {
+                                flow = f;
+                                break 'drain;
+                            }
+                        }
+                    }
+                }
+            }
+            match flow {
+                Flow::Ended => {
+                    return Ok(KeyedExit {
+                        op: Some(op),
+                        stats,
+                    });
+                }
+                Flow::Disconnected => return Ok(KeyedExit { op: None, stats }),
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn apply(
+        &self,
+        op: &mut P,
+        align: &mut Alignment<P::Event>,
+        stats: &mut KeyedInstanceStats,
+        outputs: &mut Vec<P::Output>,
+        msg: Msg<P::Event>,
+    ) -> Result<Flow, StateError> {
+        match msg {
+            Msg::Records(_, batch) => {
+                let n = batch.len() as u64;
+                let t = Instant::now();
+                let keep = self.out.is_some();
+                for e in batch {
+                    op.process(e, &mut |o| {
+                        if keep {
+                            outputs.push(o)
+                        }
+                    })?;
+                }
+                stats.busy += t.elapsed();
+                stats.events += n;
+                self.shared.processed.fetch_add(n, Ordering::Relaxed);
+                if let Some(out) = &self.out {
+                    if !outputs.is_empty() && out.send(std::mem::take(outputs)).is_err() {
+                        return Ok(Flow::Disconnected);
+                    }
+                }
+                Ok(Flow::Continue)
+            }
+            Msg::Barrier(from, id) => {
+                let (current, since) = *align.current.get_or_insert((id, Instant::now()));
+                if current != id {
+                    return Err(StateError::CorruptSnapshot {
+                        state: "barrier".into(),
+                        subtask: self.info.subtask,
+                        message: format!(
+                            "barrier {id} from source {from} while aligning checkpoint {current}"
+                        ),
+                    });
+                }
+                align.blocked[from] = true;
+                if !align.blocked.iter().all(|b| *b) {
+                    return Ok(Flow::Continue);
+                }
+                let alignment = since.elapsed();
+                let t = Instant::now();
+                let snapshot =
+                    self.store
+                        .snapshot(id, PipelineOperator::Keyed, self.info.subtask, op)?;
+                let snapshot_time = t.elapsed();
+                let _ = self.coord.send(CoordMsg::KeyedSnapshot {
+                    subtask: self.info.subtask,
+                    id,
+                    snapshot,
+                    alignment,
+                    snapshot_time,
+                });
+                align.blocked.iter_mut().for_each(|b| *b = false);
+                align.current = None;
+                Ok(Flow::Aligned)
+            }
+            Msg::End(from) => {
+                align.ended[from] = true;
+                if align.ended.iter().all(|e| *e) {
+                    Ok(Flow::Ended)
+                } else {
+                    Ok(Flow::Continue)
+                }
+            }
+        }
+    }
+}
