@@ -487,3 +487,18 @@ pub(super) fn data_file_name(index: usize, name: &str, subtask: usize) -> String
         .collect();
     format!("{index}.{clean}.{subtask}.data")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::validate_file_name;
+
+    #[test]
+    fn file_names_are_valid_and_unique() {
+        let a = data_file_name(0, "sum/π", 3);
+        assert_eq!(a, "0.sum__.3.data");
+        validate_file_name(&a).unwrap();
+        validate_file_name(&data_file_name(12, &"x".repeat(500), 7)).unwrap();
+        assert_ne!(data_file_name(1, "a", 11), data_file_name(11, "a", 1));
+    }
+}

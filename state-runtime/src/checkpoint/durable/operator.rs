@@ -1,0 +1,626 @@
+//! One operator of a stored checkpoint: its subtasks' files as the manifest
+//! describes them, the reads a restore at any parallelism plans, and the
+//! checked byte ranges it serves.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Mutex;
+
+use super::super::restore::{self, StateBytes};
+use super::super::{
+    Checkpoint, KeyedSection, KeyedStateMeta, RestoreOptions, RestoreReport, StateMeta,
+    SubtaskSnapshot, validate_keyed, validate_states,
+};
+use super::format::{self, DATA_HEADER_LEN, OperatorManifest};
+use super::regions::{Region, RegionKind, check_regions, check_tiling, collect_regions};
+use crate::error::StateError;
+use crate::keyed::plan::KeyedRescalePlan;
+use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
+use crate::operator::Checkpointed;
+use crate::repartition::operator::{StateShape, plan_subtask};
+use crate::storage::{CheckpointStorage, FileRef, validate_file_name};
+
+/// One subtask's data file, as the manifest describes it.
+#[derive(Debug, Clone)]
+pub struct StoredSubtask {
+    pub(super) file: String,
+    pub(super) file_len: u64,
+    pub(super) payload_crc: u32,
+    pub(super) states: Vec<StateMeta>,
+    pub(super) keyed: Option<KeyedSection>,
+    /// Sorted, tiling the payload.
+    pub(super) regions: Vec<Region>,
+}
+
+impl StoredSubtask {
+    /// The data file's name in the checkpoint's folder.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The data file's length, header included.
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    /// The payload's length (the file without its 16-byte header).
+    pub fn payload_len(&self) -> u64 {
+        self.file_len - DATA_HEADER_LEN
+    }
+
+    /// The operator states: names, modes, item types and item offsets
+    /// (relative to the payload, which starts at byte
+    /// [`DATA_HEADER_LEN`] of the file).
+    pub fn states(&self) -> &[StateMeta] {
+        &self.states
+    }
+
+    /// The keyed section: assigner, owned key groups and the offsets of
+    /// every key group's sections (relative to the payload).
+    pub fn keyed(&self) -> Option<&KeyedSection> {
+        self.keyed.as_ref()
+    }
+
+    /// The ranges of the payload covered by `range`'s regions; `Err` with a
+    /// reason unless `range` starts and ends on region boundaries.
+    pub(super) fn regions_in(&self, range: &Range<u64>) -> Result<&[Region], String> {
+        if range.is_empty() {
+            return Ok(&[]);
+        }
+        let first = self.regions.partition_point(|r| r.start < range.start);
+        let mut pos = range.start;
+        let mut i = first;
+        while pos < range.end {
+            match self.regions.get(i) {
+                Some(r) if r.start == pos && r.end <= range.end => pos = r.end,
+                _ => {
+                    return Err(format!(
+                        "bytes {}..{} do not start and end on item or key-group boundaries",
+                        range.start, range.end
+                    ));
+                }
+            }
+            i += 1;
+        }
+        Ok(&self.regions[first..i])
+    }
+}
+
+/// One operator of a [`StoredCheckpoint`](super::StoredCheckpoint): its metadata (from the manifest)
+/// and lazy access to its data files.
+#[derive(Debug, Clone)]
+pub struct StoredOperator<'a> {
+    pub(super) storage: &'a dyn CheckpointStorage,
+    pub(super) checkpoint_id: u64,
+    pub(super) name: String,
+    pub(super) assigner: Option<KeyGroupAssigner>,
+    pub(super) subtasks: Vec<StoredSubtask>,
+}
+
+/// What a new subtask reads from one data file (see
+/// [`StoredOperator::plan_reads`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRead {
+    /// The old subtask whose file is read.
+    pub old_subtask: usize,
+    /// Its data file.
+    pub file: String,
+    /// The byte range read, as an offset range in the file.
+    pub range: Range<u64>,
+    /// What the bytes are.
+    pub what: ReadKind,
+}
+
+/// What a [`PlannedRead`] reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadKind {
+    /// A run of items of an operator state.
+    Items {
+        /// The state.
+        state: String,
+        /// Item indices in the old subtask's list.
+        items: Range<u64>,
+    },
+    /// A run of old key groups, every keyed state.
+    KeyGroups(KeyGroupRange),
+}
+
+/// The reads of one new subtask (see [`StoredOperator::plan_reads`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubtaskReadPlan {
+    /// The new subtask.
+    pub subtask: usize,
+    /// The key groups it owns (`None`: no keyed state).
+    pub key_groups: Option<KeyGroupRange>,
+    /// The range reads, in the order a restore issues them.
+    pub reads: Vec<PlannedRead>,
+}
+
+impl SubtaskReadPlan {
+    /// Bytes read in all.
+    pub fn bytes(&self) -> u64 {
+        self.reads.iter().map(|r| r.range.end - r.range.start).sum()
+    }
+}
+
+impl<'a> StoredOperator<'a> {
+    /// The operator's name in the job checkpoint.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The parallelism the checkpoint was taken at.
+    pub fn parallelism(&self) -> usize {
+        self.subtasks.len()
+    }
+
+    /// The key-group assigner (kind and max parallelism) of its keyed state;
+    /// `None` without keyed state.
+    pub fn assigner(&self) -> Option<KeyGroupAssigner> {
+        self.assigner
+    }
+
+    /// Its operator states (names, modes, item types), as subtask 0 holds
+    /// them; every subtask holds the same states.
+    pub fn states(&self) -> &[StateMeta] {
+        &self.subtasks[0].states
+    }
+
+    /// Its keyed states (names and container types).
+    pub fn keyed_states(&self) -> &[KeyedStateMeta] {
+        self.subtasks[0].keyed.as_ref().map_or(&[], |k| k.states())
+    }
+
+    /// The subtasks' data files, subtask `i` at index `i`.
+    pub fn subtasks(&self) -> &[StoredSubtask] {
+        &self.subtasks
+    }
+
+    /// The checkpoint id.
+    pub fn checkpoint_id(&self) -> u64 {
+        self.checkpoint_id
+    }
+
+    pub(super) fn path(&self, file: &str) -> String {
+        file_path(self.storage, self.checkpoint_id, file)
+    }
+
+    /// Restores subtask `subtask` of `parallelism` into `op`, reading only
+    /// the byte ranges of the items and key groups it receives; same
+    /// semantics as [`Checkpoint::restore_into`]. `bytes_read` in the report
+    /// is what was read from the storage.
+    ///
+    /// Every range read is checked against the CRC-32C of each item and key
+    /// group in it before anything is decoded; a mismatch, or a data file
+    /// whose length differs from the manifest's, is [`StateError::Corrupt`]
+    /// naming the file and offset.
+    pub fn restore_into<T: Checkpointed>(
+        &self,
+        op: &mut T,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<RestoreReport, StateError> {
+        self.restore_into_with(op, subtask, parallelism, &RestoreOptions::default())
+    }
+
+    /// [`Checkpoint::check_restore`] for this stored operator: from the
+    /// manifest, reading no data.
+    pub fn check_restore<T: Checkpointed>(
+        &self,
+        options: &RestoreOptions,
+    ) -> Result<(), StateError> {
+        let first = self.subtasks.first().ok_or(StateError::ZeroParallelism)?;
+        restore::check_restore::<T>(&first.states, first.keyed.as_ref(), options)
+    }
+
+    /// [`restore_into`](Self::restore_into) with options, as
+    /// [`Checkpoint::restore_into_with`].
+    pub fn restore_into_with<T: Checkpointed>(
+        &self,
+        op: &mut T,
+        subtask: usize,
+        parallelism: usize,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport, StateError> {
+        let metas: Vec<&[StateMeta]> = self.subtasks.iter().map(|s| s.states.as_slice()).collect();
+        let keyed: Vec<Option<&KeyedSection>> =
+            self.subtasks.iter().map(|s| s.keyed.as_ref()).collect();
+        let bytes = StoredBytes {
+            op: self,
+            length_checked: Mutex::new(vec![false; self.subtasks.len()]),
+        };
+        restore::restore_operator(
+            self.checkpoint_id,
+            &metas,
+            &keyed,
+            &bytes,
+            op,
+            subtask,
+            parallelism,
+            options,
+        )
+    }
+
+    /// Reads every data file whole, checks every checksum, and gives the
+    /// operator's checkpoint in memory.
+    pub fn load(&self) -> Result<Checkpoint, StateError> {
+        let mut snapshots = Vec::with_capacity(self.subtasks.len());
+        for i in 0..self.subtasks.len() {
+            let data = self.read_verified(i)?;
+            let sub = &self.subtasks[i];
+            snapshots.push(SubtaskSnapshot {
+                data,
+                states: sub.states.clone(),
+                keyed: sub.keyed.clone(),
+            });
+        }
+        Ok(Checkpoint::from_subtasks(snapshots)?.with_checkpoint_id(self.checkpoint_id))
+    }
+
+    /// Reads subtask `subtask`'s data file whole and checks its length,
+    /// header, payload CRC and every item's and key group's CRC. Returns
+    /// the bytes read.
+    pub fn verify_subtask(&self, subtask: usize) -> Result<u64, StateError> {
+        let payload = self.read_verified(subtask)?;
+        Ok(payload.len() as u64 + DATA_HEADER_LEN)
+    }
+
+    /// The payload of a subtask's file, every check passed.
+    pub(super) fn read_verified(&self, subtask: usize) -> Result<Vec<u8>, StateError> {
+        let sub = self
+            .subtasks
+            .get(subtask)
+            .ok_or(StateError::SubtaskOutOfRange {
+                subtask: u32::try_from(subtask).unwrap_or(u32::MAX),
+                parallelism: self.subtasks.len() as u32,
+            })?;
+        let path = self.path(&sub.file);
+        self.check_len(sub)?;
+        let mut bytes = self
+            .storage
+            .read_range(self.checkpoint_id, &sub.file, 0..sub.file_len)
+            .map_err(|e| truncated(e, &path, sub.file_len))?;
+        format::check_data_header(&bytes, &path)?;
+        let payload = bytes.split_off(DATA_HEADER_LEN as usize);
+        check_regions(&sub.regions, &sub.states, &payload, 0, &path)?;
+        let crc = crc32c::crc32c(&payload);
+        if crc != sub.payload_crc {
+            return Err(StateError::Corrupt {
+                path,
+                offset: DATA_HEADER_LEN,
+                expected: format!("payload CRC-32C {:#010x}", sub.payload_crc),
+                found: format!("{crc:#010x}"),
+            });
+        }
+        Ok(payload)
+    }
+
+    pub(super) fn check_len(&self, sub: &StoredSubtask) -> Result<(), StateError> {
+        let len = self.storage.file_len(self.checkpoint_id, &sub.file)?;
+        if len != sub.file_len {
+            return Err(StateError::Corrupt {
+                path: self.path(&sub.file),
+                offset: len.min(sub.file_len),
+                expected: format!("a file of {} bytes", sub.file_len),
+                found: format!("{len} bytes"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The range reads that restoring each of `parallelism` new subtasks
+    /// issues, computed from the manifest alone (nothing is read): what
+    /// [`restore_into_with`](Self::restore_into_with) reads for an operator
+    /// that declares every state of the checkpoint. `assigner` is the keyed
+    /// state's new assigner (`None`: the checkpoint's).
+    ///
+    /// ```
+    /// use state_runtime::checkpoint::durable::{StoredCheckpoint, write_checkpoint};
+    /// use state_runtime::prelude::*;
+    /// use state_runtime::storage::LocalStorage;
+    ///
+    /// #[derive(Checkpointed, Default)]
+    /// struct Op { #[state(split)] xs: Vec<u64> }
+    ///
+    /// let cp = Checkpoint::from_subtasks(vec![
+    ///     Op { xs: vec![1, 2, 3] }.snapshot()?,
+    ///     Op { xs: vec![4] }.snapshot()?,
+    /// ])?;
+    /// let dir = tempfile::tempdir()?;
+    /// let storage = LocalStorage::open(dir.path())?;
+    /// write_checkpoint(&storage, 1, &[("op", &cp)])?;
+    /// let stored = StoredCheckpoint::open(&storage, 1)?;
+    /// let plan = stored.operator("op")?.plan_reads(4, None)?;
+    /// // Four subtasks, one item (one byte) each.
+    /// assert!(plan.iter().all(|p| p.bytes() == 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn plan_reads(
+        &self,
+        parallelism: usize,
+        assigner: Option<KeyGroupAssigner>,
+    ) -> Result<Vec<SubtaskReadPlan>, StateError> {
+        if parallelism == 0 {
+            return Err(StateError::ZeroParallelism);
+        }
+        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let states = self.states();
+        let counts: Vec<Vec<u64>> = (0..states.len())
+            .map(|i| {
+                self.subtasks
+                    .iter()
+                    .map(|s| s.states[i].len() as u64)
+                    .collect()
+            })
+            .collect();
+        let shapes: Vec<StateShape<'_>> = states
+            .iter()
+            .zip(&counts)
+            .map(|(s, c)| StateShape {
+                mode: s.mode,
+                counts: c,
+            })
+            .collect();
+        let keyed_plan = match (self.assigner, self.subtasks[0].keyed.as_ref()) {
+            (Some(old), Some(_)) => Some(KeyedRescalePlan::new(
+                old,
+                clamp(self.parallelism()),
+                assigner.unwrap_or(old),
+                clamp(parallelism),
+            )?),
+            _ => None,
+        };
+        let mut out = Vec::with_capacity(parallelism);
+        for subtask in 0..parallelism {
+            let mut reads = Vec::new();
+            for (index, runs) in plan_subtask(&shapes, subtask, parallelism)
+                .into_iter()
+                .enumerate()
+            {
+                for run in runs {
+                    let sub = &self.subtasks[run.old_subtask];
+                    let r = sub.states[index].items_range(&run.items);
+                    if r.is_empty() {
+                        continue;
+                    }
+                    reads.push(PlannedRead {
+                        old_subtask: run.old_subtask,
+                        file: sub.file.clone(),
+                        range: r.start + DATA_HEADER_LEN..r.end + DATA_HEADER_LEN,
+                        what: ReadKind::Items {
+                            state: states[index].name.clone(),
+                            items: run.items,
+                        },
+                    });
+                }
+            }
+            let mut key_groups = None;
+            if let Some(plan) = &keyed_plan {
+                let mine = &plan.subtasks()[subtask];
+                key_groups = Some(mine.key_groups);
+                for read in &mine.reads {
+                    let old = read.old_subtask as usize;
+                    let sub = &self.subtasks[old];
+                    let k = sub.keyed.as_ref().expect("every subtask has keyed state");
+                    let Some(r) = k.key_groups_bytes(read.key_groups) else {
+                        continue;
+                    };
+                    if r.is_empty() {
+                        continue;
+                    }
+                    reads.push(PlannedRead {
+                        old_subtask: old,
+                        file: sub.file.clone(),
+                        range: r.start + DATA_HEADER_LEN..r.end + DATA_HEADER_LEN,
+                        what: ReadKind::KeyGroups(read.key_groups),
+                    });
+                }
+            }
+            out.push(SubtaskReadPlan {
+                subtask,
+                key_groups,
+                reads,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) fn from_manifest(
+        storage: &'a dyn CheckpointStorage,
+        checkpoint_id: u64,
+        m: OperatorManifest,
+        manifest_path: &str,
+    ) -> Result<Self, StateError> {
+        let inconsistent = |found: String| StateError::Corrupt {
+            path: manifest_path.to_owned(),
+            offset: 0,
+            expected: format!("a consistent description of operator `{}`", m.name),
+            found,
+        };
+        if m.name.is_empty() {
+            return Err(inconsistent("an empty operator name".into()));
+        }
+        let parallelism = m.subtasks.len();
+        let mut subtasks = Vec::with_capacity(parallelism);
+        for (i, sub) in m.subtasks.iter().enumerate() {
+            validate_file_name(&sub.file).map_err(|e| inconsistent(e.to_string()))?;
+            let payload_len = sub
+                .file_len
+                .checked_sub(DATA_HEADER_LEN)
+                .ok_or_else(|| inconsistent(format!("file length {}", sub.file_len)))?;
+            let states: Vec<StateMeta> = m
+                .states
+                .iter()
+                .zip(&sub.items)
+                .map(|((name, mode, item_type), (bounds, _))| StateMeta {
+                    name: name.clone(),
+                    mode: *mode,
+                    item_type: item_type.clone(),
+                    bounds: bounds.clone(),
+                })
+                .collect();
+            validate_states(&states, payload_len, i).map_err(|e| inconsistent(e.to_string()))?;
+            let keyed = match (&sub.keyed, m.assigner) {
+                (Some((range, bounds, _)), Some(assigner)) => {
+                    let k = KeyedSection::from_parts(
+                        assigner,
+                        *range,
+                        m.keyed_states.clone(),
+                        bounds.clone(),
+                    );
+                    validate_keyed(&k, payload_len, i, parallelism)
+                        .map_err(|e| inconsistent(e.to_string()))?;
+                    if let Some(s) = k
+                        .states()
+                        .iter()
+                        .find(|s| states.iter().any(|o| o.name == s.name) || s.name.is_empty())
+                    {
+                        return Err(inconsistent(format!(
+                            "keyed state `{}` is also an operator state",
+                            s.name
+                        )));
+                    }
+                    Some(k)
+                }
+                (None, None) => None,
+                _ => return Err(inconsistent("a keyed section without assigner".into())),
+            };
+            let mut regions = Vec::new();
+            collect_regions(&states, keyed.as_ref(), &mut regions);
+            // Attach the CRCs, then check the tiling of the payload.
+            for r in &mut regions {
+                r.crc = match r.kind {
+                    RegionKind::Item { state, index } => sub.items[state].1[index as usize],
+                    RegionKind::KeyGroup(kg) => {
+                        let (range, _, crcs) = sub.keyed.as_ref().expect("keyed");
+                        crcs[(kg - range.start()) as usize]
+                    }
+                };
+            }
+            check_tiling(&mut regions, payload_len).map_err(inconsistent)?;
+            subtasks.push(StoredSubtask {
+                file: sub.file.clone(),
+                file_len: sub.file_len,
+                payload_crc: sub.payload_crc,
+                states,
+                keyed,
+                regions,
+            });
+        }
+        Ok(StoredOperator {
+            storage,
+            checkpoint_id,
+            name: m.name,
+            assigner: m.assigner,
+            subtasks,
+        })
+    }
+}
+
+/// A read past the end of a file that the manifest says is longer: the file
+/// was truncated.
+pub(super) fn truncated(e: StateError, path: &str, expected_len: u64) -> StateError {
+    match e {
+        StateError::RangeOutOfBounds { start, len, .. } => StateError::Corrupt {
+            path: path.to_owned(),
+            offset: start.min(len),
+            expected: format!("a file of {expected_len} bytes"),
+            found: format!("{len} bytes"),
+        },
+        other => other,
+    }
+}
+
+pub(super) fn file_path(storage: &dyn CheckpointStorage, checkpoint_id: u64, file: &str) -> String {
+    format!(
+        "{}/{}",
+        storage.location(),
+        FileRef::new(checkpoint_id, file)
+    )
+}
+
+/// Serves a restore's byte ranges from the data files, each checked.
+pub(super) struct StoredBytes<'s> {
+    pub(super) op: &'s StoredOperator<'s>,
+    /// Old subtasks whose file length was checked against the manifest.
+    pub(super) length_checked: Mutex<Vec<bool>>,
+}
+
+impl StateBytes for StoredBytes<'_> {
+    fn read(
+        &self,
+        state: &str,
+        old_subtask: usize,
+        range: Range<u64>,
+    ) -> Result<Cow<'_, [u8]>, StateError> {
+        let mut buf = Vec::new();
+        self.read_into(state, old_subtask, range, &mut buf)?;
+        Ok(Cow::Owned(buf))
+    }
+
+    fn read_into(
+        &self,
+        state: &str,
+        old_subtask: usize,
+        range: Range<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
+        let outside = |len: u64| StateError::CorruptSnapshot {
+            state: state.to_owned(),
+            subtask: old_subtask,
+            message: format!(
+                "bytes {}..{} are outside the {len} bytes of data",
+                range.start, range.end
+            ),
+        };
+        let sub = self
+            .op
+            .subtasks
+            .get(old_subtask)
+            .ok_or_else(|| outside(0))?;
+        if range.start > range.end || range.end > sub.payload_len() {
+            return Err(outside(sub.payload_len()));
+        }
+        let path = self.op.path(&sub.file);
+        let regions = sub
+            .regions_in(&range)
+            .map_err(|reason| StateError::Corrupt {
+                path: path.clone(),
+                offset: DATA_HEADER_LEN + range.start,
+                expected: "a read of whole items or key groups".into(),
+                found: reason,
+            })?;
+        buf.clear();
+        if range.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut checked = self
+                .length_checked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !checked[old_subtask] {
+                self.op.check_len(sub)?;
+                checked[old_subtask] = true;
+            }
+        }
+        self.op
+            .storage
+            .read_range_into(
+                self.op.checkpoint_id,
+                &sub.file,
+                range.start + DATA_HEADER_LEN..range.end + DATA_HEADER_LEN,
+                buf,
+            )
+            .map_err(|e| truncated(e, &path, sub.file_len))?;
+        if buf.len() as u64 != range.end - range.start {
+            return Err(StateError::Corrupt {
+                path,
+                offset: DATA_HEADER_LEN + range.start,
+                expected: format!("{} bytes", range.end - range.start),
+                found: format!("{} bytes", buf.len()),
+            });
+        }
+        check_regions(regions, &sub.states, buf, range.start, &path)
+    }
+}
