@@ -37,6 +37,7 @@
 //! ```
 
 pub mod durable;
+mod matching;
 mod restore;
 mod writer;
 
