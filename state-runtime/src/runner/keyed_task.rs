@@ -1,12 +1,12 @@
 //! A keyed instance's thread: restore or bind, process records, and align
 //! barriers from every source before each snapshot.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
+use super::alignment::{Alignment, BarrierStep, Misaligned};
 use super::channel::{CoordMsg, Msg, Shared};
 use super::job::Factory;
 use super::processor::{InstanceInfo, KeyedProcessor};
@@ -43,16 +43,6 @@ pub(super) enum Flow {
     Aligned,
     Ended,
     Disconnected,
-}
-
-pub(super) struct Alignment<E> {
-    /// Per source: its barrier for the checkpoint being aligned has come, so
-    /// its later messages wait in `held`.
-    pub(super) blocked: Vec<bool>,
-    pub(super) held: Vec<VecDeque<Msg<E>>>,
-    /// The checkpoint being aligned, and when its first barrier came.
-    pub(super) current: Option<(u64, Instant)>,
-    pub(super) ended: Vec<bool>,
 }
 
 impl<P: KeyedProcessor> KeyedTask<P> {
@@ -94,12 +84,7 @@ impl<P: KeyedProcessor> KeyedTask<P> {
             max_held: 0,
         };
         tracing::debug!(subtask = info.subtask, key_groups = %info.key_groups, "keyed instance started");
-        let mut align = Alignment {
-            blocked: vec![false; self.sources],
-            held: (0..self.sources).map(|_| VecDeque::new()).collect(),
-            current: None,
-            ended: vec![false; self.sources],
-        };
+        let mut align = Alignment::new(self.sources);
         let mut outputs = Vec::new();
         loop {
             let msg = match self.rx.recv() {
@@ -109,40 +94,32 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                 _ => return Ok(KeyedExit { op: None, stats }),
             };
             let from = msg.from();
-            if align.blocked[from] {
-                // Only records count against the bound: barriers and ends
-                // never wait, and a source sends few of them.
-                if matches!(msg, Msg::Records(..)) {
+            // Only records count against the bound: barriers and ends never
+            // wait, and a source sends few of them.
+            let records = matches!(msg, Msg::Records(..));
+            let Some(msg) = align.offer(msg) else {
+                if records {
                     let held = &self.shared.held[self.info.subtask][from];
                     let now = held.fetch_add(1, Ordering::AcqRel) + 1;
                     stats.max_held = stats.max_held.max(now);
                 }
-                align.held[from].push_back(msg);
                 continue;
-            }
+            };
             let mut flow = self.apply(&mut op, &mut align, &mut stats, &mut outputs, msg)?;
             // A completed alignment releases the held messages, which may
-            // complete the next alignment, and so on.
-            while flow == Flow::Aligned {
+            // block their source again, complete the next alignment, and so
+            // on.
+            if flow == Flow::Aligned {
                 flow = Flow::Continue;
-                'drain: for s in 0..self.sources {
-                    while !align.blocked[s] {
-                        let Some(m) = align.held[s].pop_front() else {
+                while let Some(m) = align.next_released() {
+                    if let Msg::Records(s, _) = &m {
+                        self.shared.held[self.info.subtask][*s].fetch_sub(1, Ordering::AcqRel);
+                    }
+                    match self.apply(&mut op, &mut align, &mut stats, &mut outputs, m)? {
+                        Flow::Continue | Flow::Aligned => {}
+                        f => {
+                            flow = f;
                             break;
-                        };
-                        if matches!(m, Msg::Records(..)) {
-                            self.shared.held[self.info.subtask][s].fetch_sub(1, Ordering::AcqRel);
-                        }
-                        match self.apply(&mut op, &mut align, &mut stats, &mut outputs, m)? {
-                            Flow::Continue => {}
-                            Flow::Aligned => {
-                                flow = Flow::Aligned;
-                                break 'drain;
-                            }
-                            f => {
-                                flow = f;
-                                break 'drain;
-                            }
                         }
                     }
                 }
@@ -191,21 +168,19 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                 Ok(Flow::Continue)
             }
             Msg::Barrier(from, id) => {
-                let (current, since) = *align.current.get_or_insert((id, Instant::now()));
-                if current != id {
-                    return Err(StateError::CorruptSnapshot {
-                        state: "barrier".into(),
-                        subtask: self.info.subtask,
-                        message: format!(
-                            "barrier {id} from source {from} while aligning checkpoint {current}"
-                        ),
-                    });
-                }
-                align.blocked[from] = true;
-                if !align.blocked.iter().all(|b| *b) {
-                    return Ok(Flow::Continue);
-                }
-                let alignment = since.elapsed();
+                let alignment = match align.barrier(from, id) {
+                    Ok(BarrierStep::Waiting) => return Ok(Flow::Continue),
+                    Ok(BarrierStep::Aligned { alignment, .. }) => alignment,
+                    Err(Misaligned { aligning, .. }) => {
+                        return Err(StateError::CorruptSnapshot {
+                            state: "barrier".into(),
+                            subtask: self.info.subtask,
+                            message: format!(
+                                "barrier {id} from source {from} while aligning checkpoint {aligning}"
+                            ),
+                        });
+                    }
+                };
                 let t = Instant::now();
                 let snapshot =
                     self.store
@@ -218,18 +193,12 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                     alignment,
                     snapshot_time,
                 });
-                align.blocked.iter_mut().for_each(|b| *b = false);
-                align.current = None;
                 Ok(Flow::Aligned)
             }
-            Msg::End(from) => {
-                align.ended[from] = true;
-                if align.ended.iter().all(|e| *e) {
-                    Ok(Flow::Ended)
-                } else {
-                    Ok(Flow::Continue)
-                }
-            }
+            Msg::End(from) => match align.end(from) {
+                true => Ok(Flow::Ended),
+                false => Ok(Flow::Continue),
+            },
         }
     }
 }
