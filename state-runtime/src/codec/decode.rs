@@ -25,11 +25,7 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 /// elements) up to this many; bincode's decoder has no such bound.
 pub(crate) const MAX_ZERO_BYTE_ELEMENTS: u64 = 1 << 32;
 
-const SINGLE_BYTE_MAX: u8 = 250;
-const U16_BYTE: u8 = 251;
-const U32_BYTE: u8 = 252;
-const U64_BYTE: u8 = 253;
-const U128_BYTE: u8 = 254;
+use super::{SINGLE_BYTE_MAX, U16_BYTE, U32_BYTE, U64_BYTE, U128_BYTE};
 
 /// Why bytes could not be decoded.
 #[derive(Debug)]

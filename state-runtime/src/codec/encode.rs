@@ -25,11 +25,7 @@ use std::fmt;
 
 use serde::ser::{self, Serialize};
 
-const SINGLE_BYTE_MAX: u8 = 250;
-const U16_BYTE: u8 = 251;
-const U32_BYTE: u8 = 252;
-const U64_BYTE: u8 = 253;
-const U128_BYTE: u8 = 254;
+use super::{SINGLE_BYTE_MAX, U16_BYTE, U32_BYTE, U64_BYTE, U128_BYTE};
 
 /// Why a value could not be encoded.
 #[derive(Debug)]

@@ -11,6 +11,15 @@ use crate::error::StateError;
 
 mod decode;
 mod encode;
+
+/// The varint of bincode's standard configuration: values up to this are
+/// one byte; larger ones are a marker byte and the value little-endian in 2,
+/// 4, 8 or 16 bytes.
+const SINGLE_BYTE_MAX: u8 = 250;
+const U16_BYTE: u8 = 251;
+const U32_BYTE: u8 = 252;
+const U64_BYTE: u8 = 253;
+const U128_BYTE: u8 = 254;
 #[cfg(test)]
 mod test_model;
 

@@ -19,13 +19,14 @@ use std::collections::HashSet;
 
 use super::format::{self, Manifest, OperatorManifest, SubtaskManifest};
 use super::{DATA_HEADER_LEN, Region, RegionKind, check_tiling, collect_regions};
+use crate::checkpoint::writer::StreamedPayload;
 use crate::checkpoint::{
     Checkpoint, KeyedSection, SnapshotWriter, StateMeta, SubtaskSnapshot, check_same_keyed,
     check_same_states, validate_keyed,
 };
 use crate::error::StateError;
 use crate::operator::Checkpointed;
-use crate::storage::CheckpointStorage;
+use crate::storage::{CheckpointStorage, FileSink};
 
 /// One file written by [`write_checkpoint`] or [`commit_checkpoint`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,25 +176,53 @@ pub fn write_subtask<T: Checkpointed + ?Sized>(
     subtask: usize,
     op: &T,
 ) -> Result<SubtaskFile, StateError> {
-    let name = data_file_name(operator_index, operator, subtask);
-    let mut sink = storage.create_file(checkpoint_id, &name)?;
-    sink.write(&format::data_header())?;
-    let mut writer = SnapshotWriter::streaming(sink);
-    op.write_snapshot(&mut writer)?;
-    let payload = writer.finish_streaming()?;
-    Ok(SubtaskFile {
+    let target = Target {
         checkpoint_id,
         operator_index,
-        operator: operator.to_owned(),
+        operator,
         subtask,
-        name,
-        payload_len: payload.len,
-        payload_crc: payload.crc,
-        states: payload.states,
-        keyed: payload.keyed,
-        item_crcs: payload.item_crcs,
-        key_group_crcs: payload.key_group_crcs,
+    };
+    target.write(storage, |sink| {
+        let mut writer = SnapshotWriter::streaming(sink);
+        op.write_snapshot(&mut writer)?;
+        writer.finish_streaming()
     })
+}
+
+/// Where one subtask's data file goes.
+struct Target<'a> {
+    checkpoint_id: u64,
+    operator_index: usize,
+    operator: &'a str,
+    subtask: usize,
+}
+
+impl Target<'_> {
+    /// Creates the data file, writes its header, lets `payload` write the
+    /// rest and finish it, and describes the file.
+    fn write(
+        &self,
+        storage: &dyn CheckpointStorage,
+        payload: impl FnOnce(Box<dyn FileSink + '_>) -> Result<StreamedPayload, StateError>,
+    ) -> Result<SubtaskFile, StateError> {
+        let name = data_file_name(self.operator_index, self.operator, self.subtask);
+        let mut sink = storage.create_file(self.checkpoint_id, &name)?;
+        sink.write(&format::data_header())?;
+        let payload = payload(sink)?;
+        Ok(SubtaskFile {
+            checkpoint_id: self.checkpoint_id,
+            operator_index: self.operator_index,
+            operator: self.operator.to_owned(),
+            subtask: self.subtask,
+            name,
+            payload_len: payload.len,
+            payload_crc: payload.crc,
+            states: payload.states,
+            keyed: payload.keyed,
+            item_crcs: payload.item_crcs,
+            key_group_crcs: payload.key_group_crcs,
+        })
+    }
 }
 
 /// [`write_subtask`] for a snapshot already in memory: writes its bytes as
@@ -229,23 +258,23 @@ pub fn write_subtask_snapshot(
             }
         }
     }
-    let name = data_file_name(operator_index, operator, subtask);
-    let mut sink = storage.create_file(checkpoint_id, &name)?;
-    sink.write(&format::data_header())?;
-    sink.write(data)?;
-    sink.finish()?;
-    Ok(SubtaskFile {
+    let target = Target {
         checkpoint_id,
         operator_index,
-        operator: operator.to_owned(),
+        operator,
         subtask,
-        name,
-        payload_len: data.len() as u64,
-        payload_crc: crc32c::crc32c(data),
-        states: snapshot.states().to_vec(),
-        keyed: snapshot.keyed().cloned(),
-        item_crcs,
-        key_group_crcs,
+    };
+    target.write(storage, |mut sink| {
+        sink.write(data)?;
+        sink.finish()?;
+        Ok(StreamedPayload {
+            len: data.len() as u64,
+            crc: crc32c::crc32c(data),
+            states: snapshot.states().to_vec(),
+            keyed: snapshot.keyed().cloned(),
+            item_crcs,
+            key_group_crcs,
+        })
     })
 }
 
