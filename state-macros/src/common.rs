@@ -1,5 +1,6 @@
 //! Pieces shared by the derives: the runtime crate path attribute, error
-//! collection and the `const _` wrapper.
+//! collection, which generic parameters a type mentions, and the `const _`
+//! wrapper.
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -104,4 +105,42 @@ pub(crate) fn respan(tokens: impl quote::ToTokens, span: proc_macro2::Span) -> T
             tt
         })
         .collect()
+}
+
+/// Which generic parameters [`param_names`] lists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Params {
+    /// Type parameters only: a field whose type mentions one gets a where
+    /// bound (`Checkpointed`).
+    Types,
+    /// Type, const and lifetime parameters: a key type that mentions none can
+    /// be checked outside the impl's generics (`Keyed`).
+    All,
+}
+
+/// The names of `generics`' parameters of the kinds `which`.
+pub(crate) fn param_names(generics: &syn::Generics, which: Params) -> Vec<String> {
+    generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            syn::GenericParam::Type(t) => Some(t.ident.to_string()),
+            syn::GenericParam::Const(c) if which == Params::All => Some(c.ident.to_string()),
+            syn::GenericParam::Lifetime(l) if which == Params::All => {
+                Some(l.lifetime.ident.to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `tokens` name any of `names` (an identifier anywhere inside,
+/// groups included).
+pub(crate) fn mentions_any(tokens: TokenStream, names: &[String]) -> bool {
+    !names.is_empty()
+        && tokens.into_iter().any(|tt| match tt {
+            proc_macro2::TokenTree::Ident(i) => names.iter().any(|n| i == n),
+            proc_macro2::TokenTree::Group(g) => mentions_any(g.stream(), names),
+            _ => false,
+        })
 }

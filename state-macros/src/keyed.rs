@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Type};
 
-use crate::common::{Errors, crate_path_attr, wrap_const};
+use crate::common::{Errors, Params, crate_path_attr, mentions_any, param_names, wrap_const};
 
 /// One `#[key]` field.
 struct KeyField<'a> {
@@ -60,28 +60,6 @@ fn key_fields<'a>(fields: &'a Fields, errors: &mut Errors) -> KeyFields<'a> {
         arity: fields.len(),
         keys,
     }
-}
-
-/// Whether `ty` names a type, const or lifetime parameter of `generics`.
-fn mentions_generics(ty: &Type, generics: &syn::Generics) -> bool {
-    use proc_macro2::TokenTree;
-    let names: Vec<String> = generics
-        .params
-        .iter()
-        .map(|p| match p {
-            syn::GenericParam::Type(t) => t.ident.to_string(),
-            syn::GenericParam::Const(c) => c.ident.to_string(),
-            syn::GenericParam::Lifetime(l) => l.lifetime.ident.to_string(),
-        })
-        .collect();
-    fn walk(tokens: TokenStream, names: &[String]) -> bool {
-        tokens.into_iter().any(|t| match t {
-            TokenTree::Ident(i) => names.iter().any(|n| i == n),
-            TokenTree::Group(g) => walk(g.stream(), names),
-            _ => false,
-        })
-    }
-    !names.is_empty() && walk(quote!(#ty), &names)
 }
 
 fn type_string(ty: &Type) -> String {
@@ -196,6 +174,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         quote!(assert_key_part)
     };
     let mut generics = input.generics.clone();
+    let generic_names = param_names(&input.generics, Params::All);
     let mut assertions = Vec::new();
     {
         let where_clause = generics.make_where_clause();
@@ -205,7 +184,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             } else {
                 quote!(#krate::__private::StableHash + ::core::cmp::Eq + ::core::clone::Clone)
             };
-            if mentions_generics(ty, &input.generics) {
+            if mentions_any(quote!(#ty), &generic_names) {
                 where_clause
                     .predicates
                     .push(syn::parse_quote!(#ty: #bounds));

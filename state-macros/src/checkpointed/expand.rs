@@ -4,14 +4,12 @@
 //! gives its descriptor, its snapshot write, its restore read and its
 //! assignment; the impl is straight-line code around those pieces.
 
-use std::collections::HashSet;
-
-use proc_macro2::{TokenStream, TokenTree};
+use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::ast::{Container, Field, StateMode};
-use crate::common::wrap_const;
+use crate::common::{Params, mentions_any, param_names, wrap_const};
 
 /// The generated pieces for one state field.
 struct StateCode {
@@ -107,11 +105,7 @@ pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
     let p = quote!(#krate::__private);
     let ident = c.ident;
 
-    let params: HashSet<String> = c
-        .generics
-        .type_params()
-        .map(|tp| tp.ident.to_string())
-        .collect();
+    let params = param_names(c.generics, Params::Types);
     let mut generics = c.generics.clone();
     let mut descriptors = Vec::new();
     let mut writes = Vec::new();
@@ -234,17 +228,5 @@ pub(crate) fn fallback(c: &Container<'_>) -> TokenStream {
                 #p::core::unreachable!()
             }
         }
-    })
-}
-
-/// Whether `tokens` name any of the type parameters `params`.
-fn mentions_any(tokens: TokenStream, params: &HashSet<String>) -> bool {
-    if params.is_empty() {
-        return false;
-    }
-    tokens.into_iter().any(|tt| match tt {
-        TokenTree::Ident(i) => params.contains(&i.to_string()),
-        TokenTree::Group(g) => mentions_any(g.stream(), params),
-        _ => false,
     })
 }

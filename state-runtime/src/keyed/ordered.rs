@@ -124,7 +124,7 @@ pub(crate) struct OrderedTable<K, T> {
     len: usize,
     /// The position of the entry of the greatest hash, when known: lets
     /// [`push_greatest`](Self::push_greatest) append without a search.
-    /// Every change but a push or a rebuild forgets it.
+    /// Pushes, inserts and rebuilds keep it; removals and clears forget it.
     last: Option<usize>,
 }
 
@@ -512,7 +512,14 @@ impl<K, T> OrderedTable<K, T> {
         count_steps(end - at + 1);
         self.slots[at..=end].rotate_right(1);
         self.tags[at..=end].rotate_right(1);
-        self.last = None;
+        // The greatest entry, if known: the new one if it goes after it
+        // (every entry before `at` is smaller), else one slot further if the
+        // shift moved it.
+        self.last = match self.last {
+            Some(l) if l < at => Some(at),
+            Some(l) if l < end => Some(l + 1),
+            known => known,
+        };
         self.tags[at] = tag(slot.hash.get());
         self.slots[at] = Some(slot);
         self.len += 1;
@@ -572,6 +579,10 @@ mod tests {
             }
             assert_eq!(count, self.len);
             assert!(self.len <= self.max_len());
+            if let Some(l) = self.last {
+                let greatest = self.slots.iter().rposition(Option::is_some);
+                assert_eq!(Some(l), greatest, "the remembered greatest entry");
+            }
         }
     }
 
@@ -583,6 +594,9 @@ mod tests {
         Retain(u16),
         Clear,
         Reserve(u8),
+        /// Keys `start..start + n`, inserted with
+        /// `insert_sorted_if_absent` in hash order (as a restore does).
+        SortedRun(u16, u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -593,6 +607,7 @@ mod tests {
             1 => (1u16..8).prop_map(Op::Retain),
             1 => Just(Op::Clear),
             1 => any::<u8>().prop_map(Op::Reserve),
+            2 => (any::<u16>(), any::<u8>()).prop_map(|(s, n)| Op::SortedRun(s, n)),
         ]
     }
 
@@ -648,6 +663,18 @@ mod tests {
                 Op::Clear => {
                     t.clear();
                     m.clear();
+                }
+                Op::SortedRun(start, n) => {
+                    let mut keys: Vec<u16> = (0..u16::from(n))
+                        .map(|i| start.wrapping_add(i) % domain)
+                        .collect();
+                    keys.sort_by_key(|k| (kept(hash(*k)), *k));
+                    keys.dedup();
+                    for k in keys {
+                        let inserted = t.insert_sorted_if_absent(hash(k), k, i32::from(k));
+                        assert_eq!(inserted, !m.contains_key(&k));
+                        m.entry(k).or_insert(i32::from(k));
+                    }
                 }
                 Op::Reserve(n) => {
                     t.reserve(n.into());
