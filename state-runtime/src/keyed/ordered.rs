@@ -450,6 +450,12 @@ impl<K, T> OrderedTable<K, T> {
             .map(|s| (s.hash.get(), s.key, s.value))
     }
 
+    /// The slots allocated (for tests of what a restore reserves).
+    #[cfg(test)]
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     fn max_len(&self) -> usize {
         self.capacity / MAX_LOAD_DEN * MAX_LOAD_NUM
     }

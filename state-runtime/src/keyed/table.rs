@@ -817,6 +817,33 @@ mod tests {
         }
     }
 
+    /// A section whose count claims far more entries than it holds (corrupt,
+    /// though it passed its checksum) reserves slots in proportion to its
+    /// bytes, not to the count, and fails on the entries it lacks.
+    #[test]
+    fn a_corrupt_count_reserves_in_proportion_to_the_bytes() {
+        let one = KeyGroupAssigner::native(MaxParallelism::new(1).unwrap());
+        let mut t = Tables::<u64, i64>::new(one, KeyGroupRange::new(0, 0)).unwrap();
+        // A count of 99,000 (within the bytes, so it passes the count
+        // check), then 100 kB of one repeated two-byte entry.
+        let mut section = Vec::new();
+        codec::encode_into(&99_000u64, &mut section, "t").unwrap();
+        section.resize(100_000, 0);
+        let err = t
+            .read_key_group(0, &section, None, |b, name| {
+                codec::decode_prefix::<i64>(b, name)
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("duplicate key"), "{err}");
+        let slot_bytes = std::mem::size_of::<Option<(u64, u64, i64)>>();
+        let reserved = t.groups[0].slot_count() * slot_bytes;
+        assert!(
+            reserved <= 16 * section.len(),
+            "{reserved} bytes of slots for a {}-byte section",
+            section.len()
+        );
+    }
+
     #[test]
     fn same_key_set_gives_the_same_snapshot_whatever_the_history() {
         histories_give_one_snapshot(wide, 20_000);
