@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use state_runtime::checkpoint::durable::{
-    self, DATA_HEADER_LEN, FORMAT_VERSION, ReadKind, StoredCheckpoint, write_checkpoint,
+    DATA_HEADER_LEN, FORMAT_VERSION, ReadKind, StoredCheckpoint, write_checkpoint,
     write_checkpoint_at,
 };
 use state_runtime::prelude::*;
@@ -380,10 +380,6 @@ fn newer_versions_give_a_typed_error() {
         matches!(err, StateError::UnsupportedFormatVersion { found: 2, .. }),
         "{err}"
     );
-    assert!(matches!(
-        durable::check_data_header_for_fuzzing(&d),
-        Err(StateError::UnsupportedFormatVersion { .. })
-    ));
 }
 
 /// Restores every subtask of both operators at parallelism `m` and compares
@@ -563,63 +559,6 @@ fn corrupt_errors_name_file_offset_and_expectation() {
         other => panic!("{other}"),
     }
     assert!(msg.starts_with("corrupt checkpoint file"), "{msg}");
-}
-
-/// A valid manifest to mutate.
-fn valid_manifest() -> Vec<u8> {
-    static MANIFEST: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    MANIFEST
-        .get_or_init(|| {
-            let (_dir, storage) = storage();
-            let (source, sum) = job(2, 8, 20);
-            write_checkpoint_at(&storage, 3, &[("source", &source), ("sum", &sum)], 7).unwrap();
-            storage.read_manifest(3).unwrap()
-        })
-        .clone()
-}
-
-#[test]
-fn the_fuzz_entry_points_accept_a_valid_manifest() {
-    let m = valid_manifest();
-    durable::decode_manifest_for_fuzzing(&m, true).unwrap();
-    durable::decode_manifest_for_fuzzing(&m, false).unwrap();
-    assert!(durable::decode_manifest_for_fuzzing(&m[..m.len() - 1], true).is_err());
-    assert!(durable::decode_manifest_for_fuzzing(b"", false).is_err());
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
-
-    /// What the fuzz target runs: arbitrary bytes never panic.
-    #[test]
-    fn manifest_decoder_never_panics_on_arbitrary_bytes(
-        bytes in proptest::collection::vec(any::<u8>(), 0..400),
-        check_crc in any::<bool>(),
-    ) {
-        let _ = durable::decode_manifest_for_fuzzing(&bytes, check_crc);
-        let _ = durable::check_data_header_for_fuzzing(&bytes);
-    }
-
-    /// Structured damage behind the CRC (which the fuzzer skips too): the
-    /// decoder and the validation never panic or over-allocate.
-    #[test]
-    fn manifest_decoder_never_panics_on_damaged_manifests(
-        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
-        cut in any::<prop::sample::Index>(),
-    ) {
-        let mut m = valid_manifest();
-        for (at, byte, kind) in edits {
-            let i = at.index(m.len());
-            match kind {
-                0 => m[i] = byte,
-                1 => m.insert(i, byte),
-                _ => { m.remove(i); }
-            }
-        }
-        let _ = durable::decode_manifest_for_fuzzing(&m, false);
-        let cut = cut.index(m.len() + 1);
-        let _ = durable::decode_manifest_for_fuzzing(&m[..cut], false);
-    }
 }
 
 proptest! {

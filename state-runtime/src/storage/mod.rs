@@ -67,7 +67,7 @@ pub const MANIFEST_NAME: &str = "_MANIFEST";
 /// Name under which the local backend writes the manifest before renaming it
 /// to [`MANIFEST_NAME`]. A leftover of this name means an interrupted commit;
 /// it never makes a checkpoint visible.
-pub const MANIFEST_TMP_NAME: &str = "_MANIFEST.tmp";
+pub(crate) const MANIFEST_TMP_NAME: &str = "_MANIFEST.tmp";
 
 /// Longest accepted data file name, in bytes.
 pub const MAX_FILE_NAME_LEN: usize = 200;

@@ -13,10 +13,10 @@ use crate::operator::StateMode;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// First 8 bytes of a manifest.
-pub const MANIFEST_MAGIC: [u8; 8] = *b"RSCLMANI";
+pub(crate) const MANIFEST_MAGIC: [u8; 8] = *b"RSCLMANI";
 
 /// First 8 bytes of a data file.
-pub const DATA_MAGIC: [u8; 8] = *b"RSCLDATA";
+pub(crate) const DATA_MAGIC: [u8; 8] = *b"RSCLDATA";
 
 /// Length of a data file's header; the payload starts here, and every offset
 /// in the manifest is relative to it.

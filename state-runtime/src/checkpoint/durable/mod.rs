@@ -73,10 +73,9 @@ mod regions;
 mod write;
 
 use std::collections::HashSet;
-use std::ops::Range;
 
 use format::Manifest;
-pub use format::{DATA_HEADER_LEN, DATA_MAGIC, FORMAT_VERSION, MANIFEST_MAGIC};
+pub use format::{DATA_HEADER_LEN, FORMAT_VERSION};
 use operator::file_path;
 pub use operator::{PlannedRead, ReadKind, StoredOperator, StoredSubtask, SubtaskReadPlan};
 use regions::{Region, RegionKind, check_tiling, collect_regions};
@@ -316,9 +315,11 @@ impl<'a> StoredCheckpoint<'a> {
 }
 
 /// Decodes and validates a manifest without a storage, as
-/// [`StoredCheckpoint::open`] does; for fuzzing and property tests of the
-/// decoder. With `check_crc == false` the manifest's CRC is not checked, so
-/// that a fuzzer reaches the structure behind it. Never panics.
+/// [`StoredCheckpoint::open`] does; for fuzzing (`cargo fuzz` builds with
+/// `--cfg fuzzing`) and the decoder's property tests. With
+/// `check_crc == false` the manifest's CRC is not checked, so that a fuzzer
+/// reaches the structure behind it. Never panics.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub fn decode_manifest_for_fuzzing(bytes: &[u8], check_crc: bool) -> Result<(), StateError> {
     #[derive(Debug)]
@@ -356,7 +357,12 @@ pub fn decode_manifest_for_fuzzing(bytes: &[u8], check_crc: bool) -> Result<(), 
                 location: name.to_owned(),
             })
         }
-        fn read_range(&self, _: u64, name: &str, _: Range<u64>) -> Result<Vec<u8>, StateError> {
+        fn read_range(
+            &self,
+            _: u64,
+            name: &str,
+            _: std::ops::Range<u64>,
+        ) -> Result<Vec<u8>, StateError> {
             Err(StateError::FileNotFound {
                 location: name.to_owned(),
             })
@@ -391,7 +397,100 @@ pub fn decode_manifest_for_fuzzing(bytes: &[u8], check_crc: bool) -> Result<(), 
 
 /// Checks a data file's first bytes as the reader does (magic, version,
 /// header CRC); for fuzzing. Never panics.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub fn check_data_header_for_fuzzing(bytes: &[u8]) -> Result<(), StateError> {
     format::check_data_header(bytes, "<fuzz>")
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::checkpoint::{Checkpoint, SnapshotWriter};
+    use crate::keyed::KeyedValue;
+    use crate::keygroup::{KeyGroupAssigner, MaxParallelism};
+    use crate::storage::LocalStorage;
+
+    /// A valid manifest to mutate: an operator with split and union state,
+    /// and one with keyed state, each at parallelism 2.
+    fn valid_manifest() -> Vec<u8> {
+        static MANIFEST: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        MANIFEST
+            .get_or_init(|| {
+                let assigner = KeyGroupAssigner::native(MaxParallelism::new(8).unwrap());
+                let mut sources = Vec::new();
+                let mut sums = Vec::new();
+                for i in 0..2u32 {
+                    let mut w = SnapshotWriter::new();
+                    w.split("offsets", &vec![(i, 10 * u64::from(i))]).unwrap();
+                    w.union("seen", &vec![format!("seen by {i}")]).unwrap();
+                    sources.push(w.finish());
+                    let range = assigner.range_for_subtask(2, i).unwrap();
+                    let mut sum = KeyedValue::<u64, i64>::new(assigner, range).unwrap();
+                    for k in (0..20u64).filter(|k| range.contains(assigner.key_group(k).unwrap())) {
+                        sum.insert(k, k as i64).unwrap();
+                    }
+                    let mut w = SnapshotWriter::new();
+                    w.keyed(&[("sum", &sum)]).unwrap();
+                    sums.push(w.finish());
+                }
+                let source = Checkpoint::from_subtasks(sources).unwrap();
+                let sum = Checkpoint::from_subtasks(sums).unwrap();
+                let dir = tempfile::tempdir().unwrap();
+                let storage = LocalStorage::open(dir.path()).unwrap();
+                write_checkpoint_at(&storage, 3, &[("source", &source), ("sum", &sum)], 7).unwrap();
+                storage.read_manifest(3).unwrap()
+            })
+            .clone()
+    }
+
+    #[test]
+    fn the_fuzz_entry_points_accept_a_valid_manifest() {
+        let m = valid_manifest();
+        decode_manifest_for_fuzzing(&m, true).unwrap();
+        decode_manifest_for_fuzzing(&m, false).unwrap();
+        assert!(decode_manifest_for_fuzzing(&m[..m.len() - 1], true).is_err());
+        assert!(decode_manifest_for_fuzzing(b"", false).is_err());
+        let mut header = format::data_header().to_vec();
+        check_data_header_for_fuzzing(&header).unwrap();
+        header[8] = 2; // version 2, its CRC now wrong
+        assert!(check_data_header_for_fuzzing(&header).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// What the fuzz target runs: arbitrary bytes never panic.
+        #[test]
+        fn manifest_decoder_never_panics_on_arbitrary_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            check_crc in any::<bool>(),
+        ) {
+            let _ = decode_manifest_for_fuzzing(&bytes, check_crc);
+            let _ = check_data_header_for_fuzzing(&bytes);
+        }
+
+        /// Structured damage behind the CRC (which the fuzzer skips too): the
+        /// decoder and the validation never panic or over-allocate.
+        #[test]
+        fn manifest_decoder_never_panics_on_damaged_manifests(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut m = valid_manifest();
+            for (at, byte, kind) in edits {
+                let i = at.index(m.len());
+                match kind {
+                    0 => m[i] = byte,
+                    1 => m.insert(i, byte),
+                    _ => { m.remove(i); }
+                }
+            }
+            let _ = decode_manifest_for_fuzzing(&m, false);
+            let cut = cut.index(m.len() + 1);
+            let _ = decode_manifest_for_fuzzing(&m[..cut], false);
+        }
+    }
 }
