@@ -9,7 +9,7 @@ use state_runtime::prelude::*;
 fn vectors() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../tests/data/flink/keyed_handle_redistribution.json"
+        "/tests/data/flink/keyed_handle_redistribution.json"
     );
     serde_json::from_str(&std::fs::read_to_string(path).expect("vector file")).expect("json")
 }

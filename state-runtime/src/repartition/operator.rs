@@ -124,7 +124,7 @@ mod tests {
     fn vectors() -> Value {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../tests/data/flink/operator_state_repartition.json"
+            "/tests/data/flink/operator_state_repartition.json"
         );
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
