@@ -2,7 +2,9 @@
 //! each `.rs` under `tests/ui/<derive>/` must fail to compile with exactly
 //! the messages in its `.stderr` file, every message pointing at the
 //! offending field or attribute. Regenerate with `TRYBUILD=overwrite`, then
-//! read them. One harness, so that the cases share one build.
+//! read them. One harness, so that the cases share one build. The messages
+//! list trait implementations, which other features add to: run it with the
+//! default features, as `cargo test --workspace` does.
 
 #[test]
 fn derive_compile_errors() {
