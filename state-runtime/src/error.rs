@@ -219,6 +219,47 @@ pub enum StateError {
         found: crate::operator::StateMode,
     },
 
+    /// A state's item (or keyed value) type differs from the one it was
+    /// checkpointed with, and the operator declares no migration from the
+    /// recorded version (see [`crate::schema`]). Nothing was decoded.
+    #[error(
+        "state `{state}`: its {what} were checkpointed as {recorded}, but the operator declares {declared}; declare a migration from the checkpoint's version (#[state(.., migrate_from(OldType))]), or restore with the old type"
+    )]
+    TypeChanged {
+        /// The state's name.
+        state: String,
+        /// `"items"` (operator state) or `"values"` (keyed state).
+        what: &'static str,
+        /// The recorded version and shape.
+        recorded: String,
+        /// The operator's version and shape for that version.
+        declared: String,
+    },
+
+    /// A keyed state's key type differs from the one it was checkpointed
+    /// with. Keys cannot change type: a key decides its key group.
+    #[error(
+        "state `{state}`: its keys were checkpointed as {recorded}, but the operator declares {declared}; keys cannot change type (a key decides its key group), so restore with the old key type"
+    )]
+    KeyTypeChanged {
+        /// The state's name.
+        state: String,
+        /// The recorded key shape.
+        recorded: String,
+        /// The operator's key shape.
+        declared: String,
+    },
+
+    /// A state type whose shape cannot be traced, so a checkpoint could not
+    /// record it (see [`crate::schema`]).
+    #[error("the shape of type `{type_name}` cannot be traced: {message}")]
+    UntraceableType {
+        /// The Rust type.
+        type_name: String,
+        /// Why.
+        message: String,
+    },
+
     /// The subtask snapshots of one checkpoint do not declare the same
     /// operator states.
     #[error("subtask {subtask} does not hold the same operator states as subtask 0: {detail}")]

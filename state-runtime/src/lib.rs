@@ -20,6 +20,8 @@ pub mod keygroup;
 pub mod operator;
 pub(crate) mod repartition;
 pub mod runner;
+pub mod schema;
+pub(crate) mod shape;
 pub mod storage;
 
 pub use checkpoint::{
@@ -58,12 +60,13 @@ pub mod __private {
     pub use crate::error::StateError;
     pub use crate::hash::{StableHash, StableHasher, StateKey};
     pub use crate::keyed::KeyedState;
-    pub use crate::keyed::{KeyQuery, Keyed};
+    pub use crate::keyed::{KeyQuery, Keyed, MigrateValues};
     pub use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
     pub use crate::operator::derive_support::{broadcast_ops, keyed_ops, list_ops};
     pub use crate::operator::{
         Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode,
     };
+    pub use crate::schema::Migrations;
     pub use core;
     pub use serde::Serialize;
     pub use serde::de::DeserializeOwned;
@@ -83,3 +86,8 @@ pub mod __private {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 mod readme_doctests {}
+
+/// The state-types guide's Rust examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/state-types.md")]
+mod state_types_doctests {}

@@ -1,4 +1,4 @@
-//! Durable job checkpoints (format v1): round trips against the in-memory
+//! Durable job checkpoints: round trips against the in-memory
 //! restore, read locality measured by the storage, determinism, versioning,
 //! and every corrupted or truncated byte detected.
 
@@ -339,7 +339,7 @@ fn newer_versions_give_a_typed_error() {
     let report = write_checkpoint(&storage, 1, &[("source", &source)]).unwrap();
     let manifest_path = cp_dir(dir.path(), 1).join(MANIFEST_NAME);
     let original = std::fs::read(&manifest_path).unwrap();
-    // Version 2 with a valid CRC: a newer writer.
+    // The next version with a valid CRC: a newer writer.
     let mut m = original.clone();
     m[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     let n = m.len() - 4;
@@ -351,10 +351,10 @@ fn newer_versions_give_a_typed_error() {
         matches!(
             err,
             StateError::UnsupportedFormatVersion {
-                found: 2,
-                supported: 1,
+                found,
+                supported: FORMAT_VERSION,
                 ..
-            }
+            } if found == FORMAT_VERSION + 1
         ),
         "{err}"
     );
@@ -367,17 +367,17 @@ fn newer_versions_give_a_typed_error() {
         Err(StateError::Corrupt { offset: 8, .. })
     ));
     std::fs::write(&manifest_path, &original).unwrap();
-    // A data file of version 2 (valid header CRC).
+    // A data file of the next version (valid header CRC).
     let data_path = cp_dir(dir.path(), 1).join(&report.files[0].name);
     let mut d = std::fs::read(&data_path).unwrap();
-    d[8..12].copy_from_slice(&2u32.to_le_bytes());
+    d[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     let crc = crc32c::crc32c(&d[..12]);
     d[12..16].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&data_path, &d).unwrap();
     let stored = StoredCheckpoint::open(&storage, 1).unwrap();
     let err = stored.verify().unwrap_err();
     assert!(
-        matches!(err, StateError::UnsupportedFormatVersion { found: 2, .. }),
+        matches!(err, StateError::UnsupportedFormatVersion { found, .. } if found == FORMAT_VERSION + 1),
         "{err}"
     );
 }

@@ -294,8 +294,9 @@ fn subtasks_of_different_operators_do_not_make_a_checkpoint() {
     }
 }
 
-/// The item type of a state changed incompatibly: the restore fails with a
-/// decode error naming the state, and the operator is left as constructed.
+/// The item type of a state changed: the restore fails with a type error
+/// naming the state and both shapes, before decoding anything, and the
+/// operator is left as constructed.
 #[derive(Checkpointed)]
 struct ChangedItemType {
     #[state(split, name = "partition-offsets")]
@@ -305,7 +306,7 @@ struct ChangedItemType {
 }
 
 #[test]
-fn an_incompatible_item_type_is_a_decode_error_and_changes_nothing() {
+fn a_changed_item_type_is_a_type_error_and_changes_nothing() {
     let mut job = start(3, 1);
     job[0].poll(1000);
     let cp = checkpoint(&job, 1);
@@ -314,9 +315,15 @@ fn an_incompatible_item_type_is_a_decode_error_and_changes_nothing() {
         watermarks: BTreeMap::from([(9, 9)]),
     };
     match cp.restore_into(&mut op, 0, 1) {
-        Err(StateError::Decode { state, message }) => {
-            assert_eq!(state, "partition-offsets");
-            assert!(message.starts_with("old subtask 0, item 0:"), "{message}");
+        Err(StateError::TypeChanged {
+            state,
+            what,
+            recorded,
+            declared,
+        }) => {
+            assert_eq!((state.as_str(), what), ("partition-offsets", "items"));
+            assert_eq!(recorded, "v1 struct{partition:u32,offset:u64}");
+            assert_eq!(declared, "v1 str");
         }
         other => panic!("{other:?}"),
     }

@@ -365,3 +365,13 @@ fn encoded_size_hint_follows_the_last_snapshot() {
         "hint {hint} vs {actual} bytes written"
     );
 }
+
+/// The prelude's traits must not shadow common methods: `KeyQuery` is
+/// implemented for `String`, and a method of it named `matches` took
+/// precedence over `str::matches` on a `String`.
+#[test]
+fn the_prelude_does_not_shadow_str_methods_on_strings() {
+    let text = String::from("a-b-a");
+    assert_eq!(text.matches('a').count(), 2);
+    assert_eq!(text.matches("-b-").count(), 1);
+}

@@ -101,7 +101,7 @@ fn inspect_shows_operators_states_and_histograms() {
     let text = stdout(&out);
     println!("{text}");
     assert!(
-        text.starts_with("checkpoint 2 (format v1, created 2023-11-14T22:13:20.002Z)"),
+        text.starts_with("checkpoint 2 (format v2, created 2023-11-14T22:13:20.002Z)"),
         "{text}"
     );
     assert!(
@@ -111,6 +111,19 @@ fn inspect_shows_operators_states_and_histograms() {
     assert!(text.contains("operator \"sum\": parallelism 3, max parallelism 16, native assigner"));
     assert!(text.contains("offsets") && text.contains("split") && text.contains("union"));
     assert!(text.contains("key groups 0..=5"), "{text}");
+    // Each state's recorded version and shapes.
+    assert!(
+        text.contains("version 1, shape tuple(u32,u64), fingerprint "),
+        "{text}"
+    );
+    assert!(
+        text.contains("version 1, shape str, fingerprint "),
+        "{text}"
+    );
+    assert!(
+        text.contains("version 1, key u64, value i64, fingerprint "),
+        "{text}"
+    );
 
     let out = statectl(&[
         "inspect",
@@ -129,6 +142,11 @@ fn inspect_shows_operators_states_and_histograms() {
     assert_eq!(source["name"], "source");
     assert_eq!(source["states"][0]["items"], 6);
     assert_eq!(source["states"][1]["mode"], "union");
+    let offsets_type = &source["states"][0]["recorded_type"];
+    assert_eq!(offsets_type["version"], 1);
+    assert_eq!(offsets_type["shape"], "tuple(u32,u64)");
+    assert_eq!(offsets_type["key_shape"], Value::Null);
+    assert_eq!(offsets_type["fingerprint"].as_str().unwrap().len(), 16);
     let sum = &v["operators"][1];
     assert_eq!(sum["max_parallelism"], 16);
     assert_eq!(sum["assigner"], "native");
@@ -139,6 +157,8 @@ fn inspect_shows_operators_states_and_histograms() {
         .map(|t| t["keyed"]["bytes"].as_u64().unwrap())
         .sum();
     assert_eq!(sum["keyed_states"][0]["bytes"].as_u64(), Some(keyed_total));
+    assert_eq!(sum["keyed_states"][0]["recorded_type"]["key_shape"], "u64");
+    assert_eq!(sum["keyed_states"][0]["recorded_type"]["shape"], "i64");
     let hist = sum["subtasks"][0]["keyed"]["histogram"].as_array().unwrap();
     assert_eq!(hist.len(), 2);
     let hist_bytes: u64 = hist.iter().map(|b| b["bytes"].as_u64().unwrap()).sum();
@@ -146,6 +166,25 @@ fn inspect_shows_operators_states_and_histograms() {
         Some(hist_bytes),
         sum["subtasks"][0]["keyed"]["bytes"].as_u64()
     );
+}
+
+#[test]
+fn inspect_says_a_format_v1_checkpoint_records_no_types() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format-v1");
+    let out = statectl(&["inspect", dir.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("checkpoint 7 (format v1, "), "{text}");
+    assert_eq!(
+        text.matches("type not recorded (format v1): restores unchecked")
+            .count(),
+        5,
+        "{text}"
+    );
+    let out = statectl(&["inspect", dir.to_str().unwrap(), "--json"]);
+    let v = json(&out);
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["operators"][0]["states"][0]["recorded_type"], Value::Null);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::{Data, DeriveInput, Fields, Generics, Ident, Path, Type};
 
-use super::attr::{ContainerAttr, FieldAttr, ModeKind};
+use super::attr::{ContainerAttr, FieldAttr, MigrateFrom, ModeKind};
 use crate::common::Errors;
 
 pub(crate) struct Container<'a> {
@@ -48,6 +48,8 @@ pub(crate) struct Field<'a> {
     pub(crate) ty: &'a Type,
     pub(crate) mode: FieldMode,
     pub(crate) name: StateName,
+    /// `migrate_from(..)`: the older versions of its item type.
+    pub(crate) migrate_from: Option<MigrateFrom>,
 }
 
 impl<'a> Container<'a> {
@@ -136,6 +138,7 @@ impl<'a> Field<'a> {
             ty: &field.ty,
             mode,
             name,
+            migrate_from: attr.migrate_from,
         }
     }
 

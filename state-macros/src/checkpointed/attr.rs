@@ -2,7 +2,8 @@
 //! container, parsed into typed values. Unknown words are errors spanned at
 //! the word.
 
-use syn::{Attribute, Ident, LitStr, Path};
+use syn::punctuated::Punctuated;
+use syn::{Attribute, Ident, LitStr, Path, Token, Type};
 
 use crate::common::{Errors, default_crate_path, parse_crate_path};
 
@@ -45,18 +46,45 @@ pub(crate) struct Mode {
     pub(crate) kind: ModeKind,
 }
 
+/// One older version in `migrate_from(..)`: its type, and the function that
+/// converts it into the next version (`From` when absent).
+pub(crate) struct OlderVersion {
+    pub(crate) ty: Type,
+    pub(crate) convert: Option<Path>,
+}
+
+impl syn::parse::Parse for OlderVersion {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        let ty: Type = input.parse()?;
+        let convert = if input.peek(Token![=>]) {
+            input.parse::<Token![=>]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(OlderVersion { ty, convert })
+    }
+}
+
+/// `migrate_from(V1, V2 => upgrade)`: the older versions, oldest first.
+pub(crate) struct MigrateFrom {
+    /// The `migrate_from` word, for errors.
+    pub(crate) span: proc_macro2::Span,
+    pub(crate) versions: Vec<OlderVersion>,
+}
+
 /// Everything in a field's `#[state(..)]` attributes.
 #[derive(Default)]
 pub(crate) struct FieldAttr {
     pub(crate) mode: Option<Mode>,
     pub(crate) name: Option<LitStr>,
+    pub(crate) migrate_from: Option<MigrateFrom>,
     /// Whether an error was reported for these attributes (so a missing
     /// mode is not reported again).
     pub(crate) broken: bool,
 }
 
-const FIELD_EXPECTED: &str =
-    "expected `split`, `union`, `broadcast`, `keyed`, `skip` or `name = \"...\"`";
+const FIELD_EXPECTED: &str = "expected `split`, `union`, `broadcast`, `keyed`, `skip`, `name = \"...\"` or `migrate_from(OldType, ..)`";
 
 impl FieldAttr {
     pub(crate) fn from_attrs(attrs: &[Attribute], errors: &mut Errors) -> Self {
@@ -78,6 +106,34 @@ impl FieldAttr {
                     } else {
                         out.name = Some(lit);
                     }
+                    return Ok(());
+                }
+                if meta.path.is_ident("migrate_from") {
+                    let span = syn::spanned::Spanned::span(&meta.path);
+                    if !meta.input.peek(syn::token::Paren) {
+                        return Err(meta.error(
+                            "expected `migrate_from(OldType, ..)`: the item types of the older versions, oldest first",
+                        ));
+                    }
+                    let content;
+                    syn::parenthesized!(content in meta.input);
+                    let list = Punctuated::<OlderVersion, Token![,]>::parse_terminated(&content)?;
+                    if list.is_empty() {
+                        return Err(syn::Error::new(
+                            span,
+                            "`migrate_from()` needs at least one older type, oldest first",
+                        ));
+                    }
+                    if out.migrate_from.is_some() {
+                        return Err(syn::Error::new(
+                            span,
+                            "duplicate `migrate_from` in #[state(...)]: list every older version in one",
+                        ));
+                    }
+                    out.migrate_from = Some(MigrateFrom {
+                        span,
+                        versions: list.into_iter().collect(),
+                    });
                     return Ok(());
                 }
                 let word = meta.path.get_ident().map(Ident::to_string);

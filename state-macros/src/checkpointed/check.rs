@@ -26,6 +26,12 @@ pub(crate) fn check(container: &Container<'_>, errors: &mut Errors) {
                         "a `skip` field is not state, so it has no state name",
                     ));
                 }
+                if let Some(m) = &field.migrate_from {
+                    errors.push(syn::Error::new(
+                        m.span,
+                        "a `skip` field is not state, so it has no older versions to migrate from",
+                    ));
+                }
             }
             FieldMode::State(..) => {}
         }

@@ -9,6 +9,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::ast::{Container, Field, StateMode};
+use super::attr::MigrateFrom;
 use crate::common::{Params, mentions_any, param_names, wrap_const};
 
 /// The generated pieces for one state field.
@@ -26,6 +27,9 @@ struct StateCode {
     bound: TokenStream,
     /// For keyed fields, what the keyed states' shared code needs.
     keyed: Option<KeyedCode>,
+    /// With `migrate_from(..)`: the statement recording its version in
+    /// `__writer` (after the field, or after all keyed states, is written).
+    version: Option<TokenStream>,
 }
 
 /// What a keyed state adds to the code all keyed states share.
@@ -37,6 +41,37 @@ struct KeyedCode {
     /// Its `(name, &mut dyn KeyedState)` pair (the local) in the restore's
     /// list.
     restore: TokenStream,
+}
+
+/// The `Migrations<item>` expression of `migrate_from(V1, .., Vn)`: for each
+/// older version, a closure that decodes it and converts it step by step
+/// (`From`, or the named function) up to the current `item`.
+fn migrations(m: &MigrateFrom, item: &TokenStream, p: &TokenStream) -> TokenStream {
+    let versions = &m.versions;
+    let mut chain = quote!(#p::Migrations::<#item>::new());
+    for (i, older) in versions.iter().enumerate() {
+        let steps = versions[i..].iter().enumerate().map(|(k, step)| {
+            let from = &step.ty;
+            let target = match versions.get(i + k + 1) {
+                Some(next) => next.ty.to_token_stream(),
+                None => item.clone(),
+            };
+            let convert = match &step.convert {
+                Some(path) => quote_spanned!(path.span()=> #path),
+                // Every token spanned at the older type: a missing `From`
+                // is reported there.
+                None => respan(
+                    quote!(<#target as #p::core::convert::From<#from>>::from),
+                    from.span(),
+                ),
+            };
+            quote!(let __v: #target = #convert(__v);)
+        });
+        let ty = &older.ty;
+        let from = quote_spanned!(ty.span()=> from::<#ty>);
+        chain = quote!(#chain.#from(|__v: #ty| -> #item { #(#steps)* __v }));
+    }
+    chain
 }
 
 fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream) -> StateCode {
@@ -55,21 +90,45 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
             };
             let ops = quote_spanned!(span=> #p::list_ops::<#ty>());
             let mode = quote!(#p::StateMode::#mode_variant);
+            let read = match &field.migrate_from {
+                None => quote!(let #local = (#ops.read)(__state, #name)?;),
+                Some(m) => {
+                    let item = quote_spanned!(span=> <#ty as #p::ListState>::Item);
+                    let migrations = migrations(m, &item, p);
+                    quote! {
+                        let #local = #p::RestoredState::list_with::<#ty>(
+                            __state, #name, &#migrations,
+                        )?;
+                    }
+                }
+            };
             StateCode {
                 descriptor: quote!((#ops.descriptor)(#name, #mode)),
                 write: quote!((#ops.write)(__writer, #name, #mode, &self.#ident)?;),
-                read: quote!(let #local = (#ops.read)(__state, #name)?;),
+                read,
                 assign: quote!(self.#ident = #local;),
                 bound: quote_spanned!(span=> #ty: #p::ListState),
                 keyed: None,
+                version: version_statement(field),
             }
         }
         StateMode::Broadcast => {
             let ops = quote_spanned!(span=> #p::broadcast_ops::<#ty>());
+            let read = match &field.migrate_from {
+                None => quote!(let #local = (#ops.read)(__state, #name)?;),
+                Some(m) => {
+                    let migrations = migrations(m, &ty.to_token_stream(), p);
+                    quote! {
+                        let #local = #p::RestoredState::broadcast_with::<#ty>(
+                            __state, #name, &#migrations,
+                        )?;
+                    }
+                }
+            };
             StateCode {
                 descriptor: quote!((#ops.descriptor)(#name)),
                 write: quote!((#ops.write)(__writer, #name, &self.#ident)?;),
-                read: quote!(let #local = (#ops.read)(__state, #name)?;),
+                read,
                 // A broadcast state the checkpoint lacks keeps the constructed value.
                 assign: quote! {
                     if let #p::core::option::Option::Some(__value) = #local {
@@ -78,16 +137,28 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
                 },
                 bound: quote_spanned!(span=> #ty: #p::Serialize + #p::DeserializeOwned),
                 keyed: None,
+                version: version_statement(field),
             }
         }
         StateMode::Keyed => {
             let ops = quote_spanned!(span=> #p::keyed_ops::<#ty>());
+            // Filled with the other keyed states, in one pass.
+            let read = match &field.migrate_from {
+                None => quote!(let mut #local = (#ops.new)();),
+                Some(m) => {
+                    let value = quote_spanned!(span=> <#ty as #p::MigrateValues>::Value);
+                    let migrations = migrations(m, &value, p);
+                    quote! {
+                        let mut #local = (#ops.new)();
+                        #p::MigrateValues::set_migrations(&mut #local, #migrations);
+                    }
+                }
+            };
             StateCode {
                 descriptor: quote!((#ops.descriptor)(#name)),
                 // Keyed states are written together, key group by key group.
                 write: quote!(),
-                // Filled with the other keyed states, in one pass.
-                read: quote!(let mut #local = (#ops.new)();),
+                read,
                 assign: quote!(self.#ident = #local;),
                 bound: quote_spanned!(span=> #ty: #p::KeyedState + #p::core::default::Default),
                 keyed: Some(KeyedCode {
@@ -95,9 +166,36 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
                     bind: quote!((#ops.bind)(&mut self.#ident, #name, __assigner, __range)?;),
                     restore: quote!((#name, (#ops.as_dyn_mut)(&mut #local))),
                 }),
+                version: version_statement(field),
             }
         }
     }
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(g) = &tree {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tree = proc_macro2::TokenTree::Group(group);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
+}
+
+/// `__writer.version(name, n)?;` for a field with `migrate_from(..)` of
+/// `n - 1` older versions.
+fn version_statement(field: &Field<'_>) -> Option<TokenStream> {
+    let m = field.migrate_from.as_ref()?;
+    let name = &field.name.value;
+    let version = m.versions.len() as u32 + 1;
+    Some(quote!(__writer.version(#name, #version)?;))
 }
 
 pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
@@ -114,6 +212,7 @@ pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
     let mut keyed_entries = Vec::new();
     let mut keyed_binds = Vec::new();
     let mut keyed_restores = Vec::new();
+    let mut keyed_versions = Vec::new();
     for (index, (field, mode)) in c
         .fields
         .iter()
@@ -134,6 +233,9 @@ pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
             keyed_entries.push(keyed.write);
             keyed_binds.push(keyed.bind);
             keyed_restores.push(keyed.restore);
+            keyed_versions.extend(code.version);
+        } else {
+            writes.extend(code.version);
         }
         reads.push(code.read);
         assigns.push(code.assign);
@@ -147,6 +249,7 @@ pub(crate) fn impl_checkpointed(c: &Container<'_>) -> TokenStream {
     let write_keyed = (!keyed_entries.is_empty()).then(|| {
         quote! {
             __writer.keyed(&[#(#keyed_entries),*])?;
+            #(#keyed_versions)*
         }
     });
     let restore_keyed = (!keyed_restores.is_empty()).then(|| {

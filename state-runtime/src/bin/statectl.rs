@@ -1,4 +1,4 @@
-//! `statectl`: inspect, plan and verify durable job checkpoints (format v1)
+//! `statectl`: inspect, plan and verify durable job checkpoints (formats v1 and v2)
 //! in a local checkpoint directory or, built with the `object-store`
 //! feature, under an `s3://bucket/prefix`.
 
@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use state_runtime::checkpoint::durable::{ReadKind, StoredCheckpoint, StoredOperator};
 use state_runtime::keygroup::{KeyGroupAssigner, MaxParallelism};
+use state_runtime::schema::StateType;
 use state_runtime::storage::{CheckpointStorage, LocalStorage};
 use state_runtime::{KeyGroupRange, StateError};
 
@@ -352,6 +353,7 @@ fn inspect(dir: &Path, checkpoint: Option<u64>, buckets: usize, json: bool) -> R
                 bytes,
                 s.item_type()
             );
+            println!("  {:<20} {}", "", type_line(s.recorded_type()));
         }
         for (i, s) in op.keyed_states().iter().enumerate() {
             println!(
@@ -362,6 +364,7 @@ fn inspect(dir: &Path, checkpoint: Option<u64>, buckets: usize, json: bool) -> R
                 keyed_state_bytes(op, i),
                 s.state_type()
             );
+            println!("  {:<20} {}", "", type_line(s.recorded_type()));
         }
         for (i, t) in op.subtasks().iter().enumerate() {
             let items: Vec<String> = t
@@ -398,6 +401,35 @@ fn inspect(dir: &Path, checkpoint: Option<u64>, buckets: usize, json: bool) -> R
     Ok(0)
 }
 
+/// A state's recorded version and shapes, on one line.
+fn type_line(ty: Option<&StateType>) -> String {
+    let Some(ty) = ty else {
+        return "type not recorded (format v1): restores unchecked".to_owned();
+    };
+    let mut line = format!("version {}", ty.version());
+    if let Some(key) = ty.key_shape() {
+        line.push_str(&format!(", key {key}, value"));
+    } else {
+        line.push_str(", shape");
+    }
+    line.push(' ');
+    line.push_str(ty.shape().unwrap_or("(not traceable: unchecked)"));
+    line.push_str(&format!(", fingerprint {:016x}", ty.fingerprint()));
+    line
+}
+
+/// A state's recorded version and shapes, as JSON (`null`: format v1).
+fn type_json(ty: Option<&StateType>) -> Value {
+    ty.map_or(Value::Null, |t| {
+        json!({
+            "version": t.version(),
+            "shape": t.shape(),
+            "key_shape": t.key_shape(),
+            "fingerprint": format!("{:016x}", t.fingerprint()),
+        })
+    })
+}
+
 /// The bytes of keyed state `index` over all subtasks.
 fn keyed_state_bytes(op: &StoredOperator<'_>, index: usize) -> u64 {
     op.subtasks()
@@ -417,6 +449,7 @@ fn operator_json(op: &StoredOperator<'_>, buckets: usize) -> Value {
                 "name": s.name(),
                 "mode": s.mode().as_str(),
                 "item_type": s.item_type(),
+                "recorded_type": type_json(s.recorded_type()),
                 "items": op.subtasks().iter().map(|t| t.states()[i].len()).sum::<usize>(),
                 "bytes": op.subtasks().iter().map(|t| t.states()[i].byte_len()).sum::<u64>(),
             })
@@ -427,7 +460,12 @@ fn operator_json(op: &StoredOperator<'_>, buckets: usize) -> Value {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            json!({ "name": s.name(), "type": s.state_type(), "bytes": keyed_state_bytes(op, i) })
+            json!({
+                "name": s.name(),
+                "type": s.state_type(),
+                "recorded_type": type_json(s.recorded_type()),
+                "bytes": keyed_state_bytes(op, i),
+            })
         })
         .collect();
     let subtasks: Vec<Value> = op

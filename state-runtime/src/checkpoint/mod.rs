@@ -47,6 +47,7 @@ use std::ops::Range;
 use crate::error::StateError;
 use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
 use crate::operator::{Checkpointed, StateMode};
+use crate::schema::StateType;
 
 pub use restore::{RestoreOptions, RestoreReport, RestoredState};
 pub use writer::SnapshotWriter;
@@ -58,6 +59,8 @@ pub struct StateMeta {
     name: String,
     mode: StateMode,
     item_type: String,
+    /// The recorded version and shape (`None`: a format v1 checkpoint).
+    ty: Option<StateType>,
     /// `len + 1` offsets into the data: item `i` is `bounds[i]..bounds[i + 1]`.
     bounds: Vec<u64>,
 }
@@ -76,6 +79,22 @@ impl StateMeta {
     /// The item type's name when the snapshot was taken.
     pub fn item_type(&self) -> &str {
         &self.item_type
+    }
+
+    /// The version and shape of its items, as recorded (`None` in format
+    /// version 1 checkpoints, which restore unchecked).
+    ///
+    /// ```
+    /// use state_runtime::SnapshotWriter;
+    ///
+    /// let mut w = SnapshotWriter::new();
+    /// w.split("offsets", &vec![(0u32, 7u64)])?;
+    /// let ty = w.finish().states()[0].recorded_type().cloned().unwrap();
+    /// assert_eq!((ty.version(), ty.shape()), (1, Some("tuple(u32,u64)")));
+    /// # Ok::<(), state_runtime::StateError>(())
+    /// ```
+    pub fn recorded_type(&self) -> Option<&StateType> {
+        self.ty.as_ref()
     }
 
     /// The number of items (1 for a broadcast state).
@@ -225,6 +244,8 @@ pub struct KeyedSection {
 pub struct KeyedStateMeta {
     name: String,
     state_type: String,
+    /// The recorded version and key and value shapes (`None`: format v1).
+    ty: Option<StateType>,
 }
 
 impl KeyedStateMeta {
@@ -236,6 +257,12 @@ impl KeyedStateMeta {
     /// The container's type name when the snapshot was taken.
     pub fn state_type(&self) -> &str {
         &self.state_type
+    }
+
+    /// The version and the key and value shapes, as recorded (`None` in
+    /// format version 1 checkpoints, which restore unchecked).
+    pub fn recorded_type(&self) -> Option<&StateType> {
+        self.ty.as_ref()
     }
 }
 
@@ -322,7 +349,7 @@ impl KeyedSection {
     pub(crate) fn from_parts(
         assigner: KeyGroupAssigner,
         key_groups: KeyGroupRange,
-        states: Vec<(String, String)>,
+        states: Vec<(String, String, Option<StateType>)>,
         bounds: Vec<u64>,
     ) -> Self {
         Self {
@@ -330,7 +357,11 @@ impl KeyedSection {
             key_groups,
             states: states
                 .into_iter()
-                .map(|(name, state_type)| KeyedStateMeta { name, state_type })
+                .map(|(name, state_type, ty)| KeyedStateMeta {
+                    name,
+                    state_type,
+                    ty,
+                })
                 .collect(),
             bounds,
         }
@@ -470,6 +501,17 @@ pub(crate) fn check_same_states(subtasks: &[&[StateMeta]]) -> Result<(), StateEr
                 format!(
                     "state `{}` has items of type `{}`, expected `{}`",
                     a.name, a.item_type, b.item_type
+                )
+            } else if a.ty != b.ty {
+                let shown = |t: &Option<StateType>| {
+                    t.as_ref()
+                        .map_or_else(|| "none".to_owned(), |t| t.to_string())
+                };
+                format!(
+                    "state `{}` has the recorded type {}, expected {}",
+                    a.name,
+                    shown(&a.ty),
+                    shown(&b.ty)
                 )
             } else {
                 continue;

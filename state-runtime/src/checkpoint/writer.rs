@@ -3,12 +3,14 @@
 //! file through a bounded buffer.
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::{KeyedSection, KeyedStateMeta, StateMeta, SubtaskSnapshot};
 use crate::codec;
 use crate::error::StateError;
 use crate::keyed::KeyedState;
 use crate::operator::{ListState, StateMode};
+use crate::schema::StateType;
 use crate::storage::FileSink;
 
 /// Writes the states of one subtask into a [`SubtaskSnapshot`]; what
@@ -135,7 +137,7 @@ impl<'a> SnapshotWriter<'a> {
     }
 
     /// Writes a `broadcast` state: `value` as one item.
-    pub fn broadcast<T: Serialize>(
+    pub fn broadcast<T: Serialize + DeserializeOwned>(
         &mut self,
         name: &str,
         value: &T,
@@ -147,12 +149,7 @@ impl<'a> SnapshotWriter<'a> {
             codec::encode_into(value, &mut w.snapshot.data, name)?;
             let end = w.position();
             w.end_item(start)?;
-            w.push_meta(
-                name,
-                StateMode::Broadcast,
-                std::any::type_name::<T>(),
-                vec![start, end],
-            );
+            w.push_meta::<T>(name, StateMode::Broadcast, vec![start, end]);
             Ok(())
         })
     }
@@ -179,6 +176,38 @@ impl<'a> SnapshotWriter<'a> {
     pub fn keyed(&mut self, states: &[(&str, &dyn KeyedState)]) -> Result<&mut Self, StateError> {
         let name = states.first().map_or("<keyed>", |s| s.0);
         self.guarded(name, |w| w.write_keyed(states))
+    }
+
+    /// Records that the state `name`, already written, is at version
+    /// `version` of its type (see [`Migrations`](crate::schema::Migrations));
+    /// states are version 1 unless set. What the derive calls for a field
+    /// with `#[state(.., migrate_from(..))]`.
+    ///
+    /// ```
+    /// use state_runtime::SnapshotWriter;
+    ///
+    /// let mut w = SnapshotWriter::new();
+    /// w.split("orders", &vec![(1u64, 2u64)])?.version("orders", 2)?;
+    /// assert_eq!(w.finish().states()[0].recorded_type().unwrap().version(), 2);
+    /// # Ok::<(), state_runtime::StateError>(())
+    /// ```
+    pub fn version(&mut self, name: &str, version: u32) -> Result<&mut Self, StateError> {
+        let keyed = self.snapshot.keyed.iter_mut().flat_map(|k| &mut k.states);
+        let ty = self
+            .snapshot
+            .states
+            .iter_mut()
+            .filter(|s| s.name == name)
+            .map(|s| &mut s.ty)
+            .chain(keyed.filter(|s| s.name == name).map(|s| &mut s.ty))
+            .next()
+            .ok_or_else(|| StateError::Encode {
+                state: name.to_owned(),
+                message: "no state of this name was written, so it has no version to set"
+                    .to_owned(),
+            })?;
+        *ty = ty.take().map(|t| t.with_version(version));
+        Ok(self)
     }
 
     fn write_keyed(&mut self, states: &[(&str, &dyn KeyedState)]) -> Result<(), StateError> {
@@ -226,6 +255,7 @@ impl<'a> SnapshotWriter<'a> {
             metas.push(KeyedStateMeta {
                 name: name.to_owned(),
                 state_type: s.type_name().to_owned(),
+                ty: Some(recorded_type(name, s.value_type())),
             });
         }
         let (assigner, key_groups) = binding;
@@ -421,7 +451,7 @@ impl<'a> SnapshotWriter<'a> {
                 self.end_item(start)?;
             }
         }
-        self.push_meta(name, mode, std::any::type_name::<L::Item>(), bounds);
+        self.push_meta::<L::Item>(name, mode, bounds);
         Ok(())
     }
 
@@ -437,12 +467,23 @@ impl<'a> SnapshotWriter<'a> {
         Ok(())
     }
 
-    fn push_meta(&mut self, name: &str, mode: StateMode, item_type: &str, bounds: Vec<u64>) {
+    fn push_meta<T: DeserializeOwned>(&mut self, name: &str, mode: StateMode, bounds: Vec<u64>) {
         self.snapshot.states.push(StateMeta {
             name: name.to_owned(),
             mode,
-            item_type: item_type.to_owned(),
+            item_type: std::any::type_name::<T>().to_owned(),
+            ty: Some(recorded_type(name, StateType::of::<T>(1))),
             bounds,
         });
     }
+}
+
+/// The type a checkpoint records for state `name`: its traced shapes, or,
+/// for a type whose shape cannot be traced, none (with a warning: restores
+/// of that state are then unchecked).
+fn recorded_type(name: &str, traced: Result<StateType, StateError>) -> StateType {
+    traced.unwrap_or_else(|e| {
+        tracing::warn!(state = name, error = %e, "state recorded without a shape: its restores are unchecked");
+        StateType::untraced(1)
+    })
 }

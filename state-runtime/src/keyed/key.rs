@@ -97,7 +97,7 @@ pub trait Keyed {
 ///
 /// An implementation must have the same [`StableHash`](crate::hash::StableHash)
 /// and the same [`java_hash_code`](StateKey::java_hash_code) as the `K` it
-/// stands for, [`matches`](KeyQuery::matches) must be `K`'s equality, and
+/// stands for, [`is_key`](KeyQuery::is_key) must be `K`'s equality, and
 /// [`into_key`](KeyQuery::into_key) must give the equal `K`. The containers
 /// find a key's key group and slot from the query's hash, so a query that
 /// hashes differently from its key would not find it.
@@ -109,14 +109,14 @@ pub trait Keyed {
 /// let key = ("eu".to_string(), 7u32);
 /// let query = (&key.0, &key.1);
 /// assert_eq!(query.stable_hash(), key.stable_hash());
-/// assert!(query.matches(&key));
+/// assert!(query.is_key(&key));
 /// let owned: (String, u32) = query.into_key();
 /// assert_eq!(owned, key);
-/// assert!(KeyQuery::<String>::matches(&"eu", &"eu".to_string()));
+/// assert!(KeyQuery::<String>::is_key(&"eu", &"eu".to_string()));
 /// ```
 pub trait KeyQuery<K>: StateKey {
     /// Whether this query denotes the stored key `stored`.
-    fn matches(&self, stored: &K) -> bool;
+    fn is_key(&self, stored: &K) -> bool;
 
     /// The owned key, for inserting a new entry.
     fn into_key(self) -> K;
@@ -124,7 +124,7 @@ pub trait KeyQuery<K>: StateKey {
 
 impl<K: StateKey + Eq> KeyQuery<K> for K {
     #[inline]
-    fn matches(&self, stored: &K) -> bool {
+    fn is_key(&self, stored: &K) -> bool {
         self == stored
     }
 
@@ -136,7 +136,7 @@ impl<K: StateKey + Eq> KeyQuery<K> for K {
 
 impl<K: StateKey + Eq + Clone> KeyQuery<K> for &K {
     #[inline]
-    fn matches(&self, stored: &K) -> bool {
+    fn is_key(&self, stored: &K) -> bool {
         *self == stored
     }
 
@@ -148,7 +148,7 @@ impl<K: StateKey + Eq + Clone> KeyQuery<K> for &K {
 
 impl KeyQuery<String> for &str {
     #[inline]
-    fn matches(&self, stored: &String) -> bool {
+    fn is_key(&self, stored: &String) -> bool {
         *self == stored.as_str()
     }
 
@@ -162,7 +162,7 @@ macro_rules! tuple_queries {
     ($(($($n:tt $t:ident),+))*) => {$(
         impl<'a, $($t: crate::hash::StableHash + Eq + Clone),+> KeyQuery<($($t,)+)> for ($(&'a $t,)+) {
             #[inline]
-            fn matches(&self, stored: &($($t,)+)) -> bool {
+            fn is_key(&self, stored: &($($t,)+)) -> bool {
                 $(*self.$n == stored.$n)&&+
             }
 
@@ -200,10 +200,10 @@ mod tests {
         let k = (s.clone(), 9u64, -1i32);
         let q = (&k.0, &k.1, &k.2);
         assert_eq!(q.stable_hash(), k.stable_hash());
-        assert!(q.matches(&k));
-        assert!(!(&k.0, &10u64, &k.2).matches(&k));
+        assert!(q.is_key(&k));
+        assert!(!(&k.0, &10u64, &k.2).is_key(&k));
         assert_eq!(KeyQuery::<(String, u64, i32)>::into_key(q), k);
-        assert!(KeyQuery::<u64>::matches(&&5u64, &5));
-        assert!(!KeyQuery::<u64>::matches(&6u64, &5));
+        assert!(KeyQuery::<u64>::is_key(&&5u64, &5));
+        assert!(!KeyQuery::<u64>::is_key(&6u64, &5));
     }
 }

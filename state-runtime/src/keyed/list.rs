@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::KeyQuery;
+use super::ValueVersions;
 use super::table::{Tables, decode_count};
 use crate::codec;
 use crate::error::StateError;
@@ -38,14 +39,17 @@ use crate::hash::StateKey;
 #[derive(Clone)]
 pub struct KeyedList<K, V> {
     tables: Tables<K, Vec<V>>,
+    versions: ValueVersions<V>,
 }
 
 super::keyed_common!(
     KeyedList<K, V>,
     value = Vec<V>,
+    migrates = V,
+    key = K,
     state_bounds = { V: Serialize + DeserializeOwned, },
     write = write_list::<V>,
-    read = read_list::<V>
+    read = read_list
 );
 
 /// A list: its length, then each element.
@@ -63,14 +67,15 @@ fn write_list<V: Serialize>(
 
 /// Reads a list element by element: the count is checked against the bytes
 /// left, and the capacity reserved never exceeds them.
-fn read_list<V: DeserializeOwned>(
+fn read_list<V>(
     bytes: &[u8],
     state: &str,
+    decode: &impl Fn(&[u8], &str) -> Result<(V, usize), StateError>,
 ) -> Result<(Vec<V>, usize), StateError> {
     let (count, mut pos) = decode_count(bytes, state)?;
     let mut list = Vec::with_capacity((count as usize).min(bytes.len() - pos));
     for _ in 0..count {
-        let (v, used) = codec::decode_prefix::<V>(&bytes[pos..], state)?;
+        let (v, used) = decode(&bytes[pos..], state)?;
         pos += used;
         list.push(v);
     }

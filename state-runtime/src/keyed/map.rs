@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::KeyQuery;
+use super::ValueVersions;
 use super::table::{Tables, decode_count};
 use crate::codec;
 use crate::error::StateError;
@@ -41,17 +42,20 @@ use crate::hash::StateKey;
 #[derive(Clone)]
 pub struct KeyedMap<K, UK, V> {
     tables: Tables<K, HashMap<UK, V>>,
+    versions: ValueVersions<V>,
 }
 
 super::keyed_common!(
     KeyedMap<K, UK, V>,
     value = HashMap<UK, V>,
+    migrates = V,
+    key = (K, UK),
     state_bounds = {
         UK: Hash + Eq + Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
     },
     write = write_map::<UK, V>,
-    read = read_map::<UK, V>
+    read = read_map::<UK, V, _>
 );
 
 /// A map: its length, then its entries sorted by encoded user key.
@@ -76,17 +80,21 @@ fn write_map<UK: Serialize, V: Serialize>(
     Ok(())
 }
 
-fn read_map<UK: Hash + Eq + DeserializeOwned, V: DeserializeOwned>(
+fn read_map<UK: Hash + Eq + DeserializeOwned, V, D>(
     bytes: &[u8],
     state: &str,
-) -> Result<(HashMap<UK, V>, usize), StateError> {
+    decode: &D,
+) -> Result<(HashMap<UK, V>, usize), StateError>
+where
+    D: Fn(&[u8], &str) -> Result<(V, usize), StateError>,
+{
     let (count, mut pos) = decode_count(bytes, state)?;
     let mut map = HashMap::with_capacity((count as usize).min(bytes.len() - pos));
     for _ in 0..count {
         let entry = pos;
         let (uk, used) = codec::decode_prefix::<UK>(&bytes[pos..], state)?;
         pos += used;
-        let (v, used) = codec::decode_prefix::<V>(&bytes[pos..], state)?;
+        let (v, used) = decode(&bytes[pos..], state)?;
         pos += used;
         if map.insert(uk, v).is_some() {
             return Err(StateError::Decode {

@@ -45,6 +45,7 @@ pub use value::KeyedValue;
 
 use crate::error::StateError;
 use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
+use crate::schema::{Migrations, StateType};
 
 /// The runtime's view of a keyed container: naming, binding to a key-group
 /// range, and snapshot / restore of one key group at a time.
@@ -176,6 +177,103 @@ pub trait KeyedState {
 
     /// Removes every entry (the binding stays).
     fn clear_state(&mut self);
+
+    /// Version 1 of the state's type: the shapes of its key and value types,
+    /// as a checkpoint records them (see [`crate::schema`]).
+    fn value_type(&self) -> Result<StateType, StateError>;
+
+    /// Checks the type a checkpoint recorded for this state (`None`: a format
+    /// v1 checkpoint, unchecked) against the state's, and chooses how
+    /// [`read_key_group`](KeyedState::read_key_group) decodes values: as the
+    /// current type, or as an older version declared with
+    /// [`MigrateValues::set_migrations`], converted. A changed key type is
+    /// [`StateError::KeyTypeChanged`]; a changed value type without a
+    /// migration is [`StateError::TypeChanged`].
+    fn prepare_restore(&mut self, recorded: Option<&StateType>) -> Result<(), StateError>;
+}
+
+/// A keyed container whose values can be migrated from older types: the
+/// value of a [`KeyedValue`], the element of a [`KeyedList`], the value of a
+/// [`KeyedMap`] (keys, and a map's user keys, cannot change type).
+///
+/// ```
+/// use state_runtime::prelude::*;
+/// use state_runtime::keyed::MigrateValues;
+/// use state_runtime::schema::Migrations;
+///
+/// let mut totals = KeyedValue::<String, i64>::default();
+/// totals.set_migrations(Migrations::new().from(|old: i32| i64::from(old)));
+/// # let _ = totals;
+/// ```
+pub trait MigrateValues: KeyedState {
+    /// The type that migrates.
+    type Value;
+
+    /// Declares the older versions of the value type, for restores of
+    /// checkpoints written by them. Snapshots record the version the
+    /// operator writes (see [`SnapshotWriter::version`](crate::SnapshotWriter::version)).
+    fn set_migrations(&mut self, migrations: Migrations<Self::Value>);
+}
+
+/// A keyed state's declared migrations, and which version the restore in
+/// progress decodes.
+pub(crate) struct ValueVersions<V> {
+    migrations: crate::schema::SharedMigrations<V>,
+    /// `Some(v)`: values are decoded as older version `v`, converted.
+    decoding: Option<u32>,
+}
+
+impl<V> Default for ValueVersions<V> {
+    fn default() -> Self {
+        Self {
+            migrations: None,
+            decoding: None,
+        }
+    }
+}
+
+impl<V> Clone for ValueVersions<V> {
+    fn clone(&self) -> Self {
+        Self {
+            migrations: self.migrations.clone(),
+            decoding: self.decoding,
+        }
+    }
+}
+
+impl<V: serde::de::DeserializeOwned> ValueVersions<V> {
+    fn set(&mut self, migrations: Migrations<V>) {
+        self.migrations = Some(std::sync::Arc::new(migrations));
+        self.decoding = None;
+    }
+
+    /// See [`KeyedState::prepare_restore`]; `key` traces the key's shape.
+    fn prepare(
+        &mut self,
+        state: &str,
+        recorded: Option<&StateType>,
+        key: fn() -> Result<String, StateError>,
+    ) -> Result<(), StateError> {
+        let decoder = crate::schema::check(
+            state,
+            crate::schema::Part::Values,
+            recorded,
+            Some(key),
+            self.migrations.as_deref(),
+        )?;
+        self.decoding = decoder.older_version();
+        Ok(())
+    }
+
+    /// Decodes one value from the front of `bytes`, as the version chosen by
+    /// [`prepare`](Self::prepare).
+    #[inline]
+    fn decode_prefix(&self, bytes: &[u8], state: &str) -> Result<(V, usize), StateError> {
+        match (self.decoding, self.migrations.as_deref()) {
+            (Some(version), Some(m)) => m.decode_older(version, bytes, state),
+            _ => crate::codec::decode_prefix::<V>(bytes, state),
+        }
+    }
 }
 
 /// Implements the container methods that only forward to the key-group
@@ -183,13 +281,17 @@ pub trait KeyedState {
 macro_rules! keyed_common {
     (
         $ty:ident < $($p:ident),+ >, value = $val:ty,
+        migrates = $elem:ty, key = $key:ty,
         state_bounds = { $($bounds:tt)* },
         write = $write:expr, read = $read:expr
     ) => {
         impl<$($p),+> Default for $ty<$($p),+> {
             /// An unbound, empty state: the runtime binds it before use.
             fn default() -> Self {
-                Self { tables: $crate::keyed::table::Tables::default() }
+                Self {
+                    tables: $crate::keyed::table::Tables::default(),
+                    versions: $crate::keyed::ValueVersions::default(),
+                }
             }
         }
 
@@ -219,7 +321,10 @@ macro_rules! keyed_common {
                 assigner: $crate::keygroup::KeyGroupAssigner,
                 range: $crate::keygroup::KeyGroupRange,
             ) -> Result<Self, $crate::StateError> {
-                Ok(Self { tables: $crate::keyed::table::Tables::new(assigner, range)? })
+                Ok(Self {
+                    tables: $crate::keyed::table::Tables::new(assigner, range)?,
+                    versions: $crate::keyed::ValueVersions::default(),
+                })
             }
 
             /// Sets the state's name, used in errors (builder style).
@@ -364,11 +469,43 @@ macro_rules! keyed_common {
                 bytes: &[u8],
                 filter: Option<&dyn Fn($crate::keygroup::KeyGroup) -> bool>,
             ) -> Result<usize, $crate::StateError> {
-                self.tables.read_key_group(key_group, bytes, filter, $read)
+                let versions = &self.versions;
+                if versions.decoding.is_none() {
+                    // The current type: decoded inline.
+                    let elem = |b: &[u8], n: &str| $crate::codec::decode_prefix::<$elem>(b, n);
+                    self.tables.read_key_group(key_group, bytes, filter, |b, n| $read(b, n, &elem))
+                } else {
+                    let elem = |b: &[u8], n: &str| versions.decode_prefix(b, n);
+                    self.tables.read_key_group(key_group, bytes, filter, |b, n| $read(b, n, &elem))
+                }
             }
 
             fn clear_state(&mut self) {
                 self.tables.clear()
+            }
+
+            fn value_type(&self) -> Result<$crate::schema::StateType, $crate::StateError> {
+                $crate::schema::StateType::keyed::<$key, $elem>(1)
+            }
+
+            fn prepare_restore(
+                &mut self,
+                recorded: Option<&$crate::schema::StateType>,
+            ) -> Result<(), $crate::StateError> {
+                let name = self.tables.name().to_owned();
+                self.versions.prepare(&name, recorded, $crate::schema::shape_text::<$key>)
+            }
+        }
+
+        impl<$($p),+> $crate::keyed::MigrateValues for $ty<$($p),+>
+        where
+            K: $crate::hash::StateKey + Eq + ::serde::Serialize + ::serde::de::DeserializeOwned,
+            $($bounds)*
+        {
+            type Value = $elem;
+
+            fn set_migrations(&mut self, migrations: $crate::schema::Migrations<$elem>) {
+                self.versions.set(migrations)
             }
         }
     };

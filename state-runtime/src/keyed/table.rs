@@ -231,13 +231,13 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     #[inline]
     pub(crate) fn get<Q: KeyQuery<K>>(&self, key: Q) -> Result<Option<&T>, StateError> {
         let (idx, hash) = self.locate(&key)?;
-        Ok(self.groups[idx].find(hash, |k| key.matches(k)))
+        Ok(self.groups[idx].find(hash, |k| key.is_key(k)))
     }
 
     #[inline]
     pub(crate) fn get_mut<Q: KeyQuery<K>>(&mut self, key: Q) -> Result<Option<&mut T>, StateError> {
         let (idx, hash) = self.locate(&key)?;
-        Ok(self.groups[idx].find_mut(hash, |k| key.matches(k)))
+        Ok(self.groups[idx].find_mut(hash, |k| key.is_key(k)))
     }
 
     #[inline]
@@ -248,7 +248,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     ) -> Result<&mut T, StateError> {
         let (idx, hash) = self.locate(&key)?;
         let group = &mut self.groups[idx];
-        Ok(match group.find_or_vacancy(hash, |k| key.matches(k)) {
+        Ok(match group.find_or_vacancy(hash, |k| key.is_key(k)) {
             Ok(i) => group.value_at(i),
             Err(vacancy) => group.fill(vacancy, key.into_key(), default()),
         })
@@ -261,7 +261,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     ) -> Result<Option<T>, StateError> {
         let (idx, hash) = self.locate(&key)?;
         let group = &mut self.groups[idx];
-        match group.find_or_vacancy(hash, |k| key.matches(k)) {
+        match group.find_or_vacancy(hash, |k| key.is_key(k)) {
             Ok(i) => Ok(Some(std::mem::replace(group.value_at(i), value))),
             Err(vacancy) => {
                 group.fill(vacancy, key.into_key(), value);
@@ -272,7 +272,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
 
     pub(crate) fn remove<Q: KeyQuery<K>>(&mut self, key: Q) -> Result<Option<(K, T)>, StateError> {
         let (idx, hash) = self.locate(&key)?;
-        Ok(self.groups[idx].remove(hash, |k| key.matches(k)))
+        Ok(self.groups[idx].remove(hash, |k| key.is_key(k)))
     }
 
     /// Applies `f` to the value of `key`, if it has one, and removes the
@@ -283,7 +283,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         f: impl FnOnce(&mut T) -> (R, bool),
     ) -> Result<Option<R>, StateError> {
         let (idx, hash) = self.locate(&key)?;
-        Ok(self.groups[idx].modify_or_remove(hash, |k| key.matches(k), f))
+        Ok(self.groups[idx].modify_or_remove(hash, |k| key.is_key(k), f))
     }
 
     /// Keeps only the entries for which `f` returns true.

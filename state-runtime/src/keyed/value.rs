@@ -1,6 +1,7 @@
 //! [`KeyedValue`]: one value per key.
 
 use super::KeyQuery;
+use super::ValueVersions;
 use super::table::Tables;
 use crate::codec;
 use crate::error::StateError;
@@ -35,15 +36,28 @@ use crate::hash::StateKey;
 #[derive(Clone)]
 pub struct KeyedValue<K, V> {
     tables: Tables<K, V>,
+    versions: ValueVersions<V>,
 }
 
 super::keyed_common!(
     KeyedValue<K, V>,
     value = V,
+    migrates = V,
+    key = K,
     state_bounds = { V: ::serde::Serialize + ::serde::de::DeserializeOwned, },
     write = |v: &V, out: &mut Vec<u8>, name: &str| codec::encode_into(v, out, name),
-    read = |bytes: &[u8], name: &str| codec::decode_prefix::<V>(bytes, name)
+    read = read_value
 );
+
+/// A value: decoded by `decode` (the current type, or an older one converted).
+#[inline]
+fn read_value<V>(
+    bytes: &[u8],
+    state: &str,
+    decode: &impl Fn(&[u8], &str) -> Result<(V, usize), StateError>,
+) -> Result<(V, usize), StateError> {
+    decode(bytes, state)
+}
 
 impl<K: StateKey + Eq, V> KeyedValue<K, V> {
     /// The value of `key`, if it has one.

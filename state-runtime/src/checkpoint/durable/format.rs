@@ -1,5 +1,7 @@
-//! Format v1: byte-level encoding and decoding of the manifest and of the
-//! data files' header (see `state-runtime/FORMAT.md`).
+//! Formats v1 and v2: byte-level encoding and decoding of the manifest and
+//! of the data files' header (see `state-runtime/FORMAT.md`). Version 2 adds
+//! each state's recorded type; version 1 manifests still decode (their
+//! states have no recorded type).
 //!
 //! Decoding never trusts a count or a length: each is checked against the
 //! bytes that remain before anything is allocated or sliced, so a corrupt or
@@ -8,9 +10,13 @@
 use crate::error::StateError;
 use crate::keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
 use crate::operator::StateMode;
+use crate::schema::StateType;
 
 /// The format version this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// First 8 bytes of a manifest.
 pub(crate) const MANIFEST_MAGIC: [u8; 8] = *b"RSCLMANI";
@@ -28,6 +34,9 @@ const MANIFEST_HEADER_LEN: usize = 16;
 /// The decoded manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Manifest {
+    /// The version it was written in (encoding always writes
+    /// [`FORMAT_VERSION`]).
+    pub(crate) format_version: u32,
     pub(crate) checkpoint_id: u64,
     pub(crate) created_unix_ms: u64,
     pub(crate) operators: Vec<OperatorManifest>,
@@ -39,10 +48,10 @@ pub(crate) struct OperatorManifest {
     pub(crate) name: String,
     /// `None`: the operator has no keyed state.
     pub(crate) assigner: Option<KeyGroupAssigner>,
-    /// Operator states: name, mode, item type.
-    pub(crate) states: Vec<(String, StateMode, String)>,
-    /// Keyed states: name, container type.
-    pub(crate) keyed_states: Vec<(String, String)>,
+    /// Operator states: name, mode, item type name, recorded type.
+    pub(crate) states: Vec<(String, StateMode, String, Option<StateType>)>,
+    /// Keyed states: name, container type name, recorded type.
+    pub(crate) keyed_states: Vec<(String, String, Option<StateType>)>,
     /// One per subtask; its length is the parallelism.
     pub(crate) subtasks: Vec<SubtaskManifest>,
 }
@@ -97,6 +106,13 @@ impl Writer {
         self.len(s.len());
         self.0.extend_from_slice(s.as_bytes());
     }
+    /// A recorded type: version (0: none), item shape, key shape (empty:
+    /// none).
+    fn state_type(&mut self, ty: Option<&StateType>) {
+        self.u32(ty.map_or(0, StateType::version));
+        self.str(ty.and_then(StateType::shape).unwrap_or(""));
+        self.str(ty.and_then(StateType::key_shape).unwrap_or(""));
+    }
 }
 
 impl Manifest {
@@ -124,15 +140,17 @@ impl Manifest {
                 }
             }
             w.len(op.states.len());
-            for (name, mode, item_type) in &op.states {
+            for (name, mode, item_type, ty) in &op.states {
                 w.str(name);
                 w.u8(mode_code(*mode));
                 w.str(item_type);
+                w.state_type(ty.as_ref());
             }
             w.len(op.keyed_states.len());
-            for (name, ty) in &op.keyed_states {
+            for (name, container, ty) in &op.keyed_states {
                 w.str(name);
-                w.str(ty);
+                w.str(container);
+                w.state_type(ty.as_ref());
             }
             for sub in &op.subtasks {
                 w.str(&sub.file);
@@ -202,7 +220,7 @@ impl Manifest {
         let stored_crc = u32::from_le_bytes(bytes[body_end..].try_into().expect("4 bytes"));
         let actual_crc = crc32c::crc32c(&bytes[..body_end]);
         let crc_ok = stored_crc == actual_crc;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             // Header and trailing CRC keep their meaning in every version: a
             // valid CRC means a genuinely newer file, not a flipped byte.
             if version > FORMAT_VERSION && crc_ok {
@@ -214,7 +232,7 @@ impl Manifest {
             }
             return Err(corrupt(
                 8,
-                &format!("format version {FORMAT_VERSION}"),
+                &format!("format version {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}"),
                 format!("version {version} (and a CRC-32C mismatch)"),
             ));
         }
@@ -231,6 +249,7 @@ impl Manifest {
             bytes: &bytes[..body_end],
             pos: 8 + 4,
             path,
+            version,
         };
         let flags = r.u32()?;
         if flags != 0 {
@@ -251,6 +270,7 @@ impl Manifest {
             ));
         }
         Ok(Manifest {
+            format_version: version,
             checkpoint_id,
             created_unix_ms,
             operators,
@@ -262,6 +282,8 @@ struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
     path: &'a str,
+    /// The manifest's format version.
+    version: u32,
 }
 
 impl Reader<'_> {
@@ -345,6 +367,17 @@ impl Reader<'_> {
         }
     }
 
+    /// A recorded type (format v2; none in v1).
+    fn state_type(&mut self) -> Result<Option<StateType>, StateError> {
+        if self.version < 2 {
+            return Ok(None);
+        }
+        let version = self.u32()?;
+        let shape = self.str("a shape")?;
+        let key_shape = self.str("a key shape")?;
+        Ok((version > 0).then(|| StateType::recorded(version, shape, key_shape)))
+    }
+
     fn operator(&mut self) -> Result<OperatorManifest, StateError> {
         let name = self.str("an operator name")?;
         // A subtask takes at least 16 bytes (file name length, length, CRC).
@@ -395,7 +428,8 @@ impl Reader<'_> {
                 }
             };
             let item_type = self.str("an item type")?;
-            states.push((name, mode, item_type));
+            let ty = self.state_type()?;
+            states.push((name, mode, item_type, ty));
         }
         let at = self.pos;
         let n_keyed = self.count(8, "keyed states")?;
@@ -409,8 +443,9 @@ impl Reader<'_> {
         let mut keyed_states = Vec::new();
         for _ in 0..n_keyed {
             let name = self.str("a keyed state name")?;
-            let ty = self.str("a keyed state type")?;
-            keyed_states.push((name, ty));
+            let container = self.str("a keyed state type")?;
+            let ty = self.state_type()?;
+            keyed_states.push((name, container, ty));
         }
         let mut subtasks = Vec::new();
         for _ in 0..parallelism {
@@ -541,10 +576,10 @@ pub(crate) fn check_data_header(bytes: &[u8], path: &str) -> Result<(), StateErr
             supported: FORMAT_VERSION,
         });
     }
-    if version != FORMAT_VERSION {
+    if version < OLDEST_FORMAT_VERSION {
         return Err(corrupt(
             8,
-            format!("format version {FORMAT_VERSION}"),
+            format!("format version {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}"),
             format!("version {version}"),
         ));
     }

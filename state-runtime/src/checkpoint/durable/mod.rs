@@ -75,7 +75,7 @@ mod write;
 use std::collections::HashSet;
 
 use format::Manifest;
-pub use format::{DATA_HEADER_LEN, FORMAT_VERSION};
+pub use format::{DATA_HEADER_LEN, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 use operator::file_path;
 pub use operator::{PlannedRead, ReadKind, StoredOperator, StoredSubtask, SubtaskReadPlan};
 use regions::{Region, RegionKind, check_tiling, collect_regions};
@@ -148,6 +148,7 @@ pub struct StoredCheckpoint<'a> {
     storage: &'a dyn CheckpointStorage,
     checkpoint_id: u64,
     created_unix_ms: u64,
+    format_version: u32,
     manifest_len: u64,
     operators: Vec<StoredOperator<'a>>,
 }
@@ -239,6 +240,7 @@ impl<'a> StoredCheckpoint<'a> {
             storage,
             checkpoint_id,
             created_unix_ms: m.created_unix_ms,
+            format_version: m.format_version,
             manifest_len,
             operators,
         })
@@ -255,10 +257,12 @@ impl<'a> StoredCheckpoint<'a> {
         self.created_unix_ms
     }
 
-    /// The format version of its files (this build reads only
-    /// [`FORMAT_VERSION`]).
+    /// The format version of its manifest: [`FORMAT_VERSION`] for
+    /// checkpoints this build writes, down to [`OLDEST_FORMAT_VERSION`] for
+    /// older ones (version 1 records no state types, so its states restore
+    /// unchecked).
     pub fn format_version(&self) -> u32 {
-        FORMAT_VERSION
+        self.format_version
     }
 
     /// The manifest's length in bytes.
@@ -455,7 +459,7 @@ mod tests {
         assert!(decode_manifest_for_fuzzing(b"", false).is_err());
         let mut header = format::data_header().to_vec();
         check_data_header_for_fuzzing(&header).unwrap();
-        header[8] = 2; // version 2, its CRC now wrong
+        header[8] = 9; // version 9, its CRC now wrong
         assert!(check_data_header_for_fuzzing(&header).is_err());
     }
 

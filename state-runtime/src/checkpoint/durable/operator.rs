@@ -452,10 +452,11 @@ impl<'a> StoredOperator<'a> {
                 .states
                 .iter()
                 .zip(&sub.items)
-                .map(|((name, mode, item_type), (bounds, _))| StateMeta {
+                .map(|((name, mode, item_type, ty), (bounds, _))| StateMeta {
                     name: name.clone(),
                     mode: *mode,
                     item_type: item_type.clone(),
+                    ty: ty.clone(),
                     bounds: bounds.clone(),
                 })
                 .collect();

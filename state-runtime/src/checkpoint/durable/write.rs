@@ -26,6 +26,7 @@ use crate::checkpoint::{
 };
 use crate::error::StateError;
 use crate::operator::Checkpointed;
+use crate::schema::StateType;
 use crate::storage::{CheckpointStorage, FileSink};
 
 /// One file written by [`write_checkpoint`] or [`commit_checkpoint`].
@@ -309,6 +310,7 @@ fn commit_checkpoint_at(
     check_operator_names(operators.iter().map(|(name, _)| *name))?;
     let invalid = |reason: String| StateError::InvalidOperators { reason };
     let mut manifest = Manifest {
+        format_version: format::FORMAT_VERSION,
         checkpoint_id,
         created_unix_ms,
         operators: Vec::with_capacity(operators.len()),
@@ -350,21 +352,23 @@ fn commit_checkpoint_at(
         let states: Vec<_> = first
             .states
             .iter()
-            .map(|s| (s.name.clone(), s.mode, s.item_type.clone()))
+            .map(|s| (s.name.clone(), s.mode, s.item_type.clone(), s.ty.clone()))
             .collect();
-        let keyed_states: Vec<(String, String)> = first
+        let keyed_states: Vec<(String, String, Option<StateType>)> = first
             .keyed
             .iter()
             .flat_map(|k| k.states())
-            .map(|s| (s.name.clone(), s.state_type.clone()))
+            .map(|s| (s.name.clone(), s.state_type.clone(), s.ty.clone()))
             .collect();
         check_u32(states.len(), "a number of states")?;
         check_u32(keyed_states.len(), "a number of keyed states")?;
-        for (n, _, t) in &states {
+        for (n, _, t, ty) in &states {
             check_u32(n.len().max(t.len()), "a state name's length")?;
+            check_type_len(ty.as_ref())?;
         }
-        for (n, t) in &keyed_states {
+        for (n, t, ty) in &keyed_states {
             check_u32(n.len().max(t.len()), "a keyed state name's length")?;
+            check_type_len(ty.as_ref())?;
         }
         for f in files.iter() {
             report.files.push(WrittenFile {
@@ -490,6 +494,13 @@ pub fn write_checkpoint_at(
         }
     }
     written
+}
+
+/// A recorded type's shapes must fit the format's 32-bit lengths.
+fn check_type_len(ty: Option<&StateType>) -> Result<(), StateError> {
+    let len = |s: Option<&str>| s.map_or(0, str::len);
+    let ty_len = ty.map_or(0, |t| len(t.shape()).max(len(t.key_shape())));
+    check_u32(ty_len, "a shape's length")
 }
 
 fn check_u32(v: usize, what: &str) -> Result<(), StateError> {
