@@ -133,7 +133,7 @@ fn baseline_encode_utf16(keys: &[String]) -> u32 {
         let h = k
             .encode_utf16()
             .fold(0u32, |h, u| h.wrapping_mul(31).wrapping_add(u as u32));
-        let kg = (state_runtime::flink::murmur_hash(h as i32) as u32) % 128;
+        let kg = (state_runtime::hash::murmur_hash(h as i32) as u32) % 128;
         acc = acc.wrapping_add(kg);
     }
     acc

@@ -49,7 +49,7 @@ pub enum StateError {
     },
 
     /// Flink-compatible assignment was asked for a key type without a Java
-    /// `hashCode()` (see `flink::JavaHashCode`).
+    /// `hashCode()` (see `hash::JavaHashCode`).
     #[error(
         "key type `{key_type}` has no Java hashCode(), so it cannot be assigned in Flink mode; use the native assigner or a key of type i32, i64 or String"
     )]

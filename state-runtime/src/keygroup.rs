@@ -509,7 +509,7 @@ impl KeyGroupAssigner {
 
     /// Checks, once, that keys of type `K` can be assigned by this assigner:
     /// Flink mode needs a Java `hashCode()` (see
-    /// [`JavaHashCode`](crate::flink::JavaHashCode)).
+    /// [`JavaHashCode`](crate::hash::JavaHashCode)).
     pub fn check_key_type<K: StateKey + ?Sized>(&self) -> Result<(), StateError> {
         if self.kind == AssignerKind::Flink && !K::HAS_JAVA_HASH_CODE {
             return Err(StateError::KeyNotFlinkCompatible {
@@ -529,10 +529,9 @@ impl KeyGroupAssigner {
                 self.max_parallelism,
             )),
             AssignerKind::Flink => match key.java_hash_code() {
-                Some(code) => Ok(crate::flink::key_group_for_hash_code(
-                    code,
-                    self.max_parallelism,
-                )),
+                Some(code) => Ok(self
+                    .max_parallelism
+                    .reduce(crate::hash::murmur_hash(code) as u32)),
                 None => Err(StateError::KeyNotFlinkCompatible {
                     key_type: std::any::type_name::<K>(),
                 }),

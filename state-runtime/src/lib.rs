@@ -15,6 +15,7 @@ mod codec;
 pub mod error;
 pub mod flink;
 pub mod hash;
+mod key;
 pub mod keyed;
 pub mod keygroup;
 pub mod operator;
@@ -25,14 +26,15 @@ pub(crate) mod shape;
 pub mod storage;
 
 pub use checkpoint::{
-    Checkpoint, RestoreOptions, RestoreReport, RestoredState, SnapshotWriter, StateMeta,
-    SubtaskSnapshot,
+    Checkpoint, Checkpointed, RestoreContext, RestoreOptions, RestoreReport, RestoredState,
+    SnapshotWriter, StateMeta, SubtaskSnapshot,
 };
 pub use error::StateError;
 pub use hash::{StableHash, StateKey};
-pub use keyed::{KeyQuery, Keyed, KeyedList, KeyedMap, KeyedState, KeyedValue};
+pub use key::{KeyQuery, Keyed};
+pub use keyed::{KeyedList, KeyedMap, KeyedState, KeyedValue};
 pub use keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
-pub use operator::{Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode};
+pub use operator::{ListState, StateDescriptor, StateMode};
 
 #[cfg(feature = "derive")]
 pub use state_macros::{Checkpointed, Keyed, StableHash};
@@ -40,15 +42,15 @@ pub use state_macros::{Checkpointed, Keyed, StableHash};
 /// The names most programs need: `use state_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::checkpoint::{
-        Checkpoint, RestoreOptions, RestoreReport, RestoredState, SnapshotWriter, SubtaskSnapshot,
+        Checkpoint, Checkpointed, RestoreContext, RestoreOptions, RestoreReport, RestoredState,
+        SnapshotWriter, SubtaskSnapshot,
     };
     pub use crate::error::StateError;
     pub use crate::hash::{StableHash, StateKey};
-    pub use crate::keyed::{KeyQuery, Keyed, KeyedList, KeyedMap, KeyedState, KeyedValue};
+    pub use crate::key::{KeyQuery, Keyed};
+    pub use crate::keyed::{KeyedList, KeyedMap, KeyedState, KeyedValue};
     pub use crate::keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
-    pub use crate::operator::{
-        Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode,
-    };
+    pub use crate::operator::{ListState, StateDescriptor, StateMode};
     #[cfg(feature = "derive")]
     pub use state_macros::{Checkpointed, Keyed, StableHash};
 }
@@ -56,16 +58,16 @@ pub mod prelude {
 /// Not public API: what the derives' generated code names by absolute path.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::checkpoint::{RestoredState, SnapshotWriter, SubtaskSnapshot};
+    pub use crate::checkpoint::derive_support::{broadcast_ops, keyed_ops, list_ops};
+    pub use crate::checkpoint::{
+        Checkpointed, RestoreContext, RestoredState, SnapshotWriter, SubtaskSnapshot,
+    };
     pub use crate::error::StateError;
     pub use crate::hash::{StableHash, StableHasher, StateKey};
-    pub use crate::keyed::KeyedState;
-    pub use crate::keyed::{KeyQuery, Keyed, MigrateValues};
+    pub use crate::key::{KeyQuery, Keyed};
+    pub use crate::keyed::{KeyedState, MigrateValues};
     pub use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
-    pub use crate::operator::derive_support::{broadcast_ops, keyed_ops, list_ops};
-    pub use crate::operator::{
-        Checkpointed, ListState, RestoreContext, StateDescriptor, StateMode,
-    };
+    pub use crate::operator::{ListState, StateDescriptor, StateMode};
     pub use crate::schema::Migrations;
     pub use core;
     pub use serde::Serialize;

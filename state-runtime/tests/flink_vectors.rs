@@ -22,13 +22,17 @@ fn murmur_hash_matches_flink() {
     assert!(records.len() >= 25);
     for r in records {
         let input = int(&r["input"]) as i32;
-        assert_eq!(flink::murmur_hash(input) as i64, int(&r["output"]), "{r}");
+        assert_eq!(
+            state_runtime::hash::murmur_hash(input) as i64,
+            int(&r["output"]),
+            "{r}"
+        );
     }
 }
 
 /// The key of a record as a Rust value, plus its Java hash code.
 fn java_hash(r: &Value) -> i32 {
-    use state_runtime::flink::JavaHashCode;
+    use state_runtime::hash::JavaHashCode;
     match r["type"].as_str().unwrap() {
         "Integer" => (int(&r["key"]) as i32).java_hash_code(),
         "Long" => {
@@ -62,7 +66,7 @@ fn key_groups_match_flink() {
         let code = java_hash(r);
         assert_eq!(code as i64, int(&r["hashCode"]), "hashCode {r}");
         assert_eq!(
-            flink::murmur_hash(code) as i64,
+            state_runtime::hash::murmur_hash(code) as i64,
             int(&r["murmur"]),
             "murmur {r}"
         );

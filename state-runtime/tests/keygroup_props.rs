@@ -57,7 +57,7 @@ proptest! {
 
     #[test]
     fn flink_ascii_string_hash_equals_utf16_definition(s in "[ -~]{0,70}", tail in "[ -~é😀]{0,3}") {
-        use state_runtime::flink::JavaHashCode;
+        use state_runtime::hash::JavaHashCode;
         let s = s + &tail; // ASCII blocks of every length, sometimes followed by non-ASCII
         let reference = s.encode_utf16().fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(u as i32));
         prop_assert_eq!(s.java_hash_code(), reference);
@@ -65,7 +65,7 @@ proptest! {
 
     #[test]
     fn flink_string_hash_equals_utf16_definition(s in any::<String>()) {
-        use state_runtime::flink::JavaHashCode;
+        use state_runtime::hash::JavaHashCode;
         let reference = s.encode_utf16().fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(u as i32));
         prop_assert_eq!(s.java_hash_code(), reference);
     }

@@ -2,8 +2,9 @@
 //! and its up-front check refuse before anything is read.
 
 use super::{KeyedSection, RestoreOptions, StateMeta};
+use crate::checkpoint::Checkpointed;
 use crate::error::StateError;
-use crate::operator::{Checkpointed, StateDescriptor, StateMode};
+use crate::operator::{StateDescriptor, StateMode};
 
 /// How a checkpoint's states meet an operator's declarations.
 pub(crate) struct StateMatch {

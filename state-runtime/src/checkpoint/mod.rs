@@ -36,6 +36,7 @@
 //! # Ok::<(), StateError>(())
 //! ```
 
+mod checkpointed;
 pub mod durable;
 mod matching;
 mod restore;
@@ -46,9 +47,12 @@ use std::ops::Range;
 
 use crate::error::StateError;
 use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
-use crate::operator::{Checkpointed, StateMode};
+use crate::operator::StateMode;
 use crate::schema::StateType;
 
+#[doc(hidden)]
+pub use checkpointed::derive_support;
+pub use checkpointed::{Checkpointed, RestoreContext};
 pub use restore::{RestoreOptions, RestoreReport, RestoredState};
 pub use writer::SnapshotWriter;
 
@@ -607,7 +611,7 @@ impl Checkpoint {
     }
 
     /// Sets the checkpoint id, which restoring operators see in their
-    /// [`RestoreContext`](crate::RestoreContext).
+    /// [`RestoreContext`].
     pub fn with_checkpoint_id(mut self, checkpoint_id: u64) -> Self {
         self.checkpoint_id = checkpoint_id;
         self

@@ -9,11 +9,12 @@ use std::ops::Range;
 use serde::de::DeserializeOwned;
 
 use super::{KeyedSection, StateMeta, SubtaskSnapshot};
+use crate::checkpoint::{Checkpointed, RestoreContext};
 use crate::error::StateError;
 use crate::keyed::KeyedState;
 use crate::keyed::plan::{KeyedRescalePlan, SubtaskRestore};
 use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
-use crate::operator::{Checkpointed, ListState, RestoreContext, StateMode};
+use crate::operator::{ListState, StateMode};
 use crate::repartition::operator::{ItemRun, StateShape, plan_subtask};
 use crate::schema::{self, Decoder, Migrations, Part};
 

@@ -3,12 +3,12 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::KeyQuery;
 use super::ValueVersions;
 use super::table::{Tables, decode_count};
 use crate::codec;
 use crate::error::StateError;
 use crate::hash::StateKey;
+use crate::key::KeyQuery;
 
 /// A list of values of type `V` per key of type `K` (Flink's `ListState`),
 /// for the key groups this instance owns. Lists keep insertion order, also

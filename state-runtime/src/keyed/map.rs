@@ -7,12 +7,12 @@ use std::hash::Hash;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::KeyQuery;
 use super::ValueVersions;
 use super::table::{Tables, decode_count};
 use crate::codec;
 use crate::error::StateError;
 use crate::hash::StateKey;
+use crate::key::KeyQuery;
 
 /// A map from user keys `UK` to values `V` per key of type `K` (Flink's
 /// `MapState`), for the key groups this instance owns.

@@ -1,7 +1,7 @@
 //! Keyed state: state scoped to the key of each event, stored and
 //! redistributed by key group.
 //!
-//! * [`Keyed`]: events that carry a key (`#[derive(Keyed)]`).
+//! * [`Keyed`](crate::Keyed): events that carry a key (`#[derive(Keyed)]`).
 //! * [`KeyedValue`], [`KeyedList`], [`KeyedMap`]: one value, a list, or a map
 //!   per key, as Flink's `ValueState`, `ListState` and `MapState`. Each holds
 //!   the entries of the key groups its instance owns, one hash table per key
@@ -30,7 +30,6 @@
 //! # Ok::<(), StateError>(())
 //! ```
 
-mod key;
 mod list;
 mod map;
 mod ordered;
@@ -38,7 +37,6 @@ pub mod plan;
 mod table;
 mod value;
 
-pub use key::{KeyQuery, Keyed};
 pub use list::KeyedList;
 pub use map::KeyedMap;
 pub use value::KeyedValue;
@@ -357,7 +355,7 @@ macro_rules! keyed_common {
 
             /// The key group of `key` under the bound assigner (whether or not
             /// this instance owns it).
-            pub fn key_group_of<Q: $crate::keyed::KeyQuery<K>>(
+            pub fn key_group_of<Q: $crate::key::KeyQuery<K>>(
                 &self,
                 key: Q,
             ) -> Result<$crate::keygroup::KeyGroup, $crate::StateError> {
@@ -381,7 +379,7 @@ macro_rules! keyed_common {
 
             /// Whether `key` has state. Errors if `key` is outside the owned
             /// key groups.
-            pub fn contains_key<Q: $crate::keyed::KeyQuery<K>>(
+            pub fn contains_key<Q: $crate::key::KeyQuery<K>>(
                 &self,
                 key: Q,
             ) -> Result<bool, $crate::StateError> {

@@ -27,8 +27,8 @@ use crate::keygroup::{
     native_key_group_for_hash,
 };
 
-use super::key::KeyQuery;
 use super::ordered::{HashSpan, OrderedTable};
+use crate::key::KeyQuery;
 
 /// Name of a container that was never given one.
 pub(crate) const UNNAMED: &str = "<unnamed>";

@@ -1,18 +1,18 @@
 //! [`KeyedValue`]: one value per key.
 
-use super::KeyQuery;
 use super::ValueVersions;
 use super::table::Tables;
 use crate::codec;
 use crate::error::StateError;
 use crate::hash::StateKey;
+use crate::key::KeyQuery;
 
 /// One value of type `V` per key of type `K` (Flink's `ValueState`), for the
 /// key groups this instance owns.
 ///
 /// Every method that takes a key accepts any [`KeyQuery<K>`]: the key by
 /// value, `&K`, `&str` for `String` keys, or what
-/// [`Keyed::key`](super::Keyed::key) returns. A key whose key group is not
+/// [`Keyed::key`](crate::Keyed::key) returns. A key whose key group is not
 /// owned gives [`StateError::KeyGroupOutsideRange`]; an unbound state gives
 /// [`StateError::KeyedStateUnbound`].
 ///

@@ -16,9 +16,9 @@
 
 use super::{AssignerKind, KeyGroup, KeyGroupAssigner, MaxParallelism, NativeScale};
 use crate::error::StateError;
-use crate::flink::murmur_hash;
+use crate::hash::murmur_hash;
 use crate::hash::{StableHash, StateKey, prefetch_read};
-use crate::keyed::Keyed;
+use crate::key::Keyed;
 
 /// Keys per chunk in Flink mode: the hash codes of one chunk stay in L1.
 const CHUNK: usize = 256;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::error::{Instance, JobError, panic_message};
 use super::store::SubtaskState;
 use crate::error::StateError;
-use crate::keyed::Keyed;
+use crate::key::Keyed;
 use crate::keygroup::KeyGroupAssigner;
 
 /// Messages a keyed instance holds back per source while aligning, by

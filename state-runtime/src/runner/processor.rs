@@ -3,10 +3,10 @@
 
 use serde::de::DeserializeOwned;
 
+use crate::checkpoint::Checkpointed;
 use crate::error::StateError;
-use crate::keyed::Keyed;
+use crate::key::Keyed;
 use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
-use crate::operator::Checkpointed;
 
 /// A keyed operator the runner can run: a [`Checkpointed`] type (its keyed
 /// state fields are bound or restored by the runner) that processes one

@@ -44,9 +44,10 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::log::{FIRST_OFFSET, LogReader};
+use crate::checkpoint::Checkpointed;
 use crate::checkpoint::{RestoredState, SnapshotWriter};
 use crate::error::StateError;
-use crate::operator::{Checkpointed, StateDescriptor, StateMode};
+use crate::operator::{StateDescriptor, StateMode};
 
 /// The name of the source's `split` state.
 pub const OFFSETS_STATE: &str = "partition-offsets";

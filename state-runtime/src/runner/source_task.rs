@@ -14,7 +14,7 @@ use super::report::SourceInstanceStats;
 use super::source::LogSource;
 use super::store::{JobCheckpoint, JobCheckpointStore, PipelineOperator};
 use crate::error::StateError;
-use crate::keyed::Keyed;
+use crate::key::Keyed;
 
 pub(super) struct SourceTask<E> {
     pub(super) subtask: usize,

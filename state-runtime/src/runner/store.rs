@@ -17,6 +17,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::checkpoint::Checkpointed;
 use crate::checkpoint::durable::{
     StoredCheckpoint, StoredOperator, SubtaskFile, commit_checkpoint, referenced_files,
     write_subtask, write_subtask_snapshot,
@@ -26,7 +27,6 @@ use crate::checkpoint::{
 };
 use crate::error::StateError;
 use crate::keygroup::KeyGroupAssigner;
-use crate::operator::Checkpointed;
 use crate::storage::CheckpointStorage;
 
 /// One operator's part of a [`JobCheckpoint`]: held in memory, or stored in

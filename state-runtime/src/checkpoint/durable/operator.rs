@@ -13,10 +13,10 @@ use super::super::{
 };
 use super::format::{self, DATA_HEADER_LEN, OperatorManifest};
 use super::regions::{Region, RegionKind, check_regions, check_tiling, collect_regions};
+use crate::checkpoint::Checkpointed;
 use crate::error::StateError;
 use crate::keyed::plan::KeyedRescalePlan;
 use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
-use crate::operator::Checkpointed;
 use crate::repartition::operator::{StateShape, plan_subtask};
 use crate::storage::{CheckpointStorage, FileRef, validate_file_name};
 

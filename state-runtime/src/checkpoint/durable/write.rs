@@ -19,13 +19,13 @@ use std::collections::HashSet;
 
 use super::format::{self, Manifest, OperatorManifest, SubtaskManifest};
 use super::{DATA_HEADER_LEN, Region, RegionKind, check_tiling, collect_regions};
+use crate::checkpoint::Checkpointed;
 use crate::checkpoint::writer::StreamedPayload;
 use crate::checkpoint::{
     Checkpoint, KeyedSection, SnapshotWriter, StateMeta, SubtaskSnapshot, check_same_keyed,
     check_same_states, validate_keyed,
 };
 use crate::error::StateError;
-use crate::operator::Checkpointed;
 use crate::schema::StateType;
 use crate::storage::{CheckpointStorage, FileSink};
 

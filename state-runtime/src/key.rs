@@ -104,7 +104,7 @@ pub trait Keyed {
 ///
 /// ```
 /// use state_runtime::hash::StableHash;
-/// use state_runtime::keyed::KeyQuery;
+/// use state_runtime::KeyQuery;
 ///
 /// let key = ("eu".to_string(), 7u32);
 /// let query = (&key.0, &key.1);

@@ -49,6 +49,10 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
+mod java;
+
+pub use java::{JavaHashCode, murmur_hash};
+
 /// Size of the hasher's inline buffer: encodings up to this many bytes are
 /// hashed in one shot from the stack, longer ones are streamed.
 const INLINE: usize = 128;
@@ -598,7 +602,7 @@ macro_rules! java_state_keys {
             const HAS_JAVA_HASH_CODE: bool = true;
             #[inline]
             fn java_hash_code(&self) -> Option<i32> {
-                Some(crate::flink::JavaHashCode::java_hash_code(self))
+                Some(JavaHashCode::java_hash_code(self))
             }
         }
     )*};
