@@ -1,24 +1,24 @@
-//! `#[derive(StableHash)]`: parse the container attribute, check the shape,
-//! generate field-by-field hashing.
+//! Code generation: the `StableHash` and `StateKey` impls, or the same
+//! impls with an empty body on error.
+//!
+//! Structs hash their fields in declaration order; enums hash the variant's
+//! declaration index as `u32`, then its fields. Every hashing call is
+//! spanned at the field's type, so a type without a stable hash is reported
+//! there.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Fields};
 
-use crate::common::{Errors, crate_path_attr, respan, wrap_const};
+use super::ast::{Container, Data, Field, Style};
+use crate::common::{respan, wrap_const};
 
-pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
-    let mut errors = Errors::default();
-    let krate = crate_path_attr(&input.attrs, "stable_hash", &mut errors);
-    let ident = &input.ident;
-
-    // Every field's type, for `INDIRECT`.
-    let mut field_types: Vec<&syn::Type> = Vec::new();
-    let (body, prefetch) = match &input.data {
-        Data::Struct(s) => {
-            field_types.extend(s.fields.iter().map(|f| &f.ty));
-            let (pat, writes, prefetches) = destructure(&s.fields, &krate);
+pub(crate) fn impl_stable_hash(c: &Container<'_>) -> TokenStream {
+    let krate = &c.krate;
+    let ident = c.ident;
+    let (body, prefetch) = match &c.data {
+        Data::Struct(style, fields) => {
+            let (pat, writes, prefetches) = destructure(*style, fields, krate);
             (
                 quote! {
                     let #ident #pat = self;
@@ -30,17 +30,13 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                 },
             )
         }
-        Data::Enum(e) => {
-            if e.variants.len() > u32::MAX as usize {
-                errors.spanned(ident, "too many variants for StableHash");
-            }
+        Data::Enum(variants) => {
             let mut arms = Vec::new();
             let mut prefetch_arms = Vec::new();
-            for (idx, v) in e.variants.iter().enumerate() {
+            for (idx, v) in variants.iter().enumerate() {
                 let idx = idx as u32;
-                let vid = &v.ident;
-                field_types.extend(v.fields.iter().map(|f| &f.ty));
-                let (pat, writes, prefetches) = destructure(&v.fields, &krate);
+                let vid = v.ident;
+                let (pat, writes, prefetches) = destructure(v.style, &v.fields, krate);
                 arms.push(quote! {
                     #ident::#vid #pat => {
                         #krate::__private::StableHasher::write_u32(__hasher, #idx);
@@ -53,7 +49,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             }
             // A reference to a value of an enum without variants is still
             // inhabited for the exhaustiveness check: match the place.
-            let scrutinee = if e.variants.is_empty() {
+            let scrutinee = if variants.is_empty() {
                 quote!(*self)
             } else {
                 quote!(self)
@@ -71,35 +67,43 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                 },
             )
         }
-        Data::Union(u) => {
-            errors.spanned(
-                u.union_token,
-                "StableHash cannot be derived for a union: its active field is unknown",
-            );
-            (quote!(), quote!())
-        }
+        // Reported while parsing: never expanded.
+        Data::Union => (quote!(), quote!()),
     };
+    // Spanned like the hashing calls, so that a field type without a stable
+    // hash is reported once, at the field.
+    let indirect = c.all_fields().map(|f| {
+        let ty = f.ty;
+        let krate = respan(krate, ty.span());
+        quote_spanned!(ty.span()=> <#ty as #krate::__private::StableHash>::INDIRECT)
+    });
+    impls(c, body, prefetch, quote!(false #(|| #indirect)*))
+}
 
-    let mut generics = input.generics.clone();
+/// The impls with an empty body, emitted next to the errors so that uses of
+/// the type do not add "trait not implemented" errors to the real ones.
+pub(crate) fn fallback(c: &Container<'_>) -> TokenStream {
+    impls(c, quote!(let _ = __hasher;), quote!(), quote!(false))
+}
+
+/// `StableHash` (with the given bodies of `stable_hash_into` and `prefetch`,
+/// and value of `INDIRECT`) and `StateKey`, every type parameter bounded by
+/// `StableHash`.
+fn impls(
+    c: &Container<'_>,
+    body: TokenStream,
+    prefetch: TokenStream,
+    indirect: TokenStream,
+) -> TokenStream {
+    let krate = &c.krate;
+    let ident = c.ident;
+    let mut generics = c.generics.clone();
     for tp in generics.type_params_mut() {
         tp.bounds
             .push(syn::parse_quote!(#krate::__private::StableHash));
     }
     let (impl_g, ty_g, where_c) = generics.split_for_impl();
-
-    let result = errors.finish();
-    let (body, prefetch, indirect) = if result.is_err() {
-        (quote!(let _ = __hasher;), quote!(), quote!(false))
-    } else {
-        // Spanned like the hashing calls, so that a field type without a
-        // stable hash is reported once, at the field.
-        let indirect = field_types.iter().map(|ty| {
-            let krate = respan(&krate, ty.span());
-            quote_spanned!(ty.span()=> <#ty as #krate::__private::StableHash>::INDIRECT)
-        });
-        (body, prefetch, quote!(false #(|| #indirect)*))
-    };
-    let impls = quote! {
+    wrap_const(quote! {
         #[automatically_derived]
         impl #impl_g #krate::__private::StableHash for #ident #ty_g #where_c {
             #[allow(unused_variables)]
@@ -115,20 +119,15 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         }
         #[automatically_derived]
         impl #impl_g #krate::__private::StateKey for #ident #ty_g #where_c {}
-    };
-    let compile_errors = result.err().map(|e| e.to_compile_error());
-    let wrapped = wrap_const(impls);
-    quote! {
-        #compile_errors
-        #wrapped
-    }
+    })
 }
 
 /// A pattern binding every field, one hashing call per field in order, and
 /// one prefetch call per field. Each call is spanned at the field's type, so
 /// a type without a stable hash is reported there.
 fn destructure(
-    fields: &Fields,
+    style: Style,
+    fields: &[Field<'_>],
     krate: &syn::Path,
 ) -> (TokenStream, Vec<TokenStream>, Vec<TokenStream>) {
     let names: Vec<_> = (0..fields.len())
@@ -136,9 +135,9 @@ fn destructure(
         .collect();
     let (writes, prefetches) = names
         .iter()
-        .zip(fields.iter())
+        .zip(fields)
         .map(|(n, f)| {
-            let ty = &f.ty;
+            let ty = f.ty;
             let krate = respan(krate, ty.span());
             (
                 quote_spanned! {ty.span()=>
@@ -150,13 +149,13 @@ fn destructure(
             )
         })
         .unzip();
-    let pat = match fields {
-        Fields::Named(named) => {
-            let idents = named.named.iter().map(|f| f.ident.as_ref().expect("named"));
+    let pat = match style {
+        Style::Named => {
+            let idents = fields.iter().map(|f| f.ident.expect("named"));
             quote!({ #(#idents: #names),* })
         }
-        Fields::Unnamed(_) => quote!(( #(#names),* )),
-        Fields::Unit => quote!(),
+        Style::Unnamed => quote!(( #(#names),* )),
+        Style::Unit => quote!(),
     };
     (pat, writes, prefetches)
 }
