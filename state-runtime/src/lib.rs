@@ -26,8 +26,8 @@ pub(crate) mod shape;
 pub mod storage;
 
 pub use checkpoint::{
-    Checkpoint, Checkpointed, RestoreContext, RestoreOptions, RestoreReport, RestoredState,
-    SnapshotWriter, StateMeta, SubtaskSnapshot,
+    Checkpoint, Checkpointed, Restore, RestoreContext, RestoreOptions, RestoreReport,
+    RestoredState, SnapshotWriter, StateMeta, SubtaskSnapshot,
 };
 pub use error::StateError;
 pub use hash::{StableHash, StateKey};
@@ -42,8 +42,8 @@ pub use state_macros::{Checkpointed, Keyed, StableHash};
 /// The names most programs need: `use state_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::checkpoint::{
-        Checkpoint, Checkpointed, RestoreContext, RestoreOptions, RestoreReport, RestoredState,
-        SnapshotWriter, SubtaskSnapshot,
+        Checkpoint, Checkpointed, Restore, RestoreContext, RestoreOptions, RestoreReport,
+        RestoredState, SnapshotWriter, SubtaskSnapshot,
     };
     pub use crate::error::StateError;
     pub use crate::hash::{StableHash, StateKey};

@@ -7,7 +7,7 @@ mod runtime {
     pub use state_runtime as rt;
 }
 
-use runtime::rt::{Checkpoint, Checkpointed, RestoreContext, StateMode};
+use runtime::rt::{Checkpoint, Checkpointed, Restore, RestoreContext, StateMode};
 
 #[derive(runtime::rt::Checkpointed)]
 #[checkpointed(crate = crate::runtime::rt, on_restore = "seen")]

@@ -40,6 +40,7 @@ mod checkpointed;
 pub mod durable;
 mod matching;
 mod restore;
+pub(crate) mod source;
 mod writer;
 
 use std::collections::HashSet;
@@ -54,6 +55,7 @@ use crate::schema::StateType;
 pub use checkpointed::derive_support;
 pub use checkpointed::{Checkpointed, RestoreContext};
 pub use restore::{RestoreOptions, RestoreReport, RestoredState};
+pub use source::Restore;
 pub use writer::SnapshotWriter;
 
 /// One state in a [`SubtaskSnapshot`]: its declaration and where its items
@@ -631,108 +633,20 @@ impl Checkpoint {
     pub fn subtasks(&self) -> &[SubtaskSnapshot] {
         &self.subtasks
     }
+}
 
-    /// Restores subtask `subtask` of `parallelism` into `op`: the state fields
-    /// get the items this subtask is now responsible for; everything else in
-    /// `op` stays as constructed.
-    ///
-    /// A state `op` declares that the checkpoint lacks starts empty (a
-    /// broadcast one keeps its constructed value) and is listed in
-    /// [`RestoreReport::missing_states`]. A state in the checkpoint that `op`
-    /// does not declare is [`StateError::UnknownState`] (see
-    /// [`restore_into_with`](Checkpoint::restore_into_with) to drop it); a
-    /// state declared with another mode is [`StateError::ModeMismatch`].
-    /// `parallelism == 0` is [`StateError::ZeroParallelism`] and
-    /// `subtask >= parallelism` is [`StateError::SubtaskOutOfRange`]; corrupt
-    /// item bytes are [`StateError::Decode`], naming the state.
-    pub fn restore_into<T: Checkpointed>(
+impl source::sealed::Source for Checkpoint {
+    fn with_source<R>(
         &self,
-        op: &mut T,
-        subtask: usize,
-        parallelism: usize,
-    ) -> Result<RestoreReport, StateError> {
-        self.restore_into_with(op, subtask, parallelism, &RestoreOptions::default())
-    }
-
-    /// Checks, without restoring anything, that operators of type `T` can be
-    /// restored from this checkpoint with `options`: the errors
-    /// [`restore_into_with`](Checkpoint::restore_into_with) would give for
-    /// the checkpoint's states against `T`'s declarations
-    /// ([`StateError::UnknownState`], [`StateError::ModeMismatch`],
-    /// [`StateError::DuplicateState`]) and for a new assigner
-    /// ([`StateError::MaxParallelismChanged`],
-    /// [`StateError::AssignerKindChanged`]). A job checks this before it
-    /// starts any instance.
-    ///
-    /// ```
-    /// use state_runtime::prelude::*;
-    ///
-    /// #[derive(Checkpointed, Default)]
-    /// struct V1 { #[state(split)] offsets: Vec<u64>, #[state(union)] legacy: Vec<u8> }
-    /// #[derive(Checkpointed, Default)]
-    /// struct V2 { #[state(split)] offsets: Vec<u64> }
-    ///
-    /// let cp = Checkpoint::from_subtasks(vec![V1::default().snapshot()?])?;
-    /// assert!(matches!(
-    ///     cp.check_restore::<V2>(&RestoreOptions::default()),
-    ///     Err(StateError::UnknownState { state }) if state == "legacy"
-    /// ));
-    /// cp.check_restore::<V2>(&RestoreOptions::default().allow_non_restored_state(true))?;
-    /// # Ok::<(), StateError>(())
-    /// ```
-    pub fn check_restore<T: Checkpointed>(
-        &self,
-        options: &RestoreOptions,
-    ) -> Result<(), StateError> {
-        let first = self.subtasks.first().ok_or(StateError::ZeroParallelism)?;
-        restore::check_restore::<T>(first.states(), first.keyed(), options)
-    }
-
-    /// [`restore_into`](Checkpoint::restore_into) with options.
-    ///
-    /// ```
-    /// use state_runtime::prelude::*;
-    ///
-    /// #[derive(Checkpointed, Default)]
-    /// struct V1 {
-    ///     #[state(split)] offsets: Vec<u64>,
-    ///     #[state(union)] legacy: Vec<u8>,
-    /// }
-    /// #[derive(Checkpointed, Default)]
-    /// struct V2 {
-    ///     #[state(split)] offsets: Vec<u64>,
-    ///     #[state(union)] schemas: Vec<String>,
-    /// }
-    ///
-    /// let cp = Checkpoint::from_subtasks(vec![V1 { offsets: vec![7], legacy: vec![1] }.snapshot()?])?;
-    /// let mut op = V2::default();
-    /// assert!(matches!(cp.restore_into(&mut op, 0, 1), Err(StateError::UnknownState { .. })));
-    ///
-    /// let options = RestoreOptions::default().allow_non_restored_state(true);
-    /// let report = cp.restore_into_with(&mut op, 0, 1, &options)?;
-    /// assert_eq!(op.offsets, [7]);
-    /// assert_eq!(report.dropped_states, ["legacy"]);
-    /// assert_eq!(report.missing_states, ["schemas"]);
-    /// # Ok::<(), StateError>(())
-    /// ```
-    pub fn restore_into_with<T: Checkpointed>(
-        &self,
-        op: &mut T,
-        subtask: usize,
-        parallelism: usize,
-        options: &RestoreOptions,
-    ) -> Result<RestoreReport, StateError> {
-        let metas: Vec<&[StateMeta]> = self.subtasks.iter().map(|s| s.states()).collect();
-        let keyed: Vec<Option<&KeyedSection>> = self.subtasks.iter().map(|s| s.keyed()).collect();
-        restore::restore_operator(
-            self.checkpoint_id,
-            &metas,
-            &keyed,
-            &self.subtasks,
-            op,
-            subtask,
-            parallelism,
-            options,
-        )
+        f: impl FnOnce(source::sealed::RestoreSource<'_>) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        f(source::sealed::RestoreSource {
+            checkpoint_id: self.checkpoint_id,
+            metas: self.subtasks.iter().map(|s| s.states()).collect(),
+            keyed: self.subtasks.iter().map(|s| s.keyed()).collect(),
+            bytes: &self.subtasks,
+        })
     }
 }
+
+impl Restore for Checkpoint {}

@@ -737,7 +737,7 @@ mod tests {
     use serde::{Deserialize, Deserializer, Serialize};
 
     use super::*;
-    use crate::checkpoint::{Checkpoint, SnapshotWriter};
+    use crate::checkpoint::{Checkpoint, Restore, SnapshotWriter};
     use crate::codec;
     use crate::operator::StateDescriptor;
 

@@ -22,7 +22,7 @@ use super::report::{JobEnd, JobOutcome, JobReport};
 use super::running::RunningJob;
 use super::source_task::SourceTask;
 use super::store::JobCheckpointStore;
-use crate::checkpoint::RestoreOptions;
+use crate::checkpoint::{Restore, RestoreOptions};
 use crate::keygroup::{KeyGroupAssigner, MaxParallelism};
 
 pub(super) type Factory<P> = Arc<dyn Fn(&InstanceInfo) -> P + Send + Sync>;

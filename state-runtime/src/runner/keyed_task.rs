@@ -12,7 +12,7 @@ use super::job::Factory;
 use super::processor::{InstanceInfo, KeyedProcessor};
 use super::report::KeyedInstanceStats;
 use super::store::{JobCheckpoint, JobCheckpointStore, PipelineOperator};
-use crate::checkpoint::RestoreOptions;
+use crate::checkpoint::{Restore, RestoreOptions};
 use crate::error::StateError;
 
 pub(super) struct KeyedTask<P: KeyedProcessor> {

@@ -13,6 +13,7 @@ use super::channel::{Control, CoordMsg, Msg, Router, Shared};
 use super::report::SourceInstanceStats;
 use super::source::LogSource;
 use super::store::{JobCheckpoint, JobCheckpointStore, PipelineOperator};
+use crate::checkpoint::Restore;
 use crate::error::StateError;
 use crate::key::Keyed;
 

@@ -18,13 +18,13 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::checkpoint::Checkpointed;
+use crate::checkpoint::Restore;
 use crate::checkpoint::durable::{
     StoredCheckpoint, StoredOperator, SubtaskFile, commit_checkpoint, referenced_files,
     write_subtask, write_subtask_snapshot,
 };
-use crate::checkpoint::{
-    Checkpoint, RestoreOptions, RestoreReport, SnapshotWriter, SubtaskSnapshot,
-};
+use crate::checkpoint::source::sealed::Source;
+use crate::checkpoint::{Checkpoint, SnapshotWriter, SubtaskSnapshot};
 use crate::error::StateError;
 use crate::keygroup::KeyGroupAssigner;
 use crate::storage::CheckpointStorage;
@@ -105,45 +105,6 @@ impl OperatorCheckpoint {
         }
     }
 
-    /// [`Checkpoint::restore_into`], from memory or storage.
-    pub fn restore_into<T: Checkpointed>(
-        &self,
-        op: &mut T,
-        subtask: usize,
-        parallelism: usize,
-    ) -> Result<RestoreReport, StateError> {
-        self.restore_into_with(op, subtask, parallelism, &RestoreOptions::default())
-    }
-
-    /// [`Checkpoint::check_restore`], from memory or storage (opening the
-    /// manifest only).
-    pub fn check_restore<T: Checkpointed>(
-        &self,
-        options: &RestoreOptions,
-    ) -> Result<(), StateError> {
-        self.either(
-            (),
-            |(), c| c.check_restore::<T>(options),
-            |(), o| o.check_restore::<T>(options),
-        )
-    }
-
-    /// [`Checkpoint::restore_into_with`], from memory or storage (opening the
-    /// manifest, then reading only this subtask's byte ranges).
-    pub fn restore_into_with<T: Checkpointed>(
-        &self,
-        op: &mut T,
-        subtask: usize,
-        parallelism: usize,
-        options: &RestoreOptions,
-    ) -> Result<RestoreReport, StateError> {
-        self.either(
-            op,
-            |op, c| c.restore_into_with(op, subtask, parallelism, options),
-            |op, o| o.restore_into_with(op, subtask, parallelism, options),
-        )
-    }
-
     /// `memory` on the checkpoint held in memory, or `stored` on the
     /// operator in storage (opening its checkpoint's manifest); either gets
     /// `arg`.
@@ -181,6 +142,19 @@ impl OperatorCheckpoint {
         self.either((), |(), c| Ok(c.clone()), |(), o| o.load())
     }
 }
+
+/// A runner's operator checkpoint restores through
+/// [`Restore`](crate::checkpoint::Restore), from memory or storage.
+impl Source for OperatorCheckpoint {
+    fn with_source<R>(
+        &self,
+        f: impl FnOnce(crate::checkpoint::source::sealed::RestoreSource<'_>) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        self.either(f, |f, c| c.with_source(f), |f, o| o.with_source(f))
+    }
+}
+
+impl crate::checkpoint::Restore for OperatorCheckpoint {}
 
 /// One consistent checkpoint of a whole pipeline: every source instance and
 /// every keyed instance snapshotted after the same prefix of the input.

@@ -6,14 +6,13 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Mutex;
 
-use super::super::restore::{self, StateBytes};
+use super::super::restore::StateBytes;
 use super::super::{
-    Checkpoint, KeyedSection, KeyedStateMeta, RestoreOptions, RestoreReport, StateMeta,
-    SubtaskSnapshot, validate_keyed, validate_states,
+    Checkpoint, KeyedSection, KeyedStateMeta, StateMeta, SubtaskSnapshot, validate_keyed,
+    validate_states,
 };
 use super::format::{self, DATA_HEADER_LEN, OperatorManifest};
 use super::regions::{Region, RegionKind, check_regions, check_tiling, collect_regions};
-use crate::checkpoint::Checkpointed;
 use crate::error::StateError;
 use crate::keyed::plan::KeyedRescalePlan;
 use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
@@ -183,62 +182,6 @@ impl<'a> StoredOperator<'a> {
 
     pub(super) fn path(&self, file: &str) -> String {
         file_path(self.storage, self.checkpoint_id, file)
-    }
-
-    /// Restores subtask `subtask` of `parallelism` into `op`, reading only
-    /// the byte ranges of the items and key groups it receives; same
-    /// semantics as [`Checkpoint::restore_into`]. `bytes_read` in the report
-    /// is what was read from the storage.
-    ///
-    /// Every range read is checked against the CRC-32C of each item and key
-    /// group in it before anything is decoded; a mismatch, or a data file
-    /// whose length differs from the manifest's, is [`StateError::Corrupt`]
-    /// naming the file and offset.
-    pub fn restore_into<T: Checkpointed>(
-        &self,
-        op: &mut T,
-        subtask: usize,
-        parallelism: usize,
-    ) -> Result<RestoreReport, StateError> {
-        self.restore_into_with(op, subtask, parallelism, &RestoreOptions::default())
-    }
-
-    /// [`Checkpoint::check_restore`] for this stored operator: from the
-    /// manifest, reading no data.
-    pub fn check_restore<T: Checkpointed>(
-        &self,
-        options: &RestoreOptions,
-    ) -> Result<(), StateError> {
-        let first = self.subtasks.first().ok_or(StateError::ZeroParallelism)?;
-        restore::check_restore::<T>(&first.states, first.keyed.as_ref(), options)
-    }
-
-    /// [`restore_into`](Self::restore_into) with options, as
-    /// [`Checkpoint::restore_into_with`].
-    pub fn restore_into_with<T: Checkpointed>(
-        &self,
-        op: &mut T,
-        subtask: usize,
-        parallelism: usize,
-        options: &RestoreOptions,
-    ) -> Result<RestoreReport, StateError> {
-        let metas: Vec<&[StateMeta]> = self.subtasks.iter().map(|s| s.states.as_slice()).collect();
-        let keyed: Vec<Option<&KeyedSection>> =
-            self.subtasks.iter().map(|s| s.keyed.as_ref()).collect();
-        let bytes = StoredBytes {
-            op: self,
-            length_checked: Mutex::new(vec![false; self.subtasks.len()]),
-        };
-        restore::restore_operator(
-            self.checkpoint_id,
-            &metas,
-            &keyed,
-            &bytes,
-            op,
-            subtask,
-            parallelism,
-            options,
-        )
     }
 
     /// Reads every data file whole, checks every checksum, and gives the
@@ -625,3 +568,30 @@ impl StateBytes for StoredBytes<'_> {
         check_regions(regions, &sub.states, buf, range.start, &path)
     }
 }
+
+/// A stored operator restores through [`Restore`](crate::checkpoint::Restore),
+/// reading only the byte ranges of the items and key groups the restoring
+/// subtask receives (`bytes_read` in the report is what was read from the
+/// storage). Every range read is checked against the CRC-32C of each item
+/// and key group in it before anything is decoded; a mismatch, or a data file
+/// whose length differs from the manifest's, is [`StateError::Corrupt`]
+/// naming the file and offset.
+impl crate::checkpoint::source::sealed::Source for StoredOperator<'_> {
+    fn with_source<R>(
+        &self,
+        f: impl FnOnce(crate::checkpoint::source::sealed::RestoreSource<'_>) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        let bytes = StoredBytes {
+            op: self,
+            length_checked: Mutex::new(vec![false; self.subtasks.len()]),
+        };
+        f(crate::checkpoint::source::sealed::RestoreSource {
+            checkpoint_id: self.checkpoint_id,
+            metas: self.subtasks.iter().map(|s| s.states.as_slice()).collect(),
+            keyed: self.subtasks.iter().map(|s| s.keyed.as_ref()).collect(),
+            bytes: &bytes,
+        })
+    }
+}
+
+impl crate::checkpoint::Restore for StoredOperator<'_> {}
