@@ -93,3 +93,23 @@ mod readme_doctests {}
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/state-types.md")]
 mod state_types_doctests {}
+
+/// The operator-state guide's Rust examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/operator-state.md")]
+mod operator_state_doctests {}
+
+/// The keyed-state guide's Rust examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/keyed-state.md")]
+mod keyed_state_doctests {}
+
+/// The runner guide's Rust examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/runner.md")]
+mod runner_doctests {}
+
+/// The durable-checkpoints guide's Rust examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/durable-checkpoints.md")]
+mod durable_checkpoints_doctests {}
