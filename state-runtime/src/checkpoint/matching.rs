@@ -79,7 +79,7 @@ pub(crate) fn match_states(
     })
 }
 
-/// What `Checkpoint::check_restore` and its stored and job forms check,
+/// What `Restore::check_restore` checks,
 /// given the states of the checkpoint's first old subtask (all agree).
 pub(crate) fn check_restore<T: Checkpointed>(
     states: &[StateMeta],

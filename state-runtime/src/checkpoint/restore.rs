@@ -84,7 +84,7 @@ impl StateBytes for Vec<SubtaskSnapshot> {
     }
 }
 
-/// Options of [`Checkpoint::restore_into_with`](crate::Checkpoint::restore_into_with).
+/// Options of [`Restore::restore_into_with`](crate::Restore::restore_into_with).
 ///
 /// ```
 /// use state_runtime::RestoreOptions;
