@@ -12,8 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(1_000_000);
-    let from: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(3);
-    let to: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(4);
+    let from: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let to: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(4);
     let max_p = MaxParallelism::default_for(from.max(to))?;
     println!("{keys} keys \"customer-<n>\", max parallelism {max_p}, rescale {from} -> {to}\n");
 

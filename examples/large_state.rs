@@ -71,7 +71,7 @@ enum ValueKind {
 }
 
 const VALUE_BYTES: usize = 56;
-const OLD_PARALLELISM: u32 = 2;
+const OLD_PARALLELISM: usize = 2;
 const NEW_PARALLELISM: u32 = 3;
 
 /// A value type of the benchmark.
@@ -218,7 +218,7 @@ fn read_all(dir: &Path) -> std::io::Result<u64> {
 }
 
 /// Subtask `subtask`'s state: every key of `0..keys` in its key groups.
-fn build<V: Value>(assigner: KeyGroupAssigner, subtask: u32, keys: u64) -> Store<V> {
+fn build<V: Value>(assigner: KeyGroupAssigner, subtask: usize, keys: u64) -> Store<V> {
     let range = assigner
         .range_for_subtask(OLD_PARALLELISM, subtask)
         .expect("valid subtask");

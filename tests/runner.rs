@@ -366,7 +366,7 @@ fn a_failing_instance_stops_the_job_with_an_error_naming_it() {
     let customer = 77u32;
     let owner = assigner()
         .subtask_for_key_group(3, assigner().key_group(&customer).unwrap())
-        .unwrap() as usize;
+        .unwrap();
     for panics in [true, false] {
         let store = MemoryCheckpointStore::new();
         let job = Job::new(&log.0, store.clone(), move |i: &InstanceInfo| Fragile {

@@ -124,7 +124,7 @@ fn bench(c: &mut Criterion) {
     for (k, v) in plain.drain() {
         let owner = assigner
             .subtask_for_key_group(4, assigner.key_group(&k).unwrap())
-            .unwrap() as usize;
+            .unwrap();
         old[owner].sums.insert(k, v).unwrap();
         old_plain[owner].insert(k, v);
     }
@@ -162,7 +162,7 @@ fn bench(c: &mut Criterion) {
                 for (k, v) in m {
                     let owner = assigner
                         .subtask_for_key_group(3, assigner.key_group(&k).unwrap())
-                        .unwrap() as usize;
+                        .unwrap();
                     new[owner].insert(k, v);
                 }
             }

@@ -25,7 +25,7 @@ pub enum StateError {
     #[error("parallelism {parallelism} exceeds max parallelism {max_parallelism}")]
     ParallelismAboveMax {
         /// The requested parallelism.
-        parallelism: u32,
+        parallelism: usize,
         /// The configured max parallelism (the number of key groups).
         max_parallelism: u32,
     },
@@ -34,9 +34,9 @@ pub enum StateError {
     #[error("subtask index {subtask} out of range for parallelism {parallelism}")]
     SubtaskOutOfRange {
         /// The rejected index.
-        subtask: u32,
+        subtask: usize,
         /// The parallelism it was checked against.
-        parallelism: u32,
+        parallelism: usize,
     },
 
     /// A key group index that is not below the max parallelism.

@@ -46,8 +46,8 @@ pub fn assign_to_key_group<K: JavaHashCode + ?Sized>(
 pub fn assign_key_to_parallel_operator<K: JavaHashCode + ?Sized>(
     key: &K,
     max_parallelism: u32,
-    parallelism: u32,
-) -> Result<u32, StateError> {
+    parallelism: usize,
+) -> Result<usize, StateError> {
     let kg = assign_to_key_group(key, max_parallelism)?;
     compute_operator_index_for_key_group(max_parallelism, parallelism, kg)
 }
@@ -58,8 +58,8 @@ pub fn assign_key_to_parallel_operator<K: JavaHashCode + ?Sized>(
 /// range past the end.
 pub fn compute_key_group_range_for_operator_index(
     max_parallelism: u32,
-    parallelism: u32,
-    operator_index: u32,
+    parallelism: usize,
+    operator_index: usize,
 ) -> Result<KeyGroupRange, StateError> {
     keygroup::key_group_range_for_subtask(
         MaxParallelism::new(max_parallelism)?,
@@ -71,9 +71,9 @@ pub fn compute_key_group_range_for_operator_index(
 /// Flink's `computeOperatorIndexForKeyGroup(maxP, p, keyGroup)`.
 pub fn compute_operator_index_for_key_group(
     max_parallelism: u32,
-    parallelism: u32,
+    parallelism: usize,
     key_group: KeyGroup,
-) -> Result<u32, StateError> {
+) -> Result<usize, StateError> {
     keygroup::subtask_for_key_group(
         MaxParallelism::new(max_parallelism)?,
         parallelism,
@@ -82,6 +82,6 @@ pub fn compute_operator_index_for_key_group(
 }
 
 /// Flink's `computeDefaultMaxParallelism(parallelism)`.
-pub fn compute_default_max_parallelism(parallelism: u32) -> Result<u32, StateError> {
+pub fn compute_default_max_parallelism(parallelism: usize) -> Result<u32, StateError> {
     MaxParallelism::default_for(parallelism).map(MaxParallelism::get)
 }

@@ -244,11 +244,11 @@ impl MaxParallelism {
     /// `min(max(next_power_of_two(p + p / 2), 128), 32768)`.
     ///
     /// Errors for a parallelism of 0 or above 32768, as Flink does.
-    pub fn default_for(parallelism: u32) -> Result<Self, StateError> {
+    pub fn default_for(parallelism: usize) -> Result<Self, StateError> {
         if parallelism == 0 {
             return Err(StateError::ZeroParallelism);
         }
-        if parallelism > UPPER_BOUND_MAX_PARALLELISM {
+        if parallelism > UPPER_BOUND_MAX_PARALLELISM as usize {
             return Err(StateError::ParallelismAboveMax {
                 parallelism,
                 max_parallelism: UPPER_BOUND_MAX_PARALLELISM,
@@ -268,10 +268,10 @@ impl MaxParallelism {
     }
 
     /// Checks that `parallelism` is in `1..=self`.
-    pub fn check_parallelism(self, parallelism: u32) -> Result<(), StateError> {
+    pub fn check_parallelism(self, parallelism: usize) -> Result<(), StateError> {
         if parallelism == 0 {
             Err(StateError::ZeroParallelism)
-        } else if parallelism > self.value {
+        } else if parallelism > self.value as usize {
             Err(StateError::ParallelismAboveMax {
                 parallelism,
                 max_parallelism: self.value,
@@ -313,8 +313,8 @@ impl fmt::Display for MaxParallelism {
 /// and returns a range past the end).
 pub fn key_group_range_for_subtask(
     max_parallelism: MaxParallelism,
-    parallelism: u32,
-    subtask: u32,
+    parallelism: usize,
+    subtask: usize,
 ) -> Result<KeyGroupRange, StateError> {
     max_parallelism.check_parallelism(parallelism)?;
     if subtask >= parallelism {
@@ -338,9 +338,9 @@ pub fn key_group_range_for_subtask(
 /// `key_group * parallelism / max_parallelism`.
 pub fn subtask_for_key_group(
     max_parallelism: MaxParallelism,
-    parallelism: u32,
+    parallelism: usize,
     key_group: KeyGroup,
-) -> Result<u32, StateError> {
+) -> Result<usize, StateError> {
     max_parallelism.check_parallelism(parallelism)?;
     if key_group >= max_parallelism.get() {
         return Err(StateError::KeyGroupOutOfRange {
@@ -348,11 +348,11 @@ pub fn subtask_for_key_group(
             max_parallelism: max_parallelism.get(),
         });
     }
-    Ok(subtask_for_key_group_unchecked(
-        max_parallelism.get(),
-        parallelism,
-        key_group,
-    ))
+    // `check_parallelism` bounds it by the max parallelism, a u32.
+    Ok(
+        subtask_for_key_group_unchecked(max_parallelism.get(), parallelism as u32, key_group)
+            as usize,
+    )
 }
 
 #[inline]
@@ -578,8 +578,8 @@ impl KeyGroupAssigner {
     /// The key groups subtask `subtask` of `parallelism` owns.
     pub fn range_for_subtask(
         &self,
-        parallelism: u32,
-        subtask: u32,
+        parallelism: usize,
+        subtask: usize,
     ) -> Result<KeyGroupRange, StateError> {
         key_group_range_for_subtask(self.max_parallelism, parallelism, subtask)
     }
@@ -587,9 +587,9 @@ impl KeyGroupAssigner {
     /// The subtask of `parallelism` that owns `key_group`.
     pub fn subtask_for_key_group(
         &self,
-        parallelism: u32,
+        parallelism: usize,
         key_group: KeyGroup,
-    ) -> Result<u32, StateError> {
+    ) -> Result<usize, StateError> {
         subtask_for_key_group(self.max_parallelism, parallelism, key_group)
     }
 }

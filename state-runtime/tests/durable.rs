@@ -60,11 +60,12 @@ fn sum_view(s: &Sum) -> SumView {
 }
 
 /// The two operators of a job at parallelism `n`, `keys` keys.
-fn job(n: u32, max_p: u32, keys: u64) -> (Checkpoint, Checkpoint) {
+fn job(n: usize, max_p: u32, keys: u64) -> (Checkpoint, Checkpoint) {
     let assigner = KeyGroupAssigner::native(MaxParallelism::new(max_p).unwrap());
     let mut sources = Vec::new();
     let mut sums = Vec::new();
-    for i in 0..n {
+    for subtask in 0..n {
+        let (i, n) = (subtask as u32, n as u32);
         let source = Source {
             offsets: (0..(i + 2))
                 .map(|p| (p * n + i, u64::from(p) * 100 + u64::from(i)))
@@ -74,7 +75,7 @@ fn job(n: u32, max_p: u32, keys: u64) -> (Checkpoint, Checkpoint) {
         };
         sources.push(source.snapshot().unwrap());
         let mut sum = Sum::default();
-        let range = assigner.range_for_subtask(n, i).unwrap();
+        let range = assigner.range_for_subtask(n as usize, subtask).unwrap();
         sum.bind_keyed(assigner, range).unwrap();
         for k in 0..keys {
             if range.contains(assigner.key_group(&k).unwrap()) {
@@ -637,7 +638,7 @@ fn flink_assigner_round_trips_and_refuses_a_new_max_parallelism() {
                 assigner
                     .subtask_for_key_group(3, assigner.key_group(k).unwrap())
                     .unwrap(),
-                j as u32
+                j
             );
             all.insert(*k, *v);
         }

@@ -43,14 +43,14 @@ struct Sum {
 /// The job's state at checkpoint `id`: parallelism 2 or 3, values derived
 /// from the id, a few hundred KB in all.
 fn job(id: u64) -> (Checkpoint, Checkpoint) {
-    let n = 2 + (id % 2) as u32;
+    let n = 2 + (id % 2) as usize;
     let assigner = KeyGroupAssigner::native(MaxParallelism::new(64).unwrap());
     let mut sources = Vec::new();
     let mut sums = Vec::new();
     for i in 0..n {
         let source = Source {
-            offsets: (0..4)
-                .map(|p| (p * n + i, id * 1000 + u64::from(p)))
+            offsets: (0..4u32)
+                .map(|p| (p * n as u32 + i as u32, id * 1000 + u64::from(p)))
                 .collect(),
             seen: vec![format!("schema-{id}-{i}")],
         };

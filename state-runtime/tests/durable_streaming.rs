@@ -116,10 +116,10 @@ impl CheckpointStorage for Recording {
 
 /// Subtask `subtask` of 2, with keys of every key group it owns and values
 /// large enough that each subtask's file is several stream buffers long.
-fn big(assigner: KeyGroupAssigner, subtask: u32, keys: u64) -> Big {
+fn big(assigner: KeyGroupAssigner, subtask: usize, keys: u64) -> Big {
     let range = assigner.range_for_subtask(2, subtask).unwrap();
     let mut op = Big {
-        offsets: vec![(subtask, 10), (subtask + 2, 20)],
+        offsets: vec![(subtask as u32, 10), (subtask as u32 + 2, 20)],
         seen: vec![format!("seen by {subtask}")],
         ..Big::default()
     };

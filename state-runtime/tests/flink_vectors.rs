@@ -115,12 +115,11 @@ fn key_group_ranges_match_flink() {
     assert!(cases.len() > 20);
     for c in cases {
         let max_p = int(&c["maxParallelism"]) as u32;
-        let p = int(&c["parallelism"]) as u32;
+        let p = int(&c["parallelism"]) as usize;
         let ranges = c["ranges_inclusive"].as_array().unwrap();
-        assert_eq!(ranges.len() as u32, p);
+        assert_eq!(ranges.len(), p);
         for (i, r) in ranges.iter().enumerate() {
-            let got =
-                flink::compute_key_group_range_for_operator_index(max_p, p, i as u32).unwrap();
+            let got = flink::compute_key_group_range_for_operator_index(max_p, p, i).unwrap();
             let (start, end) = (int(&r[0]), int(&r[1]));
             assert_eq!(got.start() as i64, start, "maxP {max_p} p {p} i {i}");
             assert_eq!(
@@ -132,8 +131,9 @@ fn key_group_ranges_match_flink() {
     }
     for e in data["error_cases"].as_array().unwrap() {
         let max_p = int(&e["maxParallelism"]);
-        let p = int(&e["parallelism"]) as u32;
-        let i = int(&e["operatorIndex"]) as u32;
+        // A negative parallelism or index wraps to a huge one: an error too.
+        let p = int(&e["parallelism"]) as usize;
+        let i = int(&e["operatorIndex"]) as usize;
         // Every one is an error here, including operatorIndex >= parallelism,
         // which Flink answers with a range past the end.
         let res = u32::try_from(max_p).map_err(|_| ()).and_then(|m| {
@@ -151,7 +151,7 @@ fn operator_index_matches_flink() {
     for r in per_kg {
         let got = flink::compute_operator_index_for_key_group(
             int(&r["maxParallelism"]) as u32,
-            int(&r["parallelism"]) as u32,
+            int(&r["parallelism"]) as usize,
             int(&r["keyGroup"]) as u32,
         )
         .unwrap();
@@ -162,7 +162,7 @@ fn operator_index_matches_flink() {
     for r in per_key {
         let (max_p, p) = (
             int(&r["maxParallelism"]) as u32,
-            int(&r["parallelism"]) as u32,
+            int(&r["parallelism"]) as usize,
         );
         let (kg, op) = match r["type"].as_str().unwrap() {
             "Integer" => {
@@ -201,7 +201,8 @@ fn default_max_parallelism_matches_flink() {
     let records = records.as_array().unwrap();
     let mut errors = 0;
     for r in records {
-        let p = int(&r["parallelism"]) as u32;
+        // A negative parallelism wraps to a huge one: an error too.
+        let p = int(&r["parallelism"]) as usize;
         match r.get("defaultMaxParallelism") {
             Some(v) => assert_eq!(
                 flink::compute_default_max_parallelism(p).unwrap() as i64,

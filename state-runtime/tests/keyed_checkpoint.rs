@@ -57,15 +57,15 @@ fn purchases(n: u32, customers: u32, seed: u32) -> Vec<Purchase> {
 
 /// Runs `events` through `ops` (one per subtask), routed by key group.
 fn route(ops: &mut [Totals], assigner: KeyGroupAssigner, events: &[Purchase]) {
-    let p = ops.len() as u32;
+    let p = ops.len();
     for e in events {
         let kg = assigner.key_group(e.key()).unwrap();
         let owner = assigner.subtask_for_key_group(p, kg).unwrap();
-        ops[owner as usize].process(e).unwrap();
+        ops[owner].process(e).unwrap();
     }
 }
 
-fn fresh(assigner: KeyGroupAssigner, p: u32) -> Vec<Totals> {
+fn fresh(assigner: KeyGroupAssigner, p: usize) -> Vec<Totals> {
     (0..p)
         .map(|i| {
             let mut op = Totals::default();
@@ -80,13 +80,15 @@ fn checkpoint(ops: &[Totals]) -> Checkpoint {
     Checkpoint::from_subtasks(ops.iter().map(|o| o.snapshot().unwrap()).collect()).unwrap()
 }
 
-fn restore(cp: &Checkpoint, p: u32, options: &RestoreOptions) -> (Vec<Totals>, Vec<RestoreReport>) {
-    (0..p as usize)
+fn restore(
+    cp: &Checkpoint,
+    p: usize,
+    options: &RestoreOptions,
+) -> (Vec<Totals>, Vec<RestoreReport>) {
+    (0..p)
         .map(|i| {
             let mut op = Totals::default();
-            let report = cp
-                .restore_into_with(&mut op, i, p as usize, options)
-                .unwrap();
+            let report = cp.restore_into_with(&mut op, i, p, options).unwrap();
             (op, report)
         })
         .unzip()
@@ -131,7 +133,7 @@ fn running_sum_survives_2_to_3_to_1() {
     let cp = checkpoint(&ops).with_checkpoint_id(1);
     let (mut ops, reports) = restore(&cp, 3, &RestoreOptions::default());
     for (i, (op, r)) in ops.iter().zip(&reports).enumerate() {
-        let range = a.range_for_subtask(3, i as u32).unwrap();
+        let range = a.range_for_subtask(3, i).unwrap();
         assert_eq!(r.key_groups, Some(range));
         assert_eq!(op.sums.binding(), Some((a, range)));
         assert_eq!(op.recent.binding(), Some((a, range)));
@@ -165,7 +167,7 @@ fn running_sum_survives_2_to_3_to_1() {
 fn restore_reads_only_owned_key_groups() {
     let a = KeyGroupAssigner::native(MaxParallelism::new(128).unwrap());
     let events = purchases(20_000, 5_000, 3);
-    for (n, m) in [(4u32, 3u32), (3, 4), (2, 2), (1, 5), (5, 1)] {
+    for (n, m) in [(4usize, 3usize), (3, 4), (2, 2), (1, 5), (5, 1)] {
         let mut ops = fresh(a, n);
         route(&mut ops, a, &events);
         let cp = checkpoint(&ops);
@@ -177,13 +179,13 @@ fn restore_reads_only_owned_key_groups() {
         let (_, reports) = restore(&cp, m, &RestoreOptions::default());
         let mut read = 0;
         for (j, r) in reports.iter().enumerate() {
-            let range = a.range_for_subtask(m, j as u32).unwrap();
+            let range = a.range_for_subtask(m, j).unwrap();
             // Exactly the bytes of the key groups this subtask now owns
             // (plus the operator state, which is empty here).
             let own: u64 = range
                 .iter()
                 .map(|kg| {
-                    let old = a.subtask_for_key_group(n, kg).unwrap() as usize;
+                    let old = a.subtask_for_key_group(n, kg).unwrap();
                     let r = cp.subtasks()[old]
                         .keyed()
                         .unwrap()
@@ -211,7 +213,7 @@ fn native_max_parallelism_can_change() {
         let cp = checkpoint(&ops);
         let (mut ops, reports) = restore(&cp, m, &RestoreOptions::default().assigner(new));
         for (j, (op, r)) in ops.iter().zip(&reports).enumerate() {
-            let range = new.range_for_subtask(m, j as u32).unwrap();
+            let range = new.range_for_subtask(m, j).unwrap();
             assert_eq!(op.sums.binding(), Some((new, range)));
             for (k, _) in op.sums.iter() {
                 assert!(range.contains(new.key_group(k).unwrap()));
@@ -219,7 +221,7 @@ fn native_max_parallelism_can_change() {
             // Only overlapping old key groups are read: the ~maxP_old / M inside the
             // new hash interval, plus at most two at its edges.
             assert!(
-                r.key_groups_read <= u64::from(old_m.div_ceil(m)) + 2,
+                r.key_groups_read <= u64::from(old_m.div_ceil(m as u32)) + 2,
                 "{old_m}->{new_m}: subtask {j} read {} key groups",
                 r.key_groups_read
             );
@@ -458,7 +460,7 @@ proptest! {
     /// Every key's value, list and map exactly once, on the instance owning
     /// its key group at the new parallelism.
     #[test]
-    fn keyed_conservation(n in 1u32..=16, m in 1u32..=16, keys in 200u32..3000, seed in any::<u32>()) {
+    fn keyed_conservation(n in 1usize..=16, m in 1usize..=16, keys in 200u32..3000, seed in any::<u32>()) {
         let a = KeyGroupAssigner::native(MaxParallelism::new(128).unwrap());
         let events = purchases(keys * 2, keys, seed);
         let mut ops = fresh(a, n);
@@ -466,7 +468,7 @@ proptest! {
         let cp = checkpoint(&ops);
         let (ops, _) = restore(&cp, m, &RestoreOptions::default());
         for (j, op) in ops.iter().enumerate() {
-            let range = a.range_for_subtask(m, j as u32).unwrap();
+            let range = a.range_for_subtask(m, j).unwrap();
             for (k, _) in op.sums.iter() {
                 prop_assert!(range.contains(a.key_group(k).unwrap()));
             }

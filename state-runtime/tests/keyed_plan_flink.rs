@@ -39,12 +39,12 @@ fn plan_matches_flink_for_every_case_and_both_assigners() {
     assert!(cases.len() >= 9, "vector file has {} cases", cases.len());
     for case in cases {
         let max_p = MaxParallelism::new(case["maxParallelism"].as_u64().unwrap() as u32).unwrap();
-        let old_p = case["oldParallelism"].as_u64().unwrap() as u32;
-        let new_p = case["newParallelism"].as_u64().unwrap() as u32;
+        let old_p = case["oldParallelism"].as_u64().unwrap() as usize;
+        let new_p = case["newParallelism"].as_u64().unwrap() as usize;
         let old = case["old"].as_array().unwrap();
         let new = case["new"].as_array().unwrap();
-        assert_eq!(old.len(), old_p as usize);
-        assert_eq!(new.len(), new_p as usize);
+        assert_eq!(old.len(), old_p);
+        assert_eq!(new.len(), new_p);
         let label = format!("maxP {max_p}, {old_p} -> {new_p}");
 
         for assigner in [
@@ -52,7 +52,7 @@ fn plan_matches_flink_for_every_case_and_both_assigners() {
             KeyGroupAssigner::flink(max_p),
         ] {
             for o in old {
-                let i = o["subtask"].as_u64().unwrap() as u32;
+                let i = o["subtask"].as_u64().unwrap() as usize;
                 assert_eq!(
                     assigner.range_for_subtask(old_p, i).unwrap(),
                     range(&o["range_inclusive"]),
@@ -63,7 +63,7 @@ fn plan_matches_flink_for_every_case_and_both_assigners() {
             assert!(!plan.max_parallelism_changed());
             assert_eq!(plan.subtasks().len(), new.len());
             for (s, expected) in plan.subtasks().iter().zip(new) {
-                assert_eq!(u64::from(s.subtask), expected["subtask"].as_u64().unwrap());
+                assert_eq!(s.subtask as u64, expected["subtask"].as_u64().unwrap());
                 assert_eq!(s.key_groups, range(&expected["range_inclusive"]), "{label}");
                 let handles = expected["handles"].as_array().unwrap();
                 assert_eq!(
@@ -75,7 +75,7 @@ fn plan_matches_flink_for_every_case_and_both_assigners() {
                 );
                 for (read, h) in s.reads.iter().zip(handles) {
                     assert_eq!(
-                        u64::from(read.old_subtask),
+                        read.old_subtask as u64,
                         h["from_old_subtask"].as_u64().unwrap(),
                         "{label}"
                     );
@@ -86,7 +86,7 @@ fn plan_matches_flink_for_every_case_and_both_assigners() {
                     );
                     // The sub-handle keeps the old per-key-group offsets: the
                     // plan's key groups index the old subtask's offsets.
-                    let src = &old[read.old_subtask as usize];
+                    let src = &old[read.old_subtask];
                     let src_start = range(&src["range_inclusive"]).start();
                     let src_offsets = u64s(&src["offsets"]);
                     let offsets: Vec<u64> = read

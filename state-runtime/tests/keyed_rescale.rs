@@ -55,7 +55,7 @@ fn expected_map(k: i64) -> HashMap<u16, String> {
 }
 
 /// N instances holding `keys`, each key on the instance owning its key group.
-fn fill(assigner: KeyGroupAssigner, parallelism: u32, keys: &[i64]) -> Vec<Instance> {
+fn fill(assigner: KeyGroupAssigner, parallelism: usize, keys: &[i64]) -> Vec<Instance> {
     let mut instances: Vec<Instance> = (0..parallelism)
         .map(|i| {
             Instance::bound(
@@ -66,8 +66,7 @@ fn fill(assigner: KeyGroupAssigner, parallelism: u32, keys: &[i64]) -> Vec<Insta
         .collect();
     for &k in keys {
         let kg = assigner.key_group(&k).unwrap();
-        let inst =
-            &mut instances[assigner.subtask_for_key_group(parallelism, kg).unwrap() as usize];
+        let inst = &mut instances[assigner.subtask_for_key_group(parallelism, kg).unwrap()];
         inst.value
             .update(&k, || 0, |v| *v += k.wrapping_mul(3))
             .unwrap();
@@ -123,7 +122,7 @@ fn restore(plan: &KeyedRescalePlan, snap: &Snapshot) -> (Vec<Instance>, usize) {
                     if i == 0 {
                         sections_read += 1;
                     }
-                    buf.extend_from_slice(&snap[old_subtask as usize][&kg][i]);
+                    buf.extend_from_slice(&snap[old_subtask][&kg][i]);
                     Ok(())
                 })
                 .unwrap();
@@ -138,7 +137,7 @@ fn restore(plan: &KeyedRescalePlan, snap: &Snapshot) -> (Vec<Instance>, usize) {
 /// Every key exactly once, on its owner at the new parallelism, with its
 /// value, list and map.
 fn verify(instances: &[Instance], assigner: KeyGroupAssigner, keys: &[i64]) {
-    let p = instances.len() as u32;
+    let p = instances.len();
     let (mut values, mut lists, mut maps) = (0, 0, 0);
     for inst in instances {
         values += inst.value.len();
@@ -158,7 +157,7 @@ fn verify(instances: &[Instance], assigner: KeyGroupAssigner, keys: &[i64]) {
         let owner = assigner
             .subtask_for_key_group(p, assigner.key_group(&k).unwrap())
             .unwrap();
-        let inst = &instances[owner as usize];
+        let inst = &instances[owner];
         assert_eq!(
             inst.value.get(k).unwrap(),
             Some(&k.wrapping_mul(3)),
@@ -196,7 +195,13 @@ fn keys(n: usize, seed: u64) -> Vec<i64> {
     out
 }
 
-fn rescale(old: KeyGroupAssigner, n: u32, new: KeyGroupAssigner, m: u32, keys: &[i64]) -> usize {
+fn rescale(
+    old: KeyGroupAssigner,
+    n: usize,
+    new: KeyGroupAssigner,
+    m: usize,
+    keys: &[i64],
+) -> usize {
     let before = fill(old, n, keys);
     verify(&before, old, keys);
     let snap = snapshot(&before);
@@ -237,7 +242,7 @@ fn same_max_parallelism_reads_each_key_group_once() {
         KeyGroupAssigner::flink(MaxParallelism::new(128).unwrap()),
     ] {
         for (n, m) in [(2, 3), (3, 2), (4, 1), (1, 4), (5, 5), (7, 16)] {
-            let read = rescale(old, n, old, m, &keys(5_000, u64::from(n * 31 + m)));
+            let read = rescale(old, n, old, m, &keys(5_000, (n * 31 + m) as u64));
             assert_eq!(read, 128, "read amplification 1.0 for {n} -> {m}");
         }
     }
@@ -270,8 +275,8 @@ proptest! {
 
     #[test]
     fn conservation_native(
-        n in 1u32..=16,
-        m in 1u32..=16,
+        n in 1usize..=16,
+        m in 1usize..=16,
         old_max in 16u32..=400,
         new_max in 16u32..=400,
         same in any::<bool>(),
@@ -280,13 +285,13 @@ proptest! {
         let ks: Vec<i64> = ks.into_iter().collect();
         let new_max = if same { old_max } else { new_max };
         let read = rescale(native(old_max), n, native(new_max), m, &ks);
-        prop_assert!(read as u32 <= old_max + 2 * m);
+        prop_assert!(read as u32 <= old_max + 2 * m as u32);
     }
 
     #[test]
     fn conservation_flink(
-        n in 1u32..=16,
-        m in 1u32..=16,
+        n in 1usize..=16,
+        m in 1usize..=16,
         max in 16u32..=400,
         ks in proptest::collection::hash_set(any::<i64>(), 1000..3000),
     ) {

@@ -8,8 +8,8 @@ use state_runtime::keygroup::{
     subtask_for_key_group,
 };
 
-fn max_and_p() -> impl Strategy<Value = (u32, u32)> {
-    (1u32..=32768).prop_flat_map(|m| (Just(m), 1u32..=m.min(2000)))
+fn max_and_p() -> impl Strategy<Value = (u32, usize)> {
+    (1u32..=32768).prop_flat_map(|m| (Just(m), 1usize..=m.min(2000) as usize))
 }
 
 proptest! {

@@ -16,7 +16,10 @@ fn assigner() -> KeyGroupAssigner {
 }
 
 /// Snapshots `n` subtasks built by `make(i)` (keyed state bound first).
-fn checkpoint<T: Checkpointed + Default>(n: u32, mut make: impl FnMut(u32, &mut T)) -> Checkpoint {
+fn checkpoint<T: Checkpointed + Default>(
+    n: usize,
+    mut make: impl FnMut(usize, &mut T),
+) -> Checkpoint {
     let subtasks = (0..n)
         .map(|i| {
             let mut op = T::default();
@@ -37,7 +40,7 @@ fn through_disk(cp: &Checkpoint, dir: &Path) -> Checkpoint {
     stored.operator("op").unwrap().load().unwrap()
 }
 
-fn keys_owned(n: u32, i: u32) -> impl Iterator<Item = u64> {
+fn keys_owned(n: usize, i: usize) -> impl Iterator<Item = u64> {
     let range = assigner().range_for_subtask(n, i).unwrap();
     (0..60u64).filter(move |k| range.contains(assigner().key_group(k).unwrap()))
 }
@@ -68,12 +71,13 @@ mod v1 {
         pub last: KeyedValue<u64, Reading>,
     }
 
-    pub fn checkpoint(n: u32) -> Checkpoint {
-        super::checkpoint::<Op>(n, |i, op| {
+    pub fn checkpoint(n: usize) -> Checkpoint {
+        super::checkpoint::<Op>(n, |subtask, op| {
+            let i = subtask as u32;
             op.offsets = vec![(i, -200 - i64::from(i)), (i + 10, 7)];
             op.seen = BTreeMap::from([(i, format!("s{i}"))]);
             op.rules = Some(Rules { min: 1, max: 9 });
-            for k in keys_owned(n, i) {
+            for k in keys_owned(n, subtask) {
                 op.last
                     .insert(
                         k,
@@ -330,11 +334,11 @@ mod v2 {
 /// union map, keyed values.
 type V2View = (Vec<(u64, u64)>, BTreeMap<u32, usize>, BTreeMap<u64, f64>);
 
-fn v2_expected(n: u32) -> V2View {
-    let offsets = (0..n)
+fn v2_expected(n: usize) -> V2View {
+    let offsets = (0..n as u32)
         .flat_map(|i| [(u64::from(i), 200 + u64::from(i)), (u64::from(i) + 10, 7)])
         .collect();
-    let seen = (0..n).map(|i| (i, format!("s{i}").len())).collect();
+    let seen = (0..n as u32).map(|i| (i, format!("s{i}").len())).collect();
     let last = (0..60u64).map(|k| (k, k as f64 - 30.0 + 273.0)).collect();
     (offsets, seen, last)
 }

@@ -43,7 +43,7 @@ fn write_job_to(storage: &dyn CheckpointStorage) {
                 .unwrap()
             })
             .collect();
-        let sums = (0..3u32)
+        let sums = (0..3usize)
             .map(|i| {
                 let range = assigner.range_for_subtask(3, i).unwrap();
                 let mut s = Sum::default();

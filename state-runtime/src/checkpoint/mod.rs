@@ -396,10 +396,7 @@ pub(crate) fn validate_keyed(
         subtask,
         message,
     };
-    let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-    let expected = keyed
-        .assigner
-        .range_for_subtask(clamp(parallelism), clamp(subtask))?;
+    let expected = keyed.assigner.range_for_subtask(parallelism, subtask)?;
     if keyed.key_groups != expected {
         return Err(corrupt(format!(
             "keyed state covers key groups {}, but subtask {subtask} of {parallelism} owns {expected}",

@@ -560,7 +560,7 @@ fn keyed_chunks(
 ) -> Result<Vec<KeyedChunk>, StateError> {
     let mut chunks = Vec::new();
     for (r, read) in plan.reads.iter().enumerate() {
-        let old_subtask = read.old_subtask as usize;
+        let old_subtask = read.old_subtask;
         let section = sections[old_subtask];
         let missing = || StateError::CorruptSnapshot {
             state: state.to_owned(),
@@ -611,10 +611,9 @@ pub(crate) fn restore_operator<T: Checkpointed>(
         return Err(StateError::ZeroParallelism);
     }
     if subtask >= parallelism {
-        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         return Err(StateError::SubtaskOutOfRange {
-            subtask: clamp(subtask),
-            parallelism: clamp(parallelism),
+            subtask,
+            parallelism,
         });
     }
     let states = metas.first().copied().ok_or(StateError::ZeroParallelism)?;
@@ -635,13 +634,11 @@ pub(crate) fn restore_operator<T: Checkpointed>(
     let keyed = if declared_keyed.is_empty() {
         None
     } else {
-        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        let (new_p, sub) = (clamp(parallelism), clamp(subtask));
         let (binding, source) = match old_keyed.first() {
             Some(first) if old_keyed.len() == metas.len() => {
                 let old = first.assigner();
                 let new = options.assigner.unwrap_or(old);
-                let plan = KeyedRescalePlan::new(old, clamp(metas.len()), new, new_p)?;
+                let plan = KeyedRescalePlan::new(old, metas.len(), new, parallelism)?;
                 let mine = plan.subtasks()[subtask].clone();
                 (
                     Some((new, mine.key_groups)),
@@ -655,7 +652,7 @@ pub(crate) fn restore_operator<T: Checkpointed>(
                 });
             }
             None => match options.assigner {
-                Some(a) => (Some((a, a.range_for_subtask(new_p, sub)?)), None),
+                Some(a) => (Some((a, a.range_for_subtask(parallelism, subtask)?)), None),
                 None => (None, None),
             },
         };

@@ -63,7 +63,7 @@ use crate::keygroup::{
 #[non_exhaustive]
 pub struct KeyGroupRead {
     /// The old subtask whose snapshot holds the key groups.
-    pub old_subtask: u32,
+    pub old_subtask: usize,
     /// The old key groups to read, a non-empty part of the old subtask's
     /// range, under the *old* assigner.
     pub key_groups: KeyGroupRange,
@@ -85,7 +85,7 @@ impl KeyGroupRead {
 #[non_exhaustive]
 pub struct SubtaskRestore {
     /// The new subtask's index.
-    pub subtask: u32,
+    pub subtask: usize,
     /// The key groups it owns under the new assigner.
     pub key_groups: KeyGroupRange,
     /// The old key groups it reads, in old subtask order.
@@ -112,9 +112,9 @@ impl SubtaskRestore {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyedRescalePlan {
     old: KeyGroupAssigner,
-    old_parallelism: u32,
+    old_parallelism: usize,
     new: KeyGroupAssigner,
-    new_parallelism: u32,
+    new_parallelism: usize,
     subtasks: Vec<SubtaskRestore>,
 }
 
@@ -123,15 +123,15 @@ impl KeyedRescalePlan {
     /// assigner kind, or a change of max parallelism in Flink mode.
     pub fn new(
         old: KeyGroupAssigner,
-        old_parallelism: u32,
+        old_parallelism: usize,
         new: KeyGroupAssigner,
-        new_parallelism: u32,
+        new_parallelism: usize,
     ) -> Result<Self, StateError> {
         old.max_parallelism().check_parallelism(old_parallelism)?;
         new.max_parallelism().check_parallelism(new_parallelism)?;
         old.check_restore_as(new)?;
         let same_max_p = old.max_parallelism() == new.max_parallelism();
-        let mut subtasks = Vec::with_capacity(new_parallelism as usize);
+        let mut subtasks = Vec::with_capacity(new_parallelism);
         for subtask in 0..new_parallelism {
             let key_groups = new.range_for_subtask(new_parallelism, subtask)?;
             let reads = if same_max_p {
@@ -159,7 +159,7 @@ impl KeyedRescalePlan {
     /// subtasks with an empty intersection are left out.
     fn intersecting(
         old: KeyGroupAssigner,
-        old_parallelism: u32,
+        old_parallelism: usize,
         wanted: KeyGroupRange,
         filtered: &[KeyGroup],
     ) -> Result<Vec<KeyGroupRead>, StateError> {
@@ -167,9 +167,11 @@ impl KeyedRescalePlan {
             return Ok(Vec::new());
         };
         let max_p = old.max_parallelism().get();
-        let first_old = subtask_for_key_group_unchecked(max_p, old_parallelism, wanted.start());
-        let last_old = subtask_for_key_group_unchecked(max_p, old_parallelism, last);
-        let mut reads = Vec::with_capacity((last_old - first_old + 1) as usize);
+        // Checked against the max parallelism (a u32) by `new`.
+        let p = old_parallelism as u32;
+        let first_old = subtask_for_key_group_unchecked(max_p, p, wanted.start()) as usize;
+        let last_old = subtask_for_key_group_unchecked(max_p, p, last) as usize;
+        let mut reads = Vec::with_capacity(last_old - first_old + 1);
         for old_subtask in first_old..=last_old {
             let key_groups = old
                 .range_for_subtask(old_parallelism, old_subtask)?
@@ -194,7 +196,7 @@ impl KeyedRescalePlan {
     /// intervals overlap the hash interval of `new_range`.
     fn overlapping_hashes(
         old: KeyGroupAssigner,
-        old_parallelism: u32,
+        old_parallelism: usize,
         new: KeyGroupAssigner,
         new_range: KeyGroupRange,
     ) -> Result<Vec<KeyGroupRead>, StateError> {
@@ -237,12 +239,12 @@ impl KeyedRescalePlan {
     }
 
     /// Parallelism of the checkpoint.
-    pub fn old_parallelism(&self) -> u32 {
+    pub fn old_parallelism(&self) -> usize {
         self.old_parallelism
     }
 
     /// Parallelism restored into.
-    pub fn new_parallelism(&self) -> u32 {
+    pub fn new_parallelism(&self) -> usize {
         self.new_parallelism
     }
 
@@ -295,18 +297,18 @@ impl KeyedRescalePlan {
     ///         buf.extend_from_slice(&sections[&(old_subtask, kg)]);
     ///         Ok(())
     ///     })?;
-    ///     assert!(state.iter().all(|(k, _)| plan.subtasks()[s as usize].owns(new.key_group(k).unwrap())));
+    ///     assert!(state.iter().all(|(k, _)| plan.subtasks()[s].owns(new.key_group(k).unwrap())));
     /// }
     /// assert_eq!(restored, 100);
     /// # Ok::<(), StateError>(())
     /// ```
     pub fn restore_subtask(
         &self,
-        subtask: u32,
+        subtask: usize,
         state: &mut dyn KeyedState,
-        mut read_section: impl FnMut(u32, KeyGroup, &mut Vec<u8>) -> Result<(), StateError>,
+        mut read_section: impl FnMut(usize, KeyGroup, &mut Vec<u8>) -> Result<(), StateError>,
     ) -> Result<usize, StateError> {
-        let Some(plan) = self.subtasks.get(subtask as usize) else {
+        let Some(plan) = self.subtasks.get(subtask) else {
             return Err(StateError::SubtaskOutOfRange {
                 subtask,
                 parallelism: self.new_parallelism,
@@ -372,11 +374,11 @@ mod tests {
                 let (lo, hi) = native_hash_interval(kg as u32, native(om).max_parallelism());
                 let first = native_key_group_for_hash(lo << 32, native(nm).max_parallelism());
                 let last = native_key_group_for_hash((hi - 1) << 32, native(nm).max_parallelism());
-                let mut owners: Vec<u32> = (first..=last)
+                let mut owners: Vec<usize> = (first..=last)
                     .map(|k| native(nm).subtask_for_key_group(np, k).unwrap())
                     .collect();
                 owners.dedup();
-                let got: Vec<u32> = rs.iter().map(|r| r.0).collect();
+                let got: Vec<usize> = rs.iter().map(|r| r.0).collect();
                 assert_eq!(got, owners, "old kg {kg} in {om}/{op} -> {nm}/{np}");
                 let split = owners.len() > 1;
                 assert!(rs.iter().all(|r| r.1 == split), "old kg {kg}: {rs:?}");

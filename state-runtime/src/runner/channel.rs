@@ -60,7 +60,12 @@ impl Router {
             .max_parallelism()
             .all_key_groups()
             .iter()
-            .map(|kg| assigner.subtask_for_key_group(parallelism as u32, kg))
+            // Below the max parallelism, so a u32.
+            .map(|kg| {
+                assigner
+                    .subtask_for_key_group(parallelism, kg)
+                    .map(|s| s as u32)
+            })
             .collect::<Result<_, _>>()
             .map_err(|e| JobError::Config(e.to_string()))?;
         Ok(Self { assigner, owner })

@@ -227,13 +227,13 @@ impl<P: KeyedProcessor> Job<P> {
             }
             (Some(cp), _) => cp.assigner,
             (None, Some(a)) => a,
-            (None, None) => KeyGroupAssigner::native(
-                MaxParallelism::default_for(n as u32).map_err(JobError::Start)?,
-            ),
+            (None, None) => {
+                KeyGroupAssigner::native(MaxParallelism::default_for(n).map_err(JobError::Start)?)
+            }
         };
         assigner
             .max_parallelism()
-            .check_parallelism(u32::try_from(n).unwrap_or(u32::MAX))
+            .check_parallelism(n)
             .map_err(|e| JobError::Config(e.to_string()))?;
         let restore_options = RestoreOptions::default()
             .assigner(assigner)
@@ -293,7 +293,7 @@ impl<P: KeyedProcessor> Job<P> {
                 parallelism: n,
                 assigner,
                 key_groups: assigner
-                    .range_for_subtask(n as u32, subtask as u32)
+                    .range_for_subtask(n, subtask)
                     .map_err(JobError::Start)?,
             };
             let task = KeyedTask::<P> {

@@ -426,9 +426,10 @@ mod tests {
                 let assigner = KeyGroupAssigner::native(MaxParallelism::new(8).unwrap());
                 let mut sources = Vec::new();
                 let mut sums = Vec::new();
-                for i in 0..2u32 {
+                for i in 0..2usize {
                     let mut w = SnapshotWriter::new();
-                    w.split("offsets", &vec![(i, 10 * u64::from(i))]).unwrap();
+                    w.split("offsets", &vec![(i as u32, 10 * i as u64)])
+                        .unwrap();
                     w.union("seen", &vec![format!("seen by {i}")]).unwrap();
                     sources.push(w.finish());
                     let range = assigner.range_for_subtask(2, i).unwrap();

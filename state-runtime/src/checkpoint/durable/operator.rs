@@ -214,8 +214,8 @@ impl<'a> StoredOperator<'a> {
             .subtasks
             .get(subtask)
             .ok_or(StateError::SubtaskOutOfRange {
-                subtask: u32::try_from(subtask).unwrap_or(u32::MAX),
-                parallelism: self.subtasks.len() as u32,
+                subtask,
+                parallelism: self.subtasks.len(),
             })?;
         let path = self.path(&sub.file);
         self.check_len(sub)?;
@@ -286,7 +286,6 @@ impl<'a> StoredOperator<'a> {
         if parallelism == 0 {
             return Err(StateError::ZeroParallelism);
         }
-        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         let states = self.states();
         let counts: Vec<Vec<u64>> = (0..states.len())
             .map(|i| {
@@ -307,9 +306,9 @@ impl<'a> StoredOperator<'a> {
         let keyed_plan = match (self.assigner, self.subtasks[0].keyed.as_ref()) {
             (Some(old), Some(_)) => Some(KeyedRescalePlan::new(
                 old,
-                clamp(self.parallelism()),
+                self.parallelism(),
                 assigner.unwrap_or(old),
-                clamp(parallelism),
+                parallelism,
             )?),
             _ => None,
         };
@@ -342,7 +341,7 @@ impl<'a> StoredOperator<'a> {
                 let mine = &plan.subtasks()[subtask];
                 key_groups = Some(mine.key_groups);
                 for read in &mine.reads {
-                    let old = read.old_subtask as usize;
+                    let old = read.old_subtask;
                     let sub = &self.subtasks[old];
                     let k = sub.keyed.as_ref().expect("every subtask has keyed state");
                     let Some(r) = k.key_groups_bytes(read.key_groups) else {
