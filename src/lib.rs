@@ -36,7 +36,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use state_runtime::prelude::*;
 use state_runtime::runner::KeyedProcessor;
-use state_runtime::runner::log::LogWriter;
+use state_runtime::runner::log::{LogError, LogWriter};
 
 /// One purchase: the input event of the demo job, keyed by customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Keyed)]
@@ -112,7 +112,7 @@ impl LogSpec {
 
     /// Writes the log into `dir` (replacing a log there); returns the bytes
     /// written.
-    pub fn write_log(&self, dir: &Path) -> Result<u64, StateError> {
+    pub fn write_log(&self, dir: &Path) -> Result<u64, LogError> {
         let mut w = LogWriter::<Purchase>::create(dir, self.partitions.max(1))?;
         for (partition, purchase) in self.purchases() {
             w.append(partition, &purchase)?;
@@ -122,7 +122,7 @@ impl LogSpec {
         for p in 0..self.partitions.max(1) {
             let path = state_runtime::runner::log::partition_path(dir, p);
             bytes += std::fs::metadata(&path)
-                .map_err(|source| StateError::Io { path, source })?
+                .map_err(|source| LogError::Io { path, source })?
                 .len();
         }
         Ok(bytes)

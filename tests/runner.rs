@@ -16,7 +16,7 @@ use state_runtime::runner::log::{LogReader, LogWriter};
 use state_runtime::runner::source::LogSource;
 use state_runtime::runner::{
     Instance, InstanceInfo, Job, JobCheckpoint, JobCheckpointStore, JobEnd, JobError, JobOutcome,
-    KeyedProcessor, MemoryCheckpointStore, RunningJob,
+    KeyedProcessor, MemoryCheckpointStore, RunningJob, TaskError,
 };
 
 struct TempLog(PathBuf);
@@ -578,7 +578,7 @@ fn a_restart_drops_a_removed_state_only_when_allowed_and_refuses_before_starting
     .start()
     .unwrap_err();
     assert!(
-        matches!(&refused, JobError::Start(StateError::UnknownState { state }) if state == "transfers"),
+        matches!(&refused, JobError::Start(TaskError::State(StateError::UnknownState { state })) if state == "transfers"),
         "{refused:?}"
     );
     assert_eq!(started.load(Ordering::Relaxed), 0, "an instance was built");
@@ -626,7 +626,10 @@ fn flink_mode_routes_like_flink_and_refuses_a_new_max_parallelism() {
     assert!(
         matches!(
             refused,
-            JobError::Start(StateError::MaxParallelismChanged { old: 128, new: 256 })
+            JobError::Start(TaskError::State(StateError::MaxParallelismChanged {
+                old: 128,
+                new: 256
+            }))
         ),
         "{refused:?}"
     );

@@ -147,28 +147,6 @@ pub enum StateError {
         message: String,
     },
 
-    /// A record of an input log is cut short or fails its checksum.
-    #[error("corrupt log {path} at offset {offset}: {reason}")]
-    CorruptLog {
-        /// The partition file (or the log folder).
-        path: PathBuf,
-        /// Byte offset of the bad record.
-        offset: u64,
-        /// What was expected and what was found.
-        reason: String,
-    },
-
-    /// A record was appended to a partition the log does not have.
-    #[error("log {dir} has {partitions} partitions; there is no partition {partition}")]
-    NoSuchPartition {
-        /// The log's folder.
-        dir: PathBuf,
-        /// The partition asked for.
-        partition: u32,
-        /// How many partitions the log has.
-        partitions: u32,
-    },
-
     /// One operator declared, or wrote into one snapshot, two states with
     /// the same name.
     #[error(

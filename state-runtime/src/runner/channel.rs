@@ -8,7 +8,7 @@ use std::sync::mpsc::Sender;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::error::{Instance, JobError, panic_message};
+use super::error::{Instance, JobError, TaskError, panic_message};
 use super::store::SubtaskState;
 use crate::error::StateError;
 use crate::key::Keyed;
@@ -138,7 +138,7 @@ pub(super) fn spawn_instance<T: Send + 'static>(
     instance: Instance,
     coord: Sender<CoordMsg>,
     shared: &Arc<Shared>,
-    body: impl FnOnce() -> Result<T, StateError> + Send + 'static,
+    body: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
 ) -> Result<JoinHandle<Option<T>>, JobError> {
     let shared = Arc::clone(shared);
     let name = match instance {

@@ -8,10 +8,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use super::channel::{Command, Control, CoordMsg, Shared};
-use super::error::{Instance, JobError};
+use super::error::{Instance, JobError, TaskError};
 use super::report::{CheckpointStats, JobEnd};
 use super::store::{JobCheckpointStore, SubtaskState};
-use crate::error::StateError;
 use crate::keygroup::KeyGroupAssigner;
 
 /// Snapshots of one checkpoint, as they come in.
@@ -248,11 +247,11 @@ impl Coordinator {
     }
 
     /// Fails the job with an error of the coordinator's own.
-    pub(super) fn fail(&mut self, source: StateError) {
+    pub(super) fn fail(&mut self, source: impl Into<TaskError>) {
         if self.failure.is_none() {
             self.failure = Some(JobError::Failed {
                 instance: Instance::Coordinator,
-                source,
+                source: source.into(),
             });
         }
         self.abort();

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::log::LogError;
 use crate::error::StateError;
 
 /// One running instance of a job.
@@ -34,6 +35,36 @@ impl fmt::Display for Instance {
     }
 }
 
+/// Why an instance of a job stopped with an error: its state, its input, or
+/// the checkpoint protocol between instances.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// Its state: a restore, a snapshot, a keyed-state operation, a
+    /// checkpoint store, or the operator's own `process`.
+    #[error(transparent)]
+    State(#[from] StateError),
+
+    /// Reading the input log.
+    #[error(transparent)]
+    Log(#[from] LogError),
+
+    /// A keyed instance received a barrier for another checkpoint while it
+    /// was aligning one (a runner bug: barriers of one checkpoint reach
+    /// every instance before the next checkpoint's).
+    #[error(
+        "barrier of checkpoint {barrier} from source {from} arrived while aligning checkpoint {aligning}"
+    )]
+    Misaligned {
+        /// The checkpoint of the barrier that arrived.
+        barrier: u64,
+        /// The source subtask it came from.
+        from: usize,
+        /// The checkpoint being aligned.
+        aligning: u64,
+    },
+}
+
 /// Why a job could not start or did not finish.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -43,10 +74,10 @@ pub enum JobError {
     #[error("invalid job configuration: {0}")]
     Config(String),
 
-    /// Reading the latest checkpoint or restoring it failed before the job
-    /// started.
+    /// Reading the latest checkpoint, restoring it or opening the input log
+    /// failed before the job started.
     #[error("could not start the job: {0}")]
-    Start(#[source] StateError),
+    Start(#[source] TaskError),
 
     /// An instance's code panicked.
     #[error("{instance} panicked: {message}")]
@@ -65,7 +96,7 @@ pub enum JobError {
         instance: Instance,
         /// The error.
         #[source]
-        source: StateError,
+        source: TaskError,
     },
 
     /// Every instance ended, but the job did not complete (an internal
@@ -75,6 +106,11 @@ pub enum JobError {
 }
 
 impl JobError {
+    /// A start failure, from a state or log error.
+    pub(super) fn start(e: impl Into<TaskError>) -> Self {
+        JobError::Start(e.into())
+    }
+
     /// The instance the error names, if any.
     ///
     /// ```

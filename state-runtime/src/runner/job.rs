@@ -216,19 +216,19 @@ impl<P: KeyedProcessor> Job<P> {
                 "parallelism must be at least 1 (sources {s}, keyed {n})"
             )));
         }
-        let latest = self.store.latest().map_err(JobError::Start)?;
+        let latest = self.store.latest().map_err(JobError::start)?;
         let assigner = match (&latest, self.assigner) {
             (Some(cp), Some(a)) if a != cp.assigner => {
                 // Only native mode may change max parallelism; refuse a
                 // Flink-mode change (or a change of kind) before starting.
-                cp.assigner.check_restore_as(a).map_err(JobError::Start)?;
+                cp.assigner.check_restore_as(a).map_err(JobError::start)?;
                 tracing::info!(old = %cp.assigner, new = %a, "changing the key-group assigner");
                 a
             }
             (Some(cp), _) => cp.assigner,
             (None, Some(a)) => a,
             (None, None) => {
-                KeyGroupAssigner::native(MaxParallelism::default_for(n).map_err(JobError::Start)?)
+                KeyGroupAssigner::native(MaxParallelism::default_for(n).map_err(JobError::start)?)
             }
         };
         assigner
@@ -243,9 +243,9 @@ impl<P: KeyedProcessor> Job<P> {
             // before anything starts.
             cp.keyed
                 .check_restore::<P>(&restore_options)
-                .map_err(JobError::Start)?;
+                .map_err(JobError::start)?;
         }
-        let partitions = partition_count(&self.log_dir).map_err(JobError::Start)?;
+        let partitions = partition_count(&self.log_dir).map_err(JobError::start)?;
         let router = Arc::new(Router::new(assigner, n)?);
         let latest = latest.map(Arc::new);
         let (next_id, events_at_start) = latest.as_ref().map_or((1, 0), |c| (c.id + 1, c.events));
@@ -294,7 +294,7 @@ impl<P: KeyedProcessor> Job<P> {
                 assigner,
                 key_groups: assigner
                     .range_for_subtask(n, subtask)
-                    .map_err(JobError::Start)?,
+                    .map_err(JobError::start)?,
             };
             let task = KeyedTask::<P> {
                 info,

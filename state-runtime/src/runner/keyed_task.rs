@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use super::alignment::{Alignment, BarrierStep, Misaligned};
 use super::channel::{CoordMsg, Msg, Shared};
+use super::error::TaskError;
 use super::job::Factory;
 use super::processor::{InstanceInfo, KeyedProcessor};
 use super::report::KeyedInstanceStats;
 use super::store::{JobCheckpoint, JobCheckpointStore, PipelineOperator};
 use crate::checkpoint::{Restore, RestoreOptions};
-use crate::error::StateError;
 
 pub(super) struct KeyedTask<P: KeyedProcessor> {
     pub(super) info: InstanceInfo,
@@ -46,7 +46,7 @@ pub(super) enum Flow {
 }
 
 impl<P: KeyedProcessor> KeyedTask<P> {
-    pub(super) fn run(self) -> Result<KeyedExit<P>, StateError> {
+    pub(super) fn run(self) -> Result<KeyedExit<P>, TaskError> {
         let info = self.info;
         let mut op = (self.factory)(&info);
         let t = Instant::now();
@@ -144,7 +144,7 @@ impl<P: KeyedProcessor> KeyedTask<P> {
         stats: &mut KeyedInstanceStats,
         outputs: &mut Vec<P::Output>,
         msg: Msg<P::Event>,
-    ) -> Result<Flow, StateError> {
+    ) -> Result<Flow, TaskError> {
         match msg {
             Msg::Records(_, batch) => {
                 let n = batch.len() as u64;
@@ -172,12 +172,10 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                     Ok(BarrierStep::Waiting) => return Ok(Flow::Continue),
                     Ok(BarrierStep::Aligned { alignment, .. }) => alignment,
                     Err(Misaligned { aligning, .. }) => {
-                        return Err(StateError::CorruptSnapshot {
-                            state: "barrier".into(),
-                            subtask: self.info.subtask,
-                            message: format!(
-                                "barrier {id} from source {from} while aligning checkpoint {aligning}"
-                            ),
+                        return Err(TaskError::Misaligned {
+                            barrier: id,
+                            from,
+                            aligning,
                         });
                     }
                 };

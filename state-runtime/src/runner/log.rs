@@ -14,7 +14,7 @@
 //! A record's **offset** is the byte position of its frame in the file, so a
 //! source resumes by seeking to the offset it checkpointed. A reader reports
 //! a frame that is cut short or whose checksum does not match as a
-//! [`StateError::CorruptLog`] naming the file and the offset.
+//! [`LogError::Corrupt`] naming the file and the offset.
 //!
 //! ```
 //! use state_runtime::runner::log::{LogReader, LogWriter};
@@ -34,7 +34,7 @@
 //! assert_eq!(r.next_record()?.map(|(_, rec)| rec), Some((7, -40)));
 //! assert!(r.next_record()?.is_none());
 //! # std::fs::remove_dir_all(&dir).ok();
-//! # Ok::<(), state_runtime::StateError>(())
+//! # Ok::<(), state_runtime::runner::log::LogError>(())
 //! ```
 
 use std::fs::{self, File};
@@ -48,6 +48,53 @@ use serde::de::DeserializeOwned;
 use crate::codec;
 use crate::error::StateError;
 
+/// What can go wrong reading or writing an input log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// A file of the log could not be read or written.
+    #[error("input log {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A record of the log is cut short, fails its checksum, or does not
+    /// decode as the record type.
+    #[error("corrupt log {path} at offset {offset}: {reason}")]
+    Corrupt {
+        /// The partition file (or the log folder).
+        path: PathBuf,
+        /// Byte offset of the bad record.
+        offset: u64,
+        /// What was expected and what was found.
+        reason: String,
+    },
+
+    /// A record was appended to a partition the log does not have.
+    #[error("log {dir} has {partitions} partitions; there is no partition {partition}")]
+    NoSuchPartition {
+        /// The log's folder.
+        dir: PathBuf,
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions the log has.
+        partitions: u32,
+    },
+
+    /// A record could not be encoded, or its encoding exceeds 64 MiB.
+    #[error("log {path}: could not append a record: {message}")]
+    Encode {
+        /// The partition file.
+        path: PathBuf,
+        /// The codec's message.
+        message: String,
+    },
+}
+
 /// The magic bytes (and format version) at the start of every partition file.
 pub const LOG_MAGIC: [u8; 8] = *b"RSLOG\0\0\x01";
 
@@ -57,8 +104,8 @@ pub const FIRST_OFFSET: u64 = LOG_MAGIC.len() as u64;
 /// Largest record payload a reader accepts; a larger length is corruption.
 const MAX_RECORD: u32 = 64 << 20;
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-    move |source| StateError::Io {
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
         path: path.to_path_buf(),
         source,
     }
@@ -71,13 +118,13 @@ pub fn partition_path(dir: &Path, partition: u32) -> PathBuf {
 
 /// The number of partitions of the log in `dir` (files `partition-*.log`
 /// numbered from 0 without gaps).
-pub fn partition_count(dir: &Path) -> Result<u32, StateError> {
+pub fn partition_count(dir: &Path) -> Result<u32, LogError> {
     let mut n = 0;
     while partition_path(dir, n).exists() {
         n += 1;
     }
     if n == 0 {
-        return Err(StateError::CorruptLog {
+        return Err(LogError::Corrupt {
             path: dir.to_path_buf(),
             offset: 0,
             reason: "no partition files (partition-00000.log, ...)".into(),
@@ -97,7 +144,7 @@ pub struct LogWriter<T> {
 impl<T: Serialize> LogWriter<T> {
     /// Creates `dir` (and parents) with `partitions` empty partition files,
     /// replacing files of the same names.
-    pub fn create(dir: &Path, partitions: u32) -> Result<Self, StateError> {
+    pub fn create(dir: &Path, partitions: u32) -> Result<Self, LogError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut files = Vec::with_capacity(partitions as usize);
         for p in 0..partitions {
@@ -115,26 +162,26 @@ impl<T: Serialize> LogWriter<T> {
     }
 
     /// Appends `record` to `partition`. A partition the log does not have
-    /// is [`StateError::NoSuchPartition`]; a record that does not encode,
-    /// or whose encoding exceeds 64 MiB, is [`StateError::Encode`] naming
+    /// is [`LogError::NoSuchPartition`]; a record that does not encode,
+    /// or whose encoding exceeds 64 MiB, is [`LogError::Encode`] naming
     /// the partition file.
-    pub fn append(&mut self, partition: u32, record: &T) -> Result<(), StateError> {
+    pub fn append(&mut self, partition: u32, record: &T) -> Result<(), LogError> {
         let partitions = self.files.len() as u32;
         let Some((path, w)) = self.files.get_mut(partition as usize) else {
-            return Err(StateError::NoSuchPartition {
+            return Err(LogError::NoSuchPartition {
                 dir: self.dir.clone(),
                 partition,
                 partitions,
             });
         };
-        let encode_err = |message: String| StateError::Encode {
-            state: "log record".into(),
-            message: format!("appending to {}: {message}", path.display()),
+        let encode_err = |message: String| LogError::Encode {
+            path: path.clone(),
+            message,
         };
         self.payload.clear();
         codec::encode_into(record, &mut self.payload, "log record").map_err(|e| match e {
             StateError::Encode { message, .. } => encode_err(message),
-            other => other,
+            other => encode_err(other.to_string()),
         })?;
         let len = u32::try_from(self.payload.len())
             .ok()
@@ -153,9 +200,9 @@ impl<T: Serialize> LogWriter<T> {
     }
 
     /// Flushes and fsyncs every partition file.
-    pub fn finish(self) -> Result<(), StateError> {
+    pub fn finish(self) -> Result<(), LogError> {
         for (path, w) in self.files {
-            let file = w.into_inner().map_err(|e| StateError::Io {
+            let file = w.into_inner().map_err(|e| LogError::Io {
                 path: path.clone(),
                 source: e.into_error(),
             })?;
@@ -178,13 +225,13 @@ pub struct LogReader<T> {
 impl<T: DeserializeOwned> LogReader<T> {
     /// Opens partition `partition` of the log in `dir` at byte `offset`
     /// (`0` or [`FIRST_OFFSET`] for the beginning).
-    pub fn open(dir: &Path, partition: u32, offset: u64) -> Result<Self, StateError> {
+    pub fn open(dir: &Path, partition: u32, offset: u64) -> Result<Self, LogError> {
         let path = partition_path(dir, partition);
         let mut file = File::open(&path).map_err(io_err(&path))?;
         let len = file.metadata().map_err(io_err(&path))?.len();
         let mut magic = [0u8; 8];
         if len < FIRST_OFFSET || file.read_exact(&mut magic).is_err() || magic != LOG_MAGIC {
-            return Err(StateError::CorruptLog {
+            return Err(LogError::Corrupt {
                 path,
                 offset: 0,
                 reason: format!(
@@ -194,7 +241,7 @@ impl<T: DeserializeOwned> LogReader<T> {
         }
         let offset = offset.max(FIRST_OFFSET);
         if offset > len {
-            return Err(StateError::CorruptLog {
+            return Err(LogError::Corrupt {
                 path,
                 offset,
                 reason: format!("offset is past the end of the partition ({len} bytes)"),
@@ -217,12 +264,12 @@ impl<T: DeserializeOwned> LogReader<T> {
     }
 
     /// The next record and its offset, or `None` at the end of the partition.
-    pub fn next_record(&mut self) -> Result<Option<(u64, T)>, StateError> {
+    pub fn next_record(&mut self) -> Result<Option<(u64, T)>, LogError> {
         if self.offset == self.len {
             return Ok(None);
         }
         let at = self.offset;
-        let corrupt = |reason: String| StateError::CorruptLog {
+        let corrupt = |reason: String| LogError::Corrupt {
             path: self.path.clone(),
             offset: at,
             reason,
@@ -294,7 +341,7 @@ mod tests {
         let dir = temp_dir("misuse");
         let mut w = LogWriter::<String>::create(&dir, 2).unwrap();
         match w.append(5, &"x".to_string()).unwrap_err() {
-            StateError::NoSuchPartition {
+            LogError::NoSuchPartition {
                 dir: d,
                 partition,
                 partitions,
@@ -307,7 +354,7 @@ mod tests {
         // not decode; the error names the file, the offset and the type.
         let mut r = LogReader::<u64>::open(&dir, 1, 0).unwrap();
         match r.next_record().unwrap_err() {
-            StateError::CorruptLog {
+            LogError::Corrupt {
                 path,
                 offset,
                 reason,
@@ -386,7 +433,7 @@ mod tests {
             };
             match res {
                 Ok(n) => assert!(n < 3, "cut at {cut} still read all records"),
-                Err(e) => assert!(matches!(e, StateError::CorruptLog { .. }), "{e}"),
+                Err(e) => assert!(matches!(e, LogError::Corrupt { .. }), "{e}"),
             }
         }
         fs::remove_dir_all(&dir).ok();

@@ -110,7 +110,7 @@ pub mod source;
 mod source_task;
 pub mod store;
 
-pub use error::{Instance, JobError};
+pub use error::{Instance, JobError, TaskError};
 pub use job::Job;
 pub use processor::{InstanceInfo, KeyedProcessor};
 pub use report::{

@@ -36,14 +36,14 @@
 //! seen.sort();
 //! assert_eq!(seen, (0..30).collect::<Vec<_>>()); // none twice, none skipped
 //! # std::fs::remove_dir_all(&dir).ok();
-//! # Ok::<(), StateError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use super::log::{FIRST_OFFSET, LogReader};
+use super::log::{FIRST_OFFSET, LogError, LogReader};
 use crate::checkpoint::Checkpointed;
 use crate::checkpoint::{RestoredState, SnapshotWriter};
 use crate::error::StateError;
@@ -131,7 +131,7 @@ impl<E: DeserializeOwned> LogSource<E> {
     /// Reads up to `max` records, round-robin over the partitions in runs of
     /// up to 64 records, handing each to `emit`; returns how many were read
     /// (0 once exhausted). The offsets advance past each emitted record.
-    pub fn poll(&mut self, max: usize, mut emit: impl FnMut(E)) -> Result<usize, StateError> {
+    pub fn poll(&mut self, max: usize, mut emit: impl FnMut(E)) -> Result<usize, LogError> {
         const RUN: usize = 64;
         let n = self.offsets.len();
         let mut read = 0;

@@ -10,11 +10,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::channel::{Control, CoordMsg, Msg, Router, Shared};
+use super::error::TaskError;
 use super::report::SourceInstanceStats;
 use super::source::LogSource;
 use super::store::{JobCheckpoint, JobCheckpointStore, PipelineOperator};
 use crate::checkpoint::Restore;
-use crate::error::StateError;
 use crate::key::Keyed;
 
 pub(super) struct SourceTask<E> {
@@ -37,7 +37,7 @@ pub(super) struct SourceTask<E> {
 pub(super) struct Disconnected;
 
 impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
-    pub(super) fn run(self) -> Result<SourceInstanceStats, StateError> {
+    pub(super) fn run(self) -> Result<SourceInstanceStats, TaskError> {
         let mut source = LogSource::<E>::new(&self.log_dir, Vec::new());
         match &self.latest {
             Some(cp) => {
@@ -77,7 +77,7 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
     pub(super) fn main_loop(
         &self,
         st: &mut SourceState<E>,
-    ) -> Result<Result<(), Disconnected>, StateError> {
+    ) -> Result<Result<(), Disconnected>, TaskError> {
         let mut reported_end = false;
         loop {
             // Commands first, so a checkpoint is not delayed by a long read.
@@ -141,7 +141,7 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
         &self,
         st: &mut SourceState<E>,
         c: Control,
-    ) -> Result<Option<Result<(), Disconnected>>, StateError> {
+    ) -> Result<Option<Result<(), Disconnected>>, TaskError> {
         let (id, stop) = match c {
             Control::Checkpoint(id) => (id, false),
             Control::StopWithCheckpoint(id) => (id, true),
