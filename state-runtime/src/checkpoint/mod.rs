@@ -39,6 +39,7 @@
 mod checkpointed;
 pub mod durable;
 mod matching;
+pub(crate) mod plan;
 mod restore;
 pub(crate) mod source;
 mod writer;

@@ -8,14 +8,15 @@ use std::ops::Range;
 
 use serde::de::DeserializeOwned;
 
+use super::plan::RestorePlan;
 use super::{KeyedSection, StateMeta, SubtaskSnapshot};
 use crate::checkpoint::{Checkpointed, RestoreContext};
 use crate::error::StateError;
 use crate::keyed::KeyedState;
-use crate::keyed::plan::{KeyedRescalePlan, SubtaskRestore};
+use crate::keyed::plan::SubtaskRestore;
 use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
 use crate::operator::{ListState, StateMode};
-use crate::repartition::operator::{ItemRun, StateShape, plan_subtask};
+use crate::repartition::operator::ItemRun;
 use crate::schema::{self, Decoder, Migrations, Part};
 
 pub(crate) use super::matching::{StateMatch, check_restore, match_states};
@@ -428,17 +429,11 @@ impl RestoredState<'_> {
             }
         }
         let chunks = keyed_chunks(sections, plan, named)?;
-        let keep = |new_kg: KeyGroup| plan.owns(new_kg);
         let mut decode = |chunk: &KeyedChunk, bytes: &[u8]| -> Result<u64, StateError> {
             let section = sections[chunk.old_subtask];
+            let read = &plan.reads[chunk.read];
             let mut entries = 0;
             for kg in chunk.key_groups {
-                let filter: Option<&dyn Fn(KeyGroup) -> bool> =
-                    if plan.reads[chunk.read].needs_filter(kg) {
-                        Some(&keep)
-                    } else {
-                        None
-                    };
                 for ((_, state), index) in states.iter_mut().zip(&indices) {
                     let Some(index) = *index else { continue };
                     let part = section
@@ -446,9 +441,7 @@ impl RestoredState<'_> {
                         .expect("key group in the chunk");
                     let at = |p: u64| (p - chunk.bytes.start) as usize;
                     let slice = &bytes[at(part.start)..at(part.end)];
-                    if !slice.is_empty() {
-                        entries += state.read_key_group(kg, slice, filter)? as u64;
-                    }
+                    entries += plan.decode_key_group(read, kg, slice, &mut **state)? as u64;
                 }
             }
             Ok(entries)
@@ -625,31 +618,24 @@ pub(crate) fn restore_operator<T: Checkpointed>(
         missing_states,
     } = match_states(&declared, states, old_keyed.first().copied(), options)?;
 
-    // Keyed state: the new binding and the plan (metadata only).
+    // The plan (metadata only), and the keyed state's new binding.
     let declared_keyed: Vec<&'static str> = declared
         .iter()
         .filter(|d| d.mode == StateMode::Keyed)
         .map(|d| d.name)
         .collect();
+    let sections = (!declared_keyed.is_empty()).then_some(keyed_sections);
+    let restore_plan = RestorePlan::new(metas, sections, options.assigner, parallelism)?;
     let keyed = if declared_keyed.is_empty() {
         None
     } else {
-        let (binding, source) = match old_keyed.first() {
-            Some(first) if old_keyed.len() == metas.len() => {
-                let old = first.assigner();
-                let new = options.assigner.unwrap_or(old);
-                let plan = KeyedRescalePlan::new(old, metas.len(), new, parallelism)?;
-                let mine = plan.subtasks()[subtask].clone();
+        let (binding, source) = match restore_plan.keyed(subtask) {
+            Some(mine) => {
+                let new = options.assigner.unwrap_or(old_keyed[0].assigner());
                 (
                     Some((new, mine.key_groups)),
-                    Some((old_keyed.clone(), mine)),
+                    Some((old_keyed.clone(), mine.clone())),
                 )
-            }
-            Some(_) => {
-                return Err(StateError::SubtaskMismatch {
-                    subtask: 0,
-                    detail: "only some subtasks have keyed state".into(),
-                });
             }
             None => match options.assigner {
                 Some(a) => (Some((a, a.range_for_subtask(parallelism, subtask)?)), None),
@@ -663,21 +649,7 @@ pub(crate) fn restore_operator<T: Checkpointed>(
             entries_restored: 0,
         })
     };
-
-    // Plan over every state of the checkpoint (dropped ones included), so
-    // that every new subtask sees the same split rotation.
-    let counts: Vec<Vec<u64>> = (0..states.len())
-        .map(|i| metas.iter().map(|m| m[i].len() as u64).collect())
-        .collect();
-    let shapes: Vec<StateShape<'_>> = states
-        .iter()
-        .zip(&counts)
-        .map(|(s, c)| StateShape {
-            mode: s.mode(),
-            counts: c,
-        })
-        .collect();
-    let plan = plan_subtask(&shapes, subtask, parallelism);
+    let plan = restore_plan.items(subtask);
 
     let context = RestoreContext {
         subtask,
@@ -802,19 +774,9 @@ mod tests {
         let cp = checkpoint();
         DECODED.with(|c| c.set(0));
         let metas: Vec<&[StateMeta]> = cp.subtasks().iter().map(|s| s.states()).collect();
+        let plan = RestorePlan::new(&metas, None, None, 5).unwrap();
         for j in 0..5 {
-            let counts: Vec<Vec<u64>> = (0..2)
-                .map(|i| metas.iter().map(|m| m[i].len() as u64).collect())
-                .collect();
-            let shapes: Vec<_> = metas[0]
-                .iter()
-                .zip(&counts)
-                .map(|(s, c)| StateShape {
-                    mode: s.mode(),
-                    counts: c,
-                })
-                .collect();
-            let _ = plan_subtask(&shapes, j, 5);
+            assert_eq!(plan.items(j).len(), 2);
         }
         assert_eq!(DECODED.with(Cell::get), 0);
 

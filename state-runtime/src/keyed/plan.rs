@@ -104,6 +104,30 @@ impl SubtaskRestore {
     pub fn owns(&self, new_key_group: KeyGroup) -> bool {
         self.key_groups.contains(new_key_group)
     }
+
+    /// Decodes `bytes`, the section of one keyed state in old key group
+    /// `key_group` of `read` (one of this plan's reads), into `state`,
+    /// filtering its entries key by key if the plan marks the key group.
+    /// Every keyed restore decodes through here. Returns the entries
+    /// inserted.
+    pub(crate) fn decode_key_group(
+        &self,
+        read: &KeyGroupRead,
+        key_group: KeyGroup,
+        bytes: &[u8],
+        state: &mut dyn KeyedState,
+    ) -> Result<usize, StateError> {
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        let keep = |new_kg: KeyGroup| self.owns(new_kg);
+        let filter: Option<&dyn Fn(KeyGroup) -> bool> = if read.needs_filter(key_group) {
+            Some(&keep)
+        } else {
+            None
+        };
+        state.read_key_group(key_group, bytes, filter)
+    }
 }
 
 /// The plan of a keyed rescale from `old_parallelism` instances under one
@@ -315,22 +339,13 @@ impl KeyedRescalePlan {
             });
         };
         state.bind(self.new, plan.key_groups)?;
-        let keep = |new_kg: KeyGroup| plan.owns(new_kg);
         let mut buf = Vec::new();
         let mut restored = 0;
         for read in &plan.reads {
             for kg in read.key_groups {
                 buf.clear();
                 read_section(read.old_subtask, kg, &mut buf)?;
-                if buf.is_empty() {
-                    continue;
-                }
-                let filter: Option<&dyn Fn(KeyGroup) -> bool> = if read.needs_filter(kg) {
-                    Some(&keep)
-                } else {
-                    None
-                };
-                restored += state.read_key_group(kg, &buf, filter)?;
+                restored += plan.decode_key_group(read, kg, &buf, state)?;
             }
         }
         Ok(restored)

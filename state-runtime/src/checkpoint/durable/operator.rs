@@ -13,10 +13,9 @@ use super::super::{
 };
 use super::format::{self, DATA_HEADER_LEN, OperatorManifest};
 use super::regions::{Region, RegionKind, check_regions, check_tiling, collect_regions};
+use crate::checkpoint::plan::RestorePlan;
 use crate::error::StateError;
-use crate::keyed::plan::KeyedRescalePlan;
 use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
-use crate::repartition::operator::{StateShape, plan_subtask};
 use crate::storage::{CheckpointStorage, FileRef, validate_file_name};
 
 /// One subtask's data file, as the manifest describes it.
@@ -283,42 +282,15 @@ impl<'a> StoredOperator<'a> {
         parallelism: usize,
         assigner: Option<KeyGroupAssigner>,
     ) -> Result<Vec<SubtaskReadPlan>, StateError> {
-        if parallelism == 0 {
-            return Err(StateError::ZeroParallelism);
-        }
         let states = self.states();
-        let counts: Vec<Vec<u64>> = (0..states.len())
-            .map(|i| {
-                self.subtasks
-                    .iter()
-                    .map(|s| s.states[i].len() as u64)
-                    .collect()
-            })
-            .collect();
-        let shapes: Vec<StateShape<'_>> = states
-            .iter()
-            .zip(&counts)
-            .map(|(s, c)| StateShape {
-                mode: s.mode,
-                counts: c,
-            })
-            .collect();
-        let keyed_plan = match (self.assigner, self.subtasks[0].keyed.as_ref()) {
-            (Some(old), Some(_)) => Some(KeyedRescalePlan::new(
-                old,
-                self.parallelism(),
-                assigner.unwrap_or(old),
-                parallelism,
-            )?),
-            _ => None,
-        };
+        let metas: Vec<&[StateMeta]> = self.subtasks.iter().map(|s| s.states.as_slice()).collect();
+        let keyed: Vec<Option<&KeyedSection>> =
+            self.subtasks.iter().map(|s| s.keyed.as_ref()).collect();
+        let restore_plan = RestorePlan::new(&metas, Some(&keyed), assigner, parallelism)?;
         let mut out = Vec::with_capacity(parallelism);
         for subtask in 0..parallelism {
             let mut reads = Vec::new();
-            for (index, runs) in plan_subtask(&shapes, subtask, parallelism)
-                .into_iter()
-                .enumerate()
-            {
+            for (index, runs) in restore_plan.items(subtask).into_iter().enumerate() {
                 for run in runs {
                     let sub = &self.subtasks[run.old_subtask];
                     let r = sub.states[index].items_range(&run.items);
@@ -337,8 +309,7 @@ impl<'a> StoredOperator<'a> {
                 }
             }
             let mut key_groups = None;
-            if let Some(plan) = &keyed_plan {
-                let mine = &plan.subtasks()[subtask];
+            if let Some(mine) = restore_plan.keyed(subtask) {
                 key_groups = Some(mine.key_groups);
                 for read in &mine.reads {
                     let old = read.old_subtask;
