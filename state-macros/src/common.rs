@@ -87,6 +87,33 @@ pub(crate) fn wrap_const(body: TokenStream) -> TokenStream {
     }
 }
 
+/// The driver every derive shares: `parse` the input into a model, `check`
+/// the model, both collecting errors; then `expand` it, or emit every error
+/// with the `fallback` impl (so that uses of the type do not add errors of
+/// their own).
+pub(crate) fn staged<'a, M>(
+    input: &'a syn::DeriveInput,
+    parse: impl FnOnce(&'a syn::DeriveInput, &mut Errors) -> M,
+    check: impl FnOnce(&M, &mut Errors),
+    expand: impl FnOnce(&M) -> TokenStream,
+    fallback: impl FnOnce(&M) -> TokenStream,
+) -> TokenStream {
+    let mut errors = Errors::default();
+    let model = parse(input, &mut errors);
+    check(&model, &mut errors);
+    match errors.finish() {
+        Ok(()) => expand(&model),
+        Err(e) => {
+            let compile_errors = e.to_compile_error();
+            let fallback = fallback(&model);
+            quote::quote! {
+                #compile_errors
+                #fallback
+            }
+        }
+    }
+}
+
 /// The tokens of `tokens` with every span set to `span`, so that an error about
 /// them (for example an unmet trait bound in `<T as path::Trait>`) points at
 /// the user's code rather than at the derive.

@@ -10,7 +10,7 @@ use syn::spanned::Spanned;
 
 use super::ast::{Container, Field, StateMode};
 use super::attr::MigrateFrom;
-use crate::common::{Params, mentions_any, param_names, wrap_const};
+use crate::common::{Params, mentions_any, param_names, respan, wrap_const};
 
 /// The generated pieces for one state field.
 struct StateCode {
@@ -170,23 +170,6 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
             }
         }
     }
-}
-
-/// `tokens` with every span set to `span`.
-fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut tree| {
-            if let proc_macro2::TokenTree::Group(g) = &tree {
-                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
-                group.set_span(span);
-                tree = proc_macro2::TokenTree::Group(group);
-            } else {
-                tree.set_span(span);
-            }
-            tree
-        })
-        .collect()
 }
 
 /// `__writer.version(name, n)?;` for a field with `migrate_from(..)` of

@@ -15,21 +15,12 @@ mod expand;
 use proc_macro2::TokenStream;
 use syn::DeriveInput;
 
-use crate::common::Errors;
-
 pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
-    let mut errors = Errors::default();
-    let container = ast::Container::from_syn(input, &mut errors);
-    check::check(&container, &mut errors);
-    match errors.finish() {
-        Ok(()) => expand::impl_stable_hash(&container),
-        Err(e) => {
-            let compile_errors = e.to_compile_error();
-            let fallback = expand::fallback(&container);
-            quote::quote! {
-                #compile_errors
-                #fallback
-            }
-        }
-    }
+    crate::common::staged(
+        input,
+        ast::Container::from_syn,
+        check::check,
+        expand::impl_stable_hash,
+        expand::fallback,
+    )
 }
