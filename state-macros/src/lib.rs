@@ -15,7 +15,7 @@ mod stable_hash;
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
-/// Derives `state_runtime::StableHash` (and `StateKey`): a 64-bit hash that
+/// Derives `state_runtime::hash::StableHash` (and `StateKey`): a 64-bit hash that
 /// is the same on every machine, build and run.
 ///
 /// Structs hash their fields in declaration order; enums hash the variant's
@@ -30,7 +30,7 @@ pub fn derive_stable_hash(input: TokenStream) -> TokenStream {
     stable_hash::expand(&input).into()
 }
 
-/// Derives `state_runtime::Checkpointed` for a struct with named fields:
+/// Derives `state_runtime::checkpoint::Checkpointed` for a struct with named fields:
 /// operator state that is snapshotted item by item and redistributed when
 /// the parallelism changes.
 ///

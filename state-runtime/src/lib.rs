@@ -12,32 +12,27 @@
 
 pub mod checkpoint;
 mod codec;
-pub mod error;
+mod error;
 pub mod flink;
 pub mod hash;
 mod key;
 pub mod keyed;
 pub mod keygroup;
-pub mod operator;
+mod operator;
 pub(crate) mod repartition;
 pub mod runner;
 pub mod schema;
 pub(crate) mod shape;
 pub mod storage;
 
-pub use checkpoint::{
-    Checkpoint, Checkpointed, Restore, RestoreContext, RestoreOptions, RestoreReport,
-    RestoredState, SnapshotWriter, StateMeta, SubtaskSnapshot,
-};
+// Each public name has one path: its module's, or the root's for the few
+// whose modules are private (the prelude is a convenience glob).
 pub use error::StateError;
-pub use hash::{StableHash, StateKey};
 pub use key::{KeyQuery, Keyed};
-pub use keyed::{KeyedList, KeyedMap, KeyedState, KeyedValue};
-pub use keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
 pub use operator::{ListState, StateDescriptor, StateMode};
 
 #[cfg(feature = "derive")]
-pub use state_macros::{Checkpointed, Keyed, StableHash};
+pub use state_macros::Keyed;
 
 /// The names most programs need: `use state_runtime::prelude::*;`.
 pub mod prelude {
@@ -51,8 +46,9 @@ pub mod prelude {
     pub use crate::keyed::{KeyedList, KeyedMap, KeyedState, KeyedValue};
     pub use crate::keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
     pub use crate::operator::{ListState, StateDescriptor, StateMode};
+    // The derives come with their traits' names (`Keyed` through the root).
     #[cfg(feature = "derive")]
-    pub use state_macros::{Checkpointed, Keyed, StableHash};
+    pub use state_macros::Keyed;
 }
 
 /// Not public API: what the derives' generated code names by absolute path.

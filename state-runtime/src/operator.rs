@@ -1,33 +1,6 @@
 //! Operator state: state that is not scoped to a key, held by each parallel
-//! instance (subtask) as a collection of independently redistributable items.
-//!
-//! An operator declares its state by implementing [`Checkpointed`](crate::Checkpointed), usually
-//! with `#[derive(Checkpointed)]`. Each state has a name and a [`StateMode`]
-//! that says how its items are redistributed when the parallelism changes:
-//!
-//! | mode | field type | on restore into `M` subtasks |
-//! |---|---|---|
-//! | [`Split`](StateMode::Split) | a [`ListState`] collection | the items of all old subtasks are dealt into `M` contiguous runs (Flink's `SPLIT_DISTRIBUTE`) |
-//! | [`Union`](StateMode::Union) | a [`ListState`] collection | every new subtask gets every item of every old subtask |
-//! | [`Broadcast`](StateMode::Broadcast) | any serde value | new subtask `j` gets the copy of old subtask `j % N` |
-//!
-//! ```
-//! use std::collections::BTreeSet;
-//! use state_runtime::prelude::*;
-//!
-//! #[derive(Checkpointed)]
-//! struct Source {
-//!     #[state(split)]
-//!     offsets: Vec<(u32, u64)>,
-//!     #[state(union, name = "schemas")]
-//!     seen_schemas: BTreeSet<String>,
-//!     #[state(skip)]
-//!     polls: u64,
-//! }
-//!
-//! let names: Vec<_> = Source::state_descriptors().iter().map(|d| d.name).collect();
-//! assert_eq!(names, ["offsets", "schemas"]);
-//! ```
+//! instance (subtask) as a collection of independently redistributable items:
+//! its modes, declarations and collections (re-exported at the crate root).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -37,6 +10,34 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// How the items of one operator state are redistributed on restore.
+///
+/// An operator declares its state by implementing [`Checkpointed`](crate::checkpoint::Checkpointed), usually
+/// with `#[derive(Checkpointed)]`. Each state has a name and a [`StateMode`]
+/// that says how its items are redistributed when the parallelism changes:
+///
+/// | mode | field type | on restore into `M` subtasks |
+/// |---|---|---|
+/// | [`Split`](StateMode::Split) | a [`ListState`] collection | the items of all old subtasks are dealt into `M` contiguous runs (Flink's `SPLIT_DISTRIBUTE`) |
+/// | [`Union`](StateMode::Union) | a [`ListState`] collection | every new subtask gets every item of every old subtask |
+/// | [`Broadcast`](StateMode::Broadcast) | any serde value | new subtask `j` gets the copy of old subtask `j % N` |
+///
+/// ```
+/// use std::collections::BTreeSet;
+/// use state_runtime::prelude::*;
+///
+/// #[derive(Checkpointed)]
+/// struct Source {
+///     #[state(split)]
+///     offsets: Vec<(u32, u64)>,
+///     #[state(union, name = "schemas")]
+///     seen_schemas: BTreeSet<String>,
+///     #[state(skip)]
+///     polls: u64,
+/// }
+///
+/// let names: Vec<_> = Source::state_descriptors().iter().map(|d| d.name).collect();
+/// assert_eq!(names, ["offsets", "schemas"]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StateMode {

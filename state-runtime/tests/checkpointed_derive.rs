@@ -7,9 +7,10 @@ mod runtime {
     pub use state_runtime as rt;
 }
 
-use runtime::rt::{Checkpoint, Checkpointed, Restore, RestoreContext, StateMode};
+use runtime::rt::StateMode;
+use runtime::rt::checkpoint::{Checkpoint, Checkpointed, Restore, RestoreContext};
 
-#[derive(runtime::rt::Checkpointed)]
+#[derive(runtime::rt::checkpoint::Checkpointed)]
 #[checkpointed(crate = crate::runtime::rt, on_restore = "seen")]
 struct Renamed<T: Clone, C> {
     #[state(union, name = "items")]

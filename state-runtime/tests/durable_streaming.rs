@@ -3,14 +3,15 @@
 
 use std::sync::Mutex;
 
+use state_runtime::StateDescriptor;
 use state_runtime::checkpoint::durable::{
     StoredCheckpoint, commit_checkpoint, write_checkpoint_at, write_subtask,
 };
+use state_runtime::checkpoint::{RestoredState, SnapshotWriter};
 use state_runtime::prelude::*;
 use state_runtime::storage::{
     CheckpointStorage, FileSink, LocalStorage, ReadStats, ReferencedFiles, RetentionReport,
 };
-use state_runtime::{RestoredState, SnapshotWriter, StateDescriptor};
 
 #[derive(Checkpointed, Default)]
 struct Big {

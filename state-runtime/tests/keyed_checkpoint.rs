@@ -451,7 +451,9 @@ fn a_section_restored_into_the_wrong_instance_is_refused() {
         .unwrap();
     let r = good.keyed().unwrap().key_group_range(kg).unwrap();
     let bytes = &good.data()[r.start as usize..r.end as usize];
-    assert!(state_runtime::KeyedState::read_key_group(&mut wrong.sums, kg, bytes, None).is_err());
+    assert!(
+        state_runtime::keyed::KeyedState::read_key_group(&mut wrong.sums, kg, bytes, None).is_err()
+    );
 }
 
 proptest! {

@@ -2,7 +2,7 @@
 //! parallelism) pairs.
 
 use proptest::prelude::*;
-use state_runtime::StableHash;
+use state_runtime::hash::StableHash;
 use state_runtime::keygroup::{
     KeyGroupAssigner, MaxParallelism, key_group_range_for_subtask, native_key_group_for_hash,
     subtask_for_key_group,

@@ -3,7 +3,7 @@
 //! over encodings built by hand from the table in `state_runtime::hash`.
 //! Changing any of them is a format break: keys would move to other key groups.
 
-use state_runtime::StableHash;
+use state_runtime::hash::StableHash;
 
 #[derive(StableHash)]
 struct Region {
@@ -134,13 +134,13 @@ mod renamed_runtime {
     // The derive works when the runtime is reachable under another name.
     use state_runtime as rt;
 
-    #[derive(rt::StableHash)]
+    #[derive(rt::hash::StableHash)]
     #[stable_hash(crate = rt)]
     pub struct Key(pub u32);
 
     #[test]
     fn crate_attribute() {
-        use rt::StableHash;
+        use rt::hash::StableHash;
         assert_eq!(Key(1).stable_hash(), 1u32.stable_hash());
     }
 }
@@ -152,7 +152,7 @@ mod prefetch {
     use std::cell::Cell;
     use std::sync::Arc;
 
-    use state_runtime::StableHash;
+    use state_runtime::hash::StableHash;
     use state_runtime::hash::StableHasher;
     use state_runtime::keygroup::{KeyGroupAssigner, MaxParallelism};
 

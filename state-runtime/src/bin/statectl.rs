@@ -9,11 +9,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
+use state_runtime::StateError;
 use state_runtime::checkpoint::durable::{ReadKind, StoredCheckpoint, StoredOperator};
+use state_runtime::keygroup::KeyGroupRange;
 use state_runtime::keygroup::{KeyGroupAssigner, MaxParallelism};
 use state_runtime::schema::StateType;
 use state_runtime::storage::{CheckpointStorage, LocalStorage};
-use state_runtime::{KeyGroupRange, StateError};
 
 const EXIT_CODES: &str = "\
 Exit codes:

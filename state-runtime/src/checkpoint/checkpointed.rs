@@ -121,7 +121,7 @@ pub trait Checkpointed {
     /// fields the constructor set, `skip` fields) is left untouched, as in
     /// Flink's `initializeState`.
     ///
-    /// Called by [`Restore::restore_into`](crate::Restore::restore_into),
+    /// Called by [`Restore::restore_into`](crate::checkpoint::Restore::restore_into),
     /// which has already checked the checkpoint's states against
     /// [`state_descriptors`](Checkpointed::state_descriptors).
     fn restore(&mut self, state: &mut RestoredState<'_>) -> Result<(), StateError>;

@@ -57,6 +57,9 @@ pub use checkpointed::derive_support;
 pub use checkpointed::{Checkpointed, RestoreContext};
 pub use restore::{RestoreOptions, RestoreReport, RestoredState};
 pub use source::Restore;
+/// The derive of [`Checkpointed`] (the trait and the derive share the name).
+#[cfg(feature = "derive")]
+pub use state_macros::Checkpointed;
 pub use writer::SnapshotWriter;
 
 /// One state in a [`SubtaskSnapshot`]: its declaration and where its items
@@ -92,7 +95,7 @@ impl StateMeta {
     /// version 1 checkpoints, which restore unchecked).
     ///
     /// ```
-    /// use state_runtime::SnapshotWriter;
+    /// use state_runtime::checkpoint::SnapshotWriter;
     ///
     /// let mut w = SnapshotWriter::new();
     /// w.split("offsets", &vec![(0u32, 7u64)])?;
@@ -117,7 +120,7 @@ impl StateMeta {
     /// The byte range of item `index` in the snapshot's data.
     ///
     /// ```
-    /// use state_runtime::SnapshotWriter;
+    /// use state_runtime::checkpoint::SnapshotWriter;
     ///
     /// let mut w = SnapshotWriter::new();
     /// w.split("s", &vec![1u32, 300u32])?;
@@ -135,7 +138,7 @@ impl StateMeta {
     /// The bytes of all its items in the snapshot's data.
     ///
     /// ```
-    /// use state_runtime::SnapshotWriter;
+    /// use state_runtime::checkpoint::SnapshotWriter;
     ///
     /// let mut w = SnapshotWriter::new();
     /// w.split("s", &vec![1u32, 300u32])?;

@@ -85,10 +85,10 @@ impl StateBytes for Vec<SubtaskSnapshot> {
     }
 }
 
-/// Options of [`Restore::restore_into_with`](crate::Restore::restore_into_with).
+/// Options of [`Restore::restore_into_with`](crate::checkpoint::Restore::restore_into_with).
 ///
 /// ```
-/// use state_runtime::RestoreOptions;
+/// use state_runtime::checkpoint::RestoreOptions;
 ///
 /// let strict = RestoreOptions::default();
 /// let lenient = RestoreOptions::default().allow_non_restored_state(true);

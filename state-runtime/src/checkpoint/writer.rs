@@ -14,12 +14,13 @@ use crate::schema::StateType;
 use crate::storage::FileSink;
 
 /// Writes the states of one subtask into a [`SubtaskSnapshot`]; what
-/// [`Checkpointed::write_snapshot`](crate::Checkpointed::write_snapshot)
+/// [`Checkpointed::write_snapshot`](crate::checkpoint::Checkpointed::write_snapshot)
 /// implementations use.
 ///
 /// ```
 /// use std::collections::BTreeMap;
-/// use state_runtime::{SnapshotWriter, StateMode};
+/// use state_runtime::StateMode;
+/// use state_runtime::checkpoint::SnapshotWriter;
 ///
 /// let mut w = SnapshotWriter::new();
 /// w.split("offsets", &vec![(0u32, 5u64), (1, 9)])?;
@@ -157,7 +158,7 @@ impl<'a> SnapshotWriter<'a> {
     /// Writes the keyed states, key group by key group: for each key group
     /// they own, the section of each state in the order given. Every state
     /// must be bound, to the same assigner and key groups (see
-    /// [`Checkpointed::bind_keyed`](crate::Checkpointed::bind_keyed)). Call it once, after the operator
+    /// [`Checkpointed::bind_keyed`](crate::checkpoint::Checkpointed::bind_keyed)). Call it once, after the operator
     /// states.
     ///
     /// ```
@@ -184,7 +185,7 @@ impl<'a> SnapshotWriter<'a> {
     /// with `#[state(.., migrate_from(..))]`.
     ///
     /// ```
-    /// use state_runtime::SnapshotWriter;
+    /// use state_runtime::checkpoint::SnapshotWriter;
     ///
     /// let mut w = SnapshotWriter::new();
     /// w.split("orders", &vec![(1u64, 2u64)])?.version("orders", 2)?;

@@ -52,6 +52,9 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 mod java;
 
 pub use java::{JavaHashCode, murmur_hash};
+/// The derive of [`StableHash`] (the trait and the derive share the name).
+#[cfg(feature = "derive")]
+pub use state_macros::StableHash;
 
 /// Size of the hasher's inline buffer: encodings up to this many bytes are
 /// hashed in one shot from the stack, longer ones are streamed.
@@ -148,7 +151,7 @@ impl StableHasher {
 /// document your encoding as carefully.
 ///
 /// ```
-/// use state_runtime::StableHash; // the trait and the derive
+/// use state_runtime::hash::StableHash; // the trait and the derive
 ///
 /// #[derive(StableHash)]
 /// struct CustomerKey { region: u16, id: u64 }
@@ -190,7 +193,7 @@ pub trait StableHash {
     /// The derive sets it to whether any field's type sets it.
     ///
     /// ```
-    /// use state_runtime::StableHash;
+    /// use state_runtime::hash::StableHash;
     ///
     /// #[derive(StableHash)]
     /// struct Account { region: u16, id: u64 }

@@ -209,7 +209,7 @@ pub trait MigrateValues: KeyedState {
 
     /// Declares the older versions of the value type, for restores of
     /// checkpoints written by them. Snapshots record the version the
-    /// operator writes (see [`SnapshotWriter::version`](crate::SnapshotWriter::version)).
+    /// operator writes (see [`SnapshotWriter::version`](crate::checkpoint::SnapshotWriter::version)).
     fn set_migrations(&mut self, migrations: Migrations<Self::Value>);
 }
 

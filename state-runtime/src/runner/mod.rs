@@ -11,7 +11,7 @@
 //! * **Routing**: a source sends each event to the keyed instance that owns
 //!   its key group (`assigner.key_group(key)`, then the Flink range formula),
 //!   in batches over bounded channels.
-//! * **Keyed operator**: a [`KeyedProcessor`] (a [`Checkpointed`](crate::Checkpointed)
+//! * **Keyed operator**: a [`KeyedProcessor`] (a [`Checkpointed`](crate::checkpoint::Checkpointed)
 //!   type with `#[state(keyed)]` fields), built per instance by a factory,
 //!   restored from the latest checkpoint (reading only its key groups) or
 //!   bound to its key groups on a fresh start.

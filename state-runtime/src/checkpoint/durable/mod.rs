@@ -1,8 +1,8 @@
 //! Durable job checkpoints: the on-disk format v1 (specified in
 //! `state-runtime/FORMAT.md`) on a [`CheckpointStorage`].
 //!
-//! A job checkpoint holds several operators, each an in-memory [`Checkpoint`](crate::Checkpoint)
-//! (one [`SubtaskSnapshot`](crate::SubtaskSnapshot) per subtask). [`write_checkpoint`] writes one
+//! A job checkpoint holds several operators, each an in-memory [`Checkpoint`](crate::checkpoint::Checkpoint)
+//! (one [`SubtaskSnapshot`](crate::checkpoint::SubtaskSnapshot) per subtask). [`write_checkpoint`] writes one
 //! data file per operator and subtask and a manifest, and commits them
 //! atomically through the storage. [`StoredCheckpoint`] opens a committed
 //! checkpoint by reading only its manifest; a [`StoredOperator`] then

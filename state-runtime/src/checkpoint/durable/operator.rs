@@ -252,7 +252,7 @@ impl<'a> StoredOperator<'a> {
 
     /// The range reads that restoring each of `parallelism` new subtasks
     /// issues, computed from the manifest alone (nothing is read): what
-    /// [`restore_into_with`](crate::Restore::restore_into_with) reads for an operator
+    /// [`restore_into_with`](crate::checkpoint::Restore::restore_into_with) reads for an operator
     /// that declares every state of the checkpoint. `assigner` is the keyed
     /// state's new assigner (`None`: the checkpoint's).
     ///

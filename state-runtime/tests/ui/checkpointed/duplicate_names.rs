@@ -1,4 +1,4 @@
-use state_runtime::Checkpointed;
+use state_runtime::checkpoint::Checkpointed;
 
 #[derive(Checkpointed)]
 struct Source {

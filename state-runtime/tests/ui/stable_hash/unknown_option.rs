@@ -1,4 +1,4 @@
-use state_runtime::StableHash;
+use state_runtime::hash::StableHash;
 
 #[derive(StableHash)]
 #[stable_hash(crate = state_runtime, seed = 7)]
