@@ -108,7 +108,7 @@ mod report;
 mod running;
 pub mod source;
 mod source_task;
-pub mod store;
+mod store;
 
 pub use error::{Instance, JobError, TaskError};
 pub use job::Job;

@@ -7,7 +7,7 @@
 //! durable (disk-backed) store implements the same trait.
 //!
 //! ```
-//! use state_runtime::runner::store::{JobCheckpointStore, MemoryCheckpointStore};
+//! use state_runtime::runner::{JobCheckpointStore, MemoryCheckpointStore};
 //!
 //! let store = MemoryCheckpointStore::new();
 //! assert!(store.latest()?.is_none());
@@ -181,7 +181,7 @@ impl JobCheckpoint {
     ///
     /// ```
     /// use state_runtime::prelude::*;
-    /// use state_runtime::runner::store::JobCheckpoint;
+    /// use state_runtime::runner::JobCheckpoint;
     ///
     /// let empty = || Checkpoint::from_subtasks(vec![SubtaskSnapshot::default()]);
     /// let assigner = KeyGroupAssigner::native(MaxParallelism::new(128)?);
@@ -360,7 +360,7 @@ impl<S: JobCheckpointStore + ?Sized> JobCheckpointStore for Arc<S> {
 ///
 /// ```
 /// use state_runtime::prelude::*;
-/// use state_runtime::runner::store::{JobCheckpoint, JobCheckpointStore, MemoryCheckpointStore};
+/// use state_runtime::runner::{JobCheckpoint, JobCheckpointStore, MemoryCheckpointStore};
 ///
 /// let store = MemoryCheckpointStore::new();
 /// let handle = store.clone();
@@ -464,7 +464,7 @@ struct JobFields {
 /// ```
 /// use std::sync::Arc;
 /// use state_runtime::prelude::*;
-/// use state_runtime::runner::store::{DurableCheckpointStore, JobCheckpoint, JobCheckpointStore};
+/// use state_runtime::runner::{DurableCheckpointStore, JobCheckpoint, JobCheckpointStore};
 /// use state_runtime::storage::LocalStorage;
 ///
 /// # let dir = std::env::temp_dir().join(format!("durable-store-doc-{}", std::process::id()));
