@@ -4,14 +4,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+mod common;
+
+use common::run_until;
 use rescale::{LogSpec, RunningSum, compare_totals, reference_totals, totals_of};
 use state_runtime::checkpoint::durable::StoredCheckpoint;
 use state_runtime::prelude::*;
 use state_runtime::runner::{
-    DurableCheckpointStore, InstanceInfo, Job, JobCheckpointStore, JobEnd, KeyedProcessor,
-    RunningJob,
+    DurableCheckpointStore, InstanceInfo, Job, JobCheckpointStore, JobEnd, RunningJob,
 };
 use state_runtime::storage::{CheckpointStorage, LocalStorage};
 
@@ -49,14 +51,6 @@ fn start(log: &Path, store: &DurableCheckpointStore, s: usize, n: usize) -> Runn
         .batch_size(128)
         .start()
         .unwrap()
-}
-
-fn run_until<P: KeyedProcessor>(job: &RunningJob<P>, events: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while job.events_read() < events && !job.is_finished() {
-        assert!(Instant::now() < deadline, "job made no progress");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]
