@@ -392,3 +392,77 @@ fn fingerprint_is_xxh3_of_the_text() {
         fingerprint(&config)
     );
 }
+
+/// The standard library's serde types that states commonly hold all trace,
+/// each to the shape bincode reads.
+#[test]
+fn common_std_types_trace() {
+    use std::borrow::Cow;
+    use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+    use std::net::{IpAddr, SocketAddr};
+    use std::time::{Duration, SystemTime};
+
+    assert_eq!(text::<Duration>(), "struct{secs:u64,nanos:u32}");
+    assert_eq!(
+        text::<SystemTime>(),
+        "struct{secs_since_epoch:u64,nanos_since_epoch:u32}"
+    );
+    assert_eq!(
+        text::<Result<u32, String>>(),
+        "enum{Ok:newtype(u32),Err:newtype(str)}"
+    );
+    assert_eq!(text::<[u8; 4]>(), "tuple(u8,u8,u8,u8)");
+    assert_eq!(text::<Box<str>>(), "str");
+    assert_eq!(text::<Cow<'static, str>>(), "str");
+    assert_eq!(text::<std::marker::PhantomData<u64>>(), "unit_struct");
+    assert_eq!(text::<VecDeque<i16>>(), "seq(i16)");
+    assert_eq!(text::<BTreeSet<u8>>(), "seq(u8)");
+    assert_eq!(text::<HashSet<String>>(), "seq(str)");
+    assert_eq!(
+        text::<HashMap<String, Vec<Option<(u8, String)>>>>(),
+        "map(str,seq(option(tuple(u8,str))))"
+    );
+    assert_eq!(text::<BTreeMap<u64, Box<[u8]>>>(), "map(u64,seq(u8))");
+    assert!(
+        text::<IpAddr>().starts_with("enum{V4:newtype("),
+        "{}",
+        text::<IpAddr>()
+    );
+    assert!(
+        text::<SocketAddr>().starts_with("enum{V4:newtype("),
+        "{}",
+        text::<SocketAddr>()
+    );
+    assert_eq!(text::<std::num::NonZeroU64>(), "u64");
+    assert_eq!(
+        text::<(char, i128, u128, f32, bool, ())>(),
+        "tuple(char,i128,u128,f32,bool,unit)"
+    );
+}
+
+/// Serde attributes that keep the encoding fixed trace to what bincode reads:
+/// a renamed field or variant by its new name, a skipped field not at all.
+#[test]
+fn serde_attributes_are_followed() {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Order {
+        order_id: u64,
+        #[serde(skip)]
+        cache: Vec<u8>,
+        #[serde(default)]
+        note: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    enum Side {
+        #[serde(rename = "buy")]
+        Buy,
+        Sell {
+            limit: u32,
+        },
+    }
+    assert_eq!(text::<Order>(), "struct{orderId:u64,note:option(str)}");
+    assert_eq!(text::<Side>(), "enum{buy,Sell:struct{limit:u32}}");
+}
