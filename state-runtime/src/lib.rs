@@ -54,7 +54,9 @@ pub mod prelude {
 /// Not public API: what the derives' generated code names by absolute path.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::checkpoint::derive_support::{broadcast_ops, keyed_ops, list_ops};
+    pub use crate::checkpoint::derive_support::{
+        broadcast_ops, check_item_type, check_keyed_type, keyed_ops, list_ops,
+    };
     pub use crate::checkpoint::{
         Checkpointed, RestoreContext, RestoredState, SnapshotWriter, SubtaskSnapshot,
     };

@@ -9,6 +9,9 @@ use std::hash::{BuildHasher, Hash};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::error::StateError;
+use crate::schema::StateType;
+
 /// How the items of one operator state are redistributed on restore.
 ///
 /// An operator declares its state by implementing [`Checkpointed`](crate::checkpoint::Checkpointed), usually
@@ -88,7 +91,7 @@ impl fmt::Display for StateMode {
 /// let d = StateDescriptor::new("offsets", StateMode::Split, std::any::type_name::<(u32, u64)>());
 /// assert_eq!((d.name, d.mode, d.item_type), ("offsets", StateMode::Split, "(u32, u64)"));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct StateDescriptor {
     /// The state's name, unique within the operator.
@@ -98,16 +101,63 @@ pub struct StateDescriptor {
     /// The item type's name (`std::any::type_name`); not checked on restore,
     /// since it may change between compiler versions.
     pub item_type: &'static str,
+    /// Checks a checkpoint's recorded type for this state (see
+    /// [`crate::schema`]), so that a changed type is refused before any
+    /// state is read, also by a runner's check before it starts a job. The
+    /// derive sets it; without one, the type is checked when the state is
+    /// decoded.
+    pub type_check: Option<TypeCheck>,
 }
 
+/// A check of the type a checkpoint recorded for state `name` (`None`: a
+/// format v1 checkpoint) against the declared one and its migrations.
+pub type TypeCheck = fn(name: &str, recorded: Option<&StateType>) -> Result<(), StateError>;
+
+/// Descriptors compare by name, mode and item type name (a check function
+/// has no meaningful identity).
+impl PartialEq for StateDescriptor {
+    fn eq(&self, other: &Self) -> bool {
+        (self.name, self.mode, self.item_type) == (other.name, other.mode, other.item_type)
+    }
+}
+
+impl Eq for StateDescriptor {}
+
 impl StateDescriptor {
-    /// A descriptor.
+    /// A descriptor, without a type check.
     pub fn new(name: &'static str, mode: StateMode, item_type: &'static str) -> Self {
         Self {
             name,
             mode,
             item_type,
+            type_check: None,
         }
+    }
+
+    /// The same descriptor with the type check `check`.
+    ///
+    /// ```
+    /// use state_runtime::{StateDescriptor, StateError, StateMode};
+    /// use state_runtime::schema::StateType;
+    ///
+    /// // Accepts only checkpoints that recorded version 1.
+    /// fn only_v1(name: &str, recorded: Option<&StateType>) -> Result<(), StateError> {
+    ///     match recorded {
+    ///         Some(t) if t.version() != 1 => Err(StateError::TypeChanged {
+    ///             state: name.to_owned(),
+    ///             what: "items",
+    ///             recorded: t.to_string(),
+    ///             declared: "v1".to_owned(),
+    ///         }),
+    ///         _ => Ok(()),
+    ///     }
+    /// }
+    /// let d = StateDescriptor::new("offsets", StateMode::Split, "u64").with_type_check(only_v1);
+    /// assert!(d.type_check.is_some());
+    /// ```
+    pub fn with_type_check(mut self, check: TypeCheck) -> Self {
+        self.type_check = Some(check);
+        self
     }
 }
 

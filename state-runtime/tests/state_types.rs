@@ -570,3 +570,23 @@ fn a_format_v1_checkpoint_restores_unchecked_at_a_rescale() {
         .collect();
     assert_eq!(recent, expected_recent);
 }
+
+#[test]
+fn check_restore_refuses_a_changed_type_and_accepts_a_declared_migration() {
+    let cp = v1::checkpoint(2);
+    let options = RestoreOptions::default();
+    assert_type_changed(
+        cp.check_restore::<changed::Split>(&options).unwrap_err(),
+        "offsets",
+    );
+    assert_type_changed(
+        cp.check_restore::<changed::Keyed>(&options).unwrap_err(),
+        "last",
+    );
+    assert!(matches!(
+        cp.check_restore::<changed::Key>(&options).unwrap_err(),
+        StateError::KeyTypeChanged { .. }
+    ));
+    cp.check_restore::<v2::Op>(&options).unwrap();
+    cp.check_restore::<renamed::Renamed>(&options).unwrap();
+}

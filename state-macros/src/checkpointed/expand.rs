@@ -90,20 +90,31 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
             };
             let ops = quote_spanned!(span=> #p::list_ops::<#ty>());
             let mode = quote!(#p::StateMode::#mode_variant);
-            let read = match &field.migrate_from {
-                None => quote!(let #local = (#ops.read)(__state, #name)?;),
+            let descriptor = quote!((#ops.descriptor)(#name, #mode));
+            let (descriptor, read) = match &field.migrate_from {
+                None => (
+                    descriptor,
+                    quote!(let #local = (#ops.read)(__state, #name)?;),
+                ),
                 Some(m) => {
                     let item = quote_spanned!(span=> <#ty as #p::ListState>::Item);
                     let migrations = migrations(m, &item, p);
-                    quote! {
-                        let #local = #p::RestoredState::list_with::<#ty>(
-                            __state, #name, &#migrations,
-                        )?;
-                    }
+                    (
+                        quote! {
+                            #descriptor.with_type_check(|__name, __recorded| {
+                                #p::check_item_type::<#item>(__name, __recorded, #p::core::option::Option::Some(&#migrations))
+                            })
+                        },
+                        quote! {
+                            let #local = #p::RestoredState::list_with::<#ty>(
+                                __state, #name, &#migrations,
+                            )?;
+                        },
+                    )
                 }
             };
             StateCode {
-                descriptor: quote!((#ops.descriptor)(#name, #mode)),
+                descriptor,
                 write: quote!((#ops.write)(__writer, #name, #mode, &self.#ident)?;),
                 read,
                 assign: quote!(self.#ident = #local;),
@@ -114,19 +125,30 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
         }
         StateMode::Broadcast => {
             let ops = quote_spanned!(span=> #p::broadcast_ops::<#ty>());
-            let read = match &field.migrate_from {
-                None => quote!(let #local = (#ops.read)(__state, #name)?;),
+            let descriptor = quote!((#ops.descriptor)(#name));
+            let (descriptor, read) = match &field.migrate_from {
+                None => (
+                    descriptor,
+                    quote!(let #local = (#ops.read)(__state, #name)?;),
+                ),
                 Some(m) => {
                     let migrations = migrations(m, &ty.to_token_stream(), p);
-                    quote! {
-                        let #local = #p::RestoredState::broadcast_with::<#ty>(
-                            __state, #name, &#migrations,
-                        )?;
-                    }
+                    (
+                        quote! {
+                            #descriptor.with_type_check(|__name, __recorded| {
+                                #p::check_item_type::<#ty>(__name, __recorded, #p::core::option::Option::Some(&#migrations))
+                            })
+                        },
+                        quote! {
+                            let #local = #p::RestoredState::broadcast_with::<#ty>(
+                                __state, #name, &#migrations,
+                            )?;
+                        },
+                    )
                 }
             };
             StateCode {
-                descriptor: quote!((#ops.descriptor)(#name)),
+                descriptor,
                 write: quote!((#ops.write)(__writer, #name, &self.#ident)?;),
                 read,
                 // A broadcast state the checkpoint lacks keeps the constructed value.
@@ -143,19 +165,29 @@ fn state_code(field: &Field<'_>, mode: StateMode, index: usize, p: &TokenStream)
         StateMode::Keyed => {
             let ops = quote_spanned!(span=> #p::keyed_ops::<#ty>());
             // Filled with the other keyed states, in one pass.
-            let read = match &field.migrate_from {
-                None => quote!(let mut #local = (#ops.new)();),
+            let descriptor = quote!((#ops.descriptor)(#name));
+            let (descriptor, read) = match &field.migrate_from {
+                None => (descriptor, quote!(let mut #local = (#ops.new)();)),
                 Some(m) => {
                     let value = quote_spanned!(span=> <#ty as #p::MigrateValues>::Value);
                     let migrations = migrations(m, &value, p);
-                    quote! {
-                        let mut #local = (#ops.new)();
-                        #p::MigrateValues::set_migrations(&mut #local, #migrations);
-                    }
+                    (
+                        quote! {
+                            #descriptor.with_type_check(|__name, __recorded| {
+                                #p::check_keyed_type::<#ty>(__name, __recorded, |__state| {
+                                    #p::MigrateValues::set_migrations(__state, #migrations)
+                                })
+                            })
+                        },
+                        quote! {
+                            let mut #local = (#ops.new)();
+                            #p::MigrateValues::set_migrations(&mut #local, #migrations);
+                        },
+                    )
                 }
             };
             StateCode {
-                descriptor: quote!((#ops.descriptor)(#name)),
+                descriptor,
                 // Keyed states are written together, key group by key group.
                 write: quote!(),
                 read,

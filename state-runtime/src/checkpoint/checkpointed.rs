@@ -173,6 +173,7 @@ pub mod derive_support {
     use crate::keyed::KeyedState;
     use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
     use crate::operator::{ListState, StateDescriptor, StateMode};
+    use crate::schema::{self, Migrations, Part, StateType};
 
     /// What the generated code does with a `split` or `union` field.
     pub struct ListOps<L> {
@@ -184,11 +185,35 @@ pub mod derive_support {
         pub read: fn(&mut RestoredState<'_>, &str) -> Result<L, StateError>,
     }
 
+    /// Checks a recorded item type against `T` and the declared
+    /// `migrations` (the descriptors' type check).
+    pub fn check_item_type<T: DeserializeOwned>(
+        name: &str,
+        recorded: Option<&StateType>,
+        migrations: Option<&Migrations<T>>,
+    ) -> Result<(), StateError> {
+        schema::check(name, Part::Items, recorded, None, migrations).map(|_| ())
+    }
+
+    /// Checks a recorded keyed type against a fresh `T` named `name`, after
+    /// `setup` (which declares its migrations, if any).
+    pub fn check_keyed_type<T: KeyedState + Default>(
+        name: &str,
+        recorded: Option<&StateType>,
+        setup: impl FnOnce(&mut T),
+    ) -> Result<(), StateError> {
+        let mut state = T::default();
+        state.set_state_name(name);
+        setup(&mut state);
+        state.prepare_restore(recorded)
+    }
+
     /// The operations on a `split` or `union` field of type `L`.
     pub fn list_ops<L: ListState>() -> ListOps<L> {
         ListOps {
             descriptor: |name, mode| {
                 StateDescriptor::new(name, mode, std::any::type_name::<L::Item>())
+                    .with_type_check(|n, r| check_item_type::<L::Item>(n, r, None))
             },
             write: |w, name, mode, state| {
                 match mode {
@@ -231,6 +256,7 @@ pub mod derive_support {
         KeyedOps {
             descriptor: |name| {
                 StateDescriptor::new(name, StateMode::Keyed, std::any::type_name::<T>())
+                    .with_type_check(|n, r| check_keyed_type::<T>(n, r, |_| ()))
             },
             as_dyn: |t| t,
             bind: |t, name, assigner, range| {
@@ -247,6 +273,7 @@ pub mod derive_support {
         BroadcastOps {
             descriptor: |name| {
                 StateDescriptor::new(name, StateMode::Broadcast, std::any::type_name::<T>())
+                    .with_type_check(|n, r| check_item_type::<T>(n, r, None))
             },
             write: |w, name, value| w.broadcast(name, value).map(|_| ()),
             read: |r, name| r.broadcast(name),

@@ -5,6 +5,7 @@ use super::{KeyedSection, RestoreOptions, StateMeta};
 use crate::checkpoint::Checkpointed;
 use crate::error::StateError;
 use crate::operator::{StateDescriptor, StateMode};
+use crate::schema::StateType;
 
 /// How a checkpoint's states meet an operator's declarations.
 pub(crate) struct StateMatch {
@@ -21,7 +22,8 @@ pub(crate) struct StateMatch {
 /// Matches the states of a checkpoint (the operator states of one old
 /// subtask, all agree, and its keyed section) against an operator's
 /// declarations: duplicate declarations, undeclared states (unless
-/// dropping them is allowed) and changed modes are errors.
+/// dropping them is allowed), changed modes and changed types (through each
+/// descriptor's type check) are errors.
 pub(crate) fn match_states(
     declared: &[StateDescriptor],
     states: &[StateMeta],
@@ -41,7 +43,9 @@ pub(crate) fn match_states(
         keyed.map_or_else(Vec::new, |k| k.states().iter().map(|s| s.name()).collect());
     let mut dropped_states = Vec::new();
     // Whether a checkpointed state is restored (declared) or dropped.
-    let mut restores = |name: &str, mode: StateMode| match declared.iter().find(|d| d.name == name)
+    let mut restores = |name: &str, mode: StateMode, recorded: Option<&StateType>| match declared
+        .iter()
+        .find(|d| d.name == name)
     {
         None if options.allow_non_restored_state => {
             dropped_states.push(name.to_owned());
@@ -55,15 +59,21 @@ pub(crate) fn match_states(
             declared: d.mode,
             found: mode,
         }),
-        Some(_) => Ok(true),
+        Some(d) => {
+            if let Some(check) = d.type_check {
+                check(name, recorded)?;
+            }
+            Ok(true)
+        }
     };
-    for name in &keyed_names {
-        restores(name, StateMode::Keyed)?;
-    }
+    // In the checkpoint's order: operator states, then keyed states.
     let restored = states
         .iter()
-        .map(|s| restores(s.name(), s.mode()))
+        .map(|s| restores(s.name(), s.mode(), s.recorded_type()))
         .collect::<Result<Vec<bool>, StateError>>()?;
+    for s in keyed.map_or(&[][..], |k| k.states()) {
+        restores(s.name(), StateMode::Keyed, s.recorded_type())?;
+    }
     let missing_states = declared
         .iter()
         .filter(|d| match d.mode {

@@ -69,7 +69,9 @@ pub trait Restore: sealed::Source {
     /// [`restore_into_with`](Restore::restore_into_with) would give for
     /// the checkpoint's states against `T`'s declarations
     /// ([`StateError::UnknownState`], [`StateError::ModeMismatch`],
-    /// [`StateError::DuplicateState`]) and for a new assigner
+    /// [`StateError::DuplicateState`], and, through the descriptors' type
+    /// checks, [`StateError::TypeChanged`] and
+    /// [`StateError::KeyTypeChanged`]) and for a new assigner
     /// ([`StateError::MaxParallelismChanged`],
     /// [`StateError::AssignerKindChanged`]). A job checks this before it
     /// starts any instance.
