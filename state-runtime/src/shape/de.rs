@@ -14,8 +14,9 @@ use serde::de::{
     VariantAccess, Visitor,
 };
 
+use super::Prim;
 use super::trace::{Frame, NodeId, Tracer};
-use super::tree::{Kind, Prim, Seg};
+use super::tree::{Kind, Seg};
 
 /// Strings offered in turn to a visitor that rejects the previous one.
 const STRS: [&str; 3] = ["", "1", "a"];

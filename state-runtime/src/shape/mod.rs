@@ -76,38 +76,10 @@ pub(crate) const MAX_STEPS: usize = 4_000_000;
 /// See the [module documentation](self) for its canonical text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Shape {
-    /// `bool`.
-    Bool,
-    /// `i8`.
-    I8,
-    /// `i16`.
-    I16,
-    /// `i32`.
-    I32,
-    /// `i64`.
-    I64,
-    /// `i128`.
-    I128,
-    /// `u8`.
-    U8,
-    /// `u16`.
-    U16,
-    /// `u32`.
-    U32,
-    /// `u64`.
-    U64,
-    /// `u128`.
-    U128,
-    /// `f32`.
-    F32,
-    /// `f64`.
-    F64,
-    /// `char`.
-    Char,
-    /// A string (`String`, `&str`, `Box<str>` ...).
-    Str,
-    /// `()`.
-    Unit,
+    /// A primitive: `bool`, the integers and floats, `char`, a string, `()`.
+    Prim(Prim),
+    /// `struct S;`.
+    UnitStruct,
     /// `Option<T>`.
     Option(Box<Shape>),
     /// A sequence or set of `T` (and serde's bytes, as `seq(u8)`).
@@ -116,8 +88,6 @@ pub(crate) enum Shape {
     Map(Box<Shape>, Box<Shape>),
     /// A tuple or fixed-size array.
     Tuple(Vec<Shape>),
-    /// `struct S;`.
-    UnitStruct,
     /// `struct S(T);`.
     Newtype(Box<Shape>),
     /// `struct S(A, B, ..);`.
@@ -144,6 +114,53 @@ pub(crate) enum Variant {
     Struct(Vec<(String, Shape)>),
 }
 
+/// A primitive shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Prim {
+    Bool,
+    I8,
+    I16,
+    I32,
+    I64,
+    I128,
+    U8,
+    U16,
+    U32,
+    U64,
+    U128,
+    F32,
+    F64,
+    Char,
+    /// `String`, `&str`, `Box<str>` ...
+    Str,
+    /// `()`.
+    Unit,
+}
+
+impl Prim {
+    /// Its name in the canonical text.
+    fn name(self) -> &'static str {
+        match self {
+            Prim::Bool => "bool",
+            Prim::I8 => "i8",
+            Prim::I16 => "i16",
+            Prim::I32 => "i32",
+            Prim::I64 => "i64",
+            Prim::I128 => "i128",
+            Prim::U8 => "u8",
+            Prim::U16 => "u16",
+            Prim::U32 => "u32",
+            Prim::U64 => "u64",
+            Prim::U128 => "u128",
+            Prim::F32 => "f32",
+            Prim::F64 => "f64",
+            Prim::Char => "char",
+            Prim::Str => "str",
+            Prim::Unit => "unit",
+        }
+    }
+}
+
 impl Shape {
     /// The canonical text, e.g. `struct{id:u64,tags:seq(str)}`; equal types
     /// give equal text.
@@ -155,22 +172,7 @@ impl Shape {
 
     fn write(&self, out: &mut String) {
         let prim = match self {
-            Shape::Bool => "bool",
-            Shape::I8 => "i8",
-            Shape::I16 => "i16",
-            Shape::I32 => "i32",
-            Shape::I64 => "i64",
-            Shape::I128 => "i128",
-            Shape::U8 => "u8",
-            Shape::U16 => "u16",
-            Shape::U32 => "u32",
-            Shape::U64 => "u64",
-            Shape::U128 => "u128",
-            Shape::F32 => "f32",
-            Shape::F64 => "f64",
-            Shape::Char => "char",
-            Shape::Str => "str",
-            Shape::Unit => "unit",
+            Shape::Prim(p) => p.name(),
             Shape::UnitStruct => "unit_struct",
             Shape::Option(inner) => return wrap(out, "option(", inner, ")"),
             Shape::Seq(inner) => return wrap(out, "seq(", inner, ")"),

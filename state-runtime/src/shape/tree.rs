@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::trace::{NodeId, ROOT, Tracer};
-use super::{Shape, ShapeError, Variant, write_name};
+use super::{Prim, Shape, ShapeError, Variant, write_name};
 
 /// What was recorded at one position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,27 +25,6 @@ pub(super) enum Kind {
     VTuple(usize),
     VStruct(&'static [&'static str]),
     Ref(usize),
-}
-
-/// A primitive shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Prim {
-    Bool,
-    I8,
-    I16,
-    I32,
-    I64,
-    I128,
-    U8,
-    U16,
-    U32,
-    U64,
-    U128,
-    F32,
-    F64,
-    Char,
-    Str,
-    Unit,
 }
 
 impl Kind {
@@ -181,7 +160,7 @@ impl Tracer {
         let kind = *self.kinds.get(&id).ok_or_else(|| self.location(id))?;
         let one = |step: usize| self.build_child(id, kind, step).map(Box::new);
         Ok(match kind {
-            Kind::Prim(p) => prim_shape(p),
+            Kind::Prim(p) => Shape::Prim(p),
             Kind::UnitStruct => Shape::UnitStruct,
             Kind::Ref(n) => Shape::Ref(n),
             Kind::Option => Shape::Option(one(0)?),
@@ -249,26 +228,5 @@ fn render_more(at: String, seg: Seg) -> String {
         more
     } else {
         format!("{at} > {more}")
-    }
-}
-
-fn prim_shape(p: Prim) -> Shape {
-    match p {
-        Prim::Bool => Shape::Bool,
-        Prim::I8 => Shape::I8,
-        Prim::I16 => Shape::I16,
-        Prim::I32 => Shape::I32,
-        Prim::I64 => Shape::I64,
-        Prim::I128 => Shape::I128,
-        Prim::U8 => Shape::U8,
-        Prim::U16 => Shape::U16,
-        Prim::U32 => Shape::U32,
-        Prim::U64 => Shape::U64,
-        Prim::U128 => Shape::U128,
-        Prim::F32 => Shape::F32,
-        Prim::F64 => Shape::F64,
-        Prim::Char => Shape::Char,
-        Prim::Str => Shape::Str,
-        Prim::Unit => Shape::Unit,
     }
 }
