@@ -114,38 +114,60 @@ impl KeyedProcessor for BalancesAndCounts {
     }
 }
 
+/// Runs `make`'s operator at parallelism 1 -> 2 on `log` until 4,000
+/// records are read, stops it with a final checkpoint, and returns the store.
+fn run_and_stop<P: KeyedProcessor<Event = Transfer> + Checkpointed + Send + 'static>(
+    log: &TempLog,
+    make: fn() -> P,
+) -> MemoryCheckpointStore {
+    let store = MemoryCheckpointStore::new();
+    let job = Job::new(&log.0, store.clone(), move |_: &InstanceInfo| make())
+        .parallelism(1, 2)
+        .start()
+        .unwrap();
+    run_until(&job, 4_000);
+    job.stop().unwrap();
+    store
+}
+
+/// Restarts from `store` at 1 -> 3 with `make`'s operator, which must be
+/// refused before any instance is built: the error.
+fn refused_before_building_an_instance<P>(
+    log: &TempLog,
+    store: &MemoryCheckpointStore,
+    make: fn() -> P,
+) -> JobError
+where
+    P: KeyedProcessor<Event = Transfer> + Checkpointed + Send + 'static,
+{
+    let started = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&started);
+    let refused = Job::new(&log.0, store.clone(), move |_: &InstanceInfo| {
+        count.fetch_add(1, Ordering::Relaxed);
+        make()
+    })
+    .parallelism(1, 3)
+    .start()
+    .unwrap_err();
+    assert_eq!(started.load(Ordering::Relaxed), 0, "an instance was built");
+    refused
+}
+
 #[test]
 fn a_restart_drops_a_removed_state_only_when_allowed_and_refuses_before_starting() {
     let (log, expected) = transfer_log("dropped", 3, 9_000, |i| Transfer {
         account: (i * 31 % 200) as i32,
         cents: i % 13 - 6,
     });
-    let store = MemoryCheckpointStore::new();
-    let job = Job::new(&log.0, store.clone(), |_: &InstanceInfo| {
-        BalancesAndCounts::default()
-    })
-    .parallelism(1, 2)
-    .start()
-    .unwrap();
-    run_until(&job, 4_000);
-    job.stop().unwrap();
+    let store = run_and_stop(&log, BalancesAndCounts::default);
 
     // The new operator no longer declares `transfers`: refused before any
     // instance starts, with the typed error naming the state.
-    let started = Arc::new(AtomicU64::new(0));
-    let count = Arc::clone(&started);
-    let refused = Job::new(&log.0, store.clone(), move |_: &InstanceInfo| {
-        count.fetch_add(1, Ordering::Relaxed);
-        Balances::default()
-    })
-    .parallelism(1, 3)
-    .start()
-    .unwrap_err();
+    let refused = refused_before_building_an_instance(&log, &store, Balances::default);
     assert!(
         matches!(&refused, JobError::Start(TaskError::State(StateError::UnknownState { state })) if state == "transfers"),
         "{refused:?}"
     );
-    assert_eq!(started.load(Ordering::Relaxed), 0, "an instance was built");
 
     // Allowed: the state is dropped and the job finishes exactly.
     let done = Job::new(&log.0, store, |_: &InstanceInfo| Balances::default())
@@ -215,31 +237,14 @@ fn a_restart_with_a_changed_state_type_is_refused_before_starting_unless_migrate
         account: (i * 17 % 150) as i32,
         cents: i % 11 - 5,
     });
-    let store = MemoryCheckpointStore::new();
-    let job = Job::new(&log.0, store.clone(), |_: &InstanceInfo| {
-        Balances::default()
-    })
-    .parallelism(1, 2)
-    .start()
-    .unwrap();
-    run_until(&job, 4_000);
-    job.stop().unwrap();
+    let store = run_and_stop(&log, Balances::default);
     let restored_events = store.latest().unwrap().unwrap().events;
 
-    let started = Arc::new(AtomicU64::new(0));
-    let count = Arc::clone(&started);
-    let refused = Job::new(&log.0, store.clone(), move |_: &InstanceInfo| {
-        count.fetch_add(1, Ordering::Relaxed);
-        BalancesV2Unmigrated::default()
-    })
-    .parallelism(1, 3)
-    .start()
-    .unwrap_err();
+    let refused = refused_before_building_an_instance(&log, &store, BalancesV2Unmigrated::default);
     assert!(
         matches!(&refused, JobError::Start(TaskError::State(StateError::TypeChanged { state, .. })) if state == "balances"),
         "{refused:?}"
     );
-    assert_eq!(started.load(Ordering::Relaxed), 0, "an instance was built");
 
     let done = Job::new(&log.0, store, |_: &InstanceInfo| BalancesV2::default())
         .parallelism(1, 3)
