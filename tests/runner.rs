@@ -235,7 +235,7 @@ fn sources_resume_from_their_offsets_no_record_twice_none_skipped() {
             .report
             .sources
             .iter()
-            .flat_map(|s| s.offsets.iter().map(|(p, _)| *p))
+            .flat_map(|s| s.offsets.iter().map(|o| o.partition))
             .collect();
         partitions.sort();
         assert_eq!(partitions, (0..7).collect::<Vec<_>>(), "phase {i}");

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self};
@@ -16,11 +16,11 @@ use super::channel::{
 use super::coordinator::Coordinator;
 use super::error::{Instance, JobError};
 use super::keyed_task::KeyedTask;
-use super::log::partition_count;
 use super::processor::{InstanceInfo, KeyedProcessor};
 use super::report::{JobEnd, JobOutcome, JobReport};
 use super::running::RunningJob;
-use super::source_task::SourceTask;
+use super::source::{LogInput, SourceFactory};
+use super::source_task::{SourceRunner, SourceTask};
 use super::store::JobCheckpointStore;
 use crate::checkpoint::{Restore, RestoreOptions};
 use crate::keygroup::{KeyGroupAssigner, MaxParallelism};
@@ -34,7 +34,7 @@ pub(super) type Sink<O> = Box<dyn FnMut(O) + Send>;
 ///
 /// See the [module documentation](super) for an example.
 pub struct Job<P: KeyedProcessor> {
-    pub(super) log_dir: PathBuf,
+    pub(super) input: Arc<dyn SourceRunner<P::Event>>,
     pub(super) store: Arc<dyn JobCheckpointStore>,
     pub(super) factory: Factory<P>,
     pub(super) sink: Option<Sink<P::Output>>,
@@ -54,7 +54,6 @@ pub struct Job<P: KeyedProcessor> {
 impl<P: KeyedProcessor> std::fmt::Debug for Job<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
-            .field("log_dir", &self.log_dir)
             .field("source_parallelism", &self.source_parallelism)
             .field("keyed_parallelism", &self.keyed_parallelism)
             .field("assigner", &self.assigner)
@@ -64,19 +63,40 @@ impl<P: KeyedProcessor> std::fmt::Debug for Job<P> {
     }
 }
 
-impl<P: KeyedProcessor> Job<P> {
-    /// A job reading the log in `log_dir`, keeping its checkpoints in
-    /// `store`, with one keyed operator instance built by `factory` per
-    /// subtask. Defaults: parallelism 1 and 1, native assigner with the
-    /// default max parallelism, no periodic checkpoints, no sink, stop with
-    /// a final checkpoint at the end of the input.
+impl<P: KeyedProcessor> Job<P>
+where
+    P::Event: serde::de::DeserializeOwned,
+{
+    /// A job reading the [log](super::log) in `log_dir` (through
+    /// [`LogInput`]), keeping its checkpoints in `store`, with one keyed
+    /// operator instance built by `factory` per subtask. Defaults:
+    /// parallelism 1 and 1, native assigner with the default max
+    /// parallelism, no periodic checkpoints, no sink, stop with a final
+    /// checkpoint at the end of the input.
     pub fn new(
         log_dir: impl AsRef<Path>,
         store: impl JobCheckpointStore + 'static,
         factory: impl Fn(&InstanceInfo) -> P + Send + Sync + 'static,
     ) -> Self {
+        Self::with_input(LogInput::<P::Event>::new(log_dir), store, factory)
+    }
+}
+
+impl<P: KeyedProcessor> Job<P> {
+    /// A job whose sources `input` builds (a [`LogInput`], a Kafka input, or
+    /// a [`SourceFactory`] of your own), with the defaults of
+    /// [`new`](Job::new).
+    pub fn with_input<F>(
+        input: F,
+        store: impl JobCheckpointStore + 'static,
+        factory: impl Fn(&InstanceInfo) -> P + Send + Sync + 'static,
+    ) -> Self
+    where
+        F: SourceFactory,
+        F::Source: super::source::Source<Event = P::Event>,
+    {
         Self {
-            log_dir: log_dir.as_ref().to_path_buf(),
+            input: Arc::new(input),
             store: Arc::new(store),
             factory: Arc::new(factory),
             sink: None,
@@ -173,7 +193,7 @@ impl<P: KeyedProcessor> Job<P> {
     ///
     /// ```no_run
     /// # use state_runtime::runner::{Job, MemoryCheckpointStore, InstanceInfo, KeyedProcessor};
-    /// # fn job<P: KeyedProcessor + Default>() {
+    /// # fn job<P: KeyedProcessor + Default>() where P::Event: serde::de::DeserializeOwned {
     /// let job = Job::new("/data/log", MemoryCheckpointStore::new(), |_: &InstanceInfo| P::default())
     ///     .batch_size(256)
     ///     .alignment_buffer(4); // at most (4 + 16) x 256 records held per source and instance
@@ -193,7 +213,7 @@ impl<P: KeyedProcessor> Job<P> {
     ///
     /// ```no_run
     /// # use state_runtime::runner::{Job, MemoryCheckpointStore, KeyedProcessor, InstanceInfo};
-    /// # fn demo<P: KeyedProcessor + Default>() {
+    /// # fn demo<P: KeyedProcessor + Default>() where P::Event: serde::de::DeserializeOwned {
     /// let job = Job::new("/var/lib/orders-log", MemoryCheckpointStore::new(), |_: &InstanceInfo| P::default())
     ///     .allow_non_restored_state(true);
     /// # }
@@ -245,7 +265,7 @@ impl<P: KeyedProcessor> Job<P> {
                 .check_restore::<P>(&restore_options)
                 .map_err(JobError::start)?;
         }
-        let partitions = partition_count(&self.log_dir).map_err(JobError::start)?;
+        self.input.check().map_err(JobError::start)?;
         let router = Arc::new(Router::new(assigner, n)?);
         let latest = latest.map(Arc::new);
         let (next_id, events_at_start) = latest.as_ref().map_or((1, 0), |c| (c.id + 1, c.events));
@@ -327,8 +347,6 @@ impl<P: KeyedProcessor> Job<P> {
             let task = SourceTask::<P::Event> {
                 subtask,
                 parallelism: s,
-                partitions,
-                log_dir: self.log_dir.clone(),
                 latest: latest.clone(),
                 outputs: keyed_txs.clone(),
                 alignment_buffer: self.alignment_buffer,
@@ -339,11 +357,12 @@ impl<P: KeyedProcessor> Job<P> {
                 shared: Arc::clone(&shared),
                 batch_size: self.batch_size,
             };
+            let input = Arc::clone(&self.input);
             source_handles.push(spawn_instance(
                 Instance::Source(subtask),
                 coord_tx.clone(),
                 &shared,
-                move || task.run(),
+                move || input.run(task),
             )?);
         }
         drop(keyed_txs);

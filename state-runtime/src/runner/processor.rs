@@ -1,8 +1,6 @@
 //! What the runner runs: the [`KeyedProcessor`] trait, and what the factory
 //! learns about each instance.
 
-use serde::de::DeserializeOwned;
-
 use crate::checkpoint::Checkpointed;
 use crate::error::StateError;
 use crate::key::Keyed;
@@ -18,8 +16,8 @@ use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
 /// [`process`](KeyedProcessor::process) for every event whose key group the
 /// instance owns.
 pub trait KeyedProcessor: Checkpointed + Send + 'static {
-    /// The input events, read from the log.
-    type Event: Keyed + DeserializeOwned + Send + 'static;
+    /// The input events its sources read.
+    type Event: Keyed + Send + 'static;
     /// What the operator emits to the sink.
     type Output: Send + 'static;
 

@@ -89,8 +89,8 @@ impl KeyedInstanceStats {
 pub struct SourceInstanceStats {
     /// The instance's index.
     pub subtask: usize,
-    /// Its `(partition, offset)` pairs when it ended.
-    pub offsets: Vec<(u32, u64)>,
+    /// Where it was in each of its partitions when it ended.
+    pub offsets: Vec<crate::runner::source::PartitionOffset>,
     /// Records it read.
     pub events: u64,
 }

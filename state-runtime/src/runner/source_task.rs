@@ -1,27 +1,42 @@
 //! A source instance's thread: read its partitions, route records by key
 //! group, and on a checkpoint snapshot its offsets and send barriers.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-
 use super::channel::{Control, CoordMsg, Msg, Router, Shared};
 use super::error::TaskError;
 use super::report::SourceInstanceStats;
-use super::source::LogSource;
+use super::source::{Source, SourceFactory, SourceInstance};
 use super::store::{JobCheckpoint, JobCheckpointStore, PipelineOperator};
 use crate::checkpoint::Restore;
 use crate::key::Keyed;
 
+/// Runs a job's source instances: [`SourceFactory`] with its source type
+/// erased, so that a [`Job`](super::Job) names only its keyed operator.
+pub(super) trait SourceRunner<E>: Send + Sync {
+    fn check(&self) -> Result<(), TaskError>;
+    fn run(&self, task: SourceTask<E>) -> Result<SourceInstanceStats, TaskError>;
+}
+
+impl<F: SourceFactory> SourceRunner<<F::Source as Source>::Event> for F {
+    fn check(&self) -> Result<(), TaskError> {
+        SourceFactory::check(self)
+    }
+
+    fn run(
+        &self,
+        task: SourceTask<<F::Source as Source>::Event>,
+    ) -> Result<SourceInstanceStats, TaskError> {
+        task.run(self)
+    }
+}
+
 pub(super) struct SourceTask<E> {
     pub(super) subtask: usize,
     pub(super) parallelism: usize,
-    pub(super) partitions: u32,
-    pub(super) log_dir: PathBuf,
     pub(super) latest: Option<Arc<JobCheckpoint>>,
     pub(super) outputs: Vec<SyncSender<Msg<E>>>,
     pub(super) alignment_buffer: usize,
@@ -34,28 +49,21 @@ pub(super) struct SourceTask<E> {
 }
 
 /// Why a source's loop ended early: the job is being torn down.
-pub(super) struct Disconnected;
+struct Disconnected;
 
-impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
-    pub(super) fn run(self) -> Result<SourceInstanceStats, TaskError> {
-        let mut source = LogSource::<E>::new(&self.log_dir, Vec::new());
-        match &self.latest {
-            Some(cp) => {
-                cp.source
-                    .restore_into(&mut source, self.subtask, self.parallelism)?;
-            }
-            None => {
-                source = LogSource::new(
-                    &self.log_dir,
-                    LogSource::<E>::initial_partitions(
-                        self.partitions,
-                        self.parallelism,
-                        self.subtask,
-                    ),
-                );
-            }
+impl<E: Keyed + Send + 'static> SourceTask<E> {
+    fn run<F>(self, factory: &F) -> Result<SourceInstanceStats, TaskError>
+    where
+        F: SourceFactory + ?Sized,
+        F::Source: Source<Event = E>,
+    {
+        let instance = SourceInstance::new(self.subtask, self.parallelism, self.latest.is_none());
+        let mut source = factory.create(&instance)?;
+        if let Some(cp) = &self.latest {
+            cp.source
+                .restore_into(&mut source, self.subtask, self.parallelism)?;
         }
-        tracing::debug!(subtask = self.subtask, offsets = ?source.offsets(), "source started");
+        tracing::debug!(subtask = self.subtask, positions = ?source.positions(), "source started");
         let mut state = SourceState {
             batches: (0..self.outputs.len())
                 .map(|_| Vec::with_capacity(self.batch_size))
@@ -69,14 +77,14 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
         let _ = self.main_loop(&mut state)?;
         Ok(SourceInstanceStats {
             subtask: self.subtask,
-            offsets: state.source.offsets().to_vec(),
+            offsets: state.source.positions(),
             events: state.read,
         })
     }
 
-    pub(super) fn main_loop(
+    fn main_loop<S: Source<Event = E>>(
         &self,
-        st: &mut SourceState<E>,
+        st: &mut SourceState<S>,
     ) -> Result<Result<(), Disconnected>, TaskError> {
         let mut reported_end = false;
         loop {
@@ -118,7 +126,7 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
                 continue;
             }
             let polled = &mut st.polled;
-            let n = st.source.poll(self.batch_size, |e| polled.push(e))?;
+            let n = st.source.poll(self.batch_size, &mut |e| polled.push(e))?;
             st.read += n as u64;
             self.router.route_batch(&st.polled, &mut st.targets)?;
             for (e, &target) in st.polled.drain(..).zip(&st.targets) {
@@ -137,9 +145,9 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
     }
 
     /// Handles a command; `Some` when the source is done.
-    pub(super) fn command(
+    fn command<S: Source<Event = E>>(
         &self,
-        st: &mut SourceState<E>,
+        st: &mut SourceState<S>,
         c: Control,
     ) -> Result<Option<Result<(), Disconnected>>, TaskError> {
         let (id, stop) = match c {
@@ -174,7 +182,7 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
         Ok(None)
     }
 
-    pub(super) fn flush(&self, st: &mut SourceState<E>) -> Result<(), Disconnected> {
+    fn flush<S: Source<Event = E>>(&self, st: &mut SourceState<S>) -> Result<(), Disconnected> {
         for (target, batch) in st.batches.iter_mut().enumerate() {
             if !batch.is_empty() {
                 let b = std::mem::replace(batch, Vec::with_capacity(self.batch_size));
@@ -188,7 +196,7 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
     /// instance holds back as many of this source's messages as the
     /// alignment buffer allows (it is aligning a checkpoint and this
     /// source's barrier has come). Barriers and ends never wait.
-    pub(super) fn send_records(&self, target: usize, batch: Vec<E>) -> Result<(), Disconnected> {
+    fn send_records(&self, target: usize, batch: Vec<E>) -> Result<(), Disconnected> {
         let held = &self.shared.held[target][self.subtask];
         if held.load(Ordering::Acquire) >= self.alignment_buffer {
             self.shared.waiting.fetch_add(1, Ordering::Relaxed);
@@ -214,11 +222,11 @@ impl<E: Keyed + DeserializeOwned + Send + 'static> SourceTask<E> {
     }
 }
 
-pub(super) struct SourceState<E> {
-    pub(super) source: LogSource<E>,
-    pub(super) batches: Vec<Vec<E>>,
-    pub(super) polled: Vec<E>,
+struct SourceState<S: Source> {
+    source: S,
+    batches: Vec<Vec<S::Event>>,
+    polled: Vec<S::Event>,
     /// The subtask each polled event goes to.
-    pub(super) targets: Vec<u32>,
-    pub(super) read: u64,
+    targets: Vec<u32>,
+    read: u64,
 }

@@ -1,5 +1,5 @@
-//! The runner's source: reads some partitions of a [log](super::log) and
-//! checkpoints one `(partition, offset)` item per partition as `split`
+//! The file log's source: reads some partitions of a [log](crate::runner::log)
+//! and checkpoints one `(partition, offset)` item per partition as `split`
 //! operator state, like a Kafka source.
 //!
 //! On a fresh start the partitions are dealt round-robin over the source
@@ -43,11 +43,14 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use super::log::{FIRST_OFFSET, LogError, LogReader};
+use super::{PartitionOffset, Source, SourceFactory, SourceInstance};
 use crate::checkpoint::Checkpointed;
 use crate::checkpoint::{RestoredState, SnapshotWriter};
 use crate::error::StateError;
+use crate::key::Keyed;
 use crate::operator::{StateDescriptor, StateMode};
+use crate::runner::TaskError;
+use crate::runner::log::{FIRST_OFFSET, LogError, LogReader, partition_count};
 
 /// The name of the source's `split` state.
 pub const OFFSETS_STATE: &str = "partition-offsets";
@@ -132,6 +135,10 @@ impl<E: DeserializeOwned> LogSource<E> {
     /// up to 64 records, handing each to `emit`; returns how many were read
     /// (0 once exhausted). The offsets advance past each emitted record.
     pub fn poll(&mut self, max: usize, mut emit: impl FnMut(E)) -> Result<usize, LogError> {
+        self.read(max, &mut emit)
+    }
+
+    fn read(&mut self, max: usize, emit: &mut impl FnMut(E)) -> Result<usize, LogError> {
         const RUN: usize = 64;
         let n = self.offsets.len();
         let mut read = 0;
@@ -187,5 +194,100 @@ impl<E: DeserializeOwned> Checkpointed for LogSource<E> {
         let offsets: Vec<(u32, u64)> = state.list(OFFSETS_STATE)?;
         *self = LogSource::new(&self.dir, offsets);
         Ok(())
+    }
+}
+
+impl<E: Keyed + DeserializeOwned + Send + 'static> Source for LogSource<E> {
+    type Event = E;
+
+    fn poll(&mut self, max: usize, emit: &mut impl FnMut(E)) -> Result<usize, TaskError> {
+        Ok(self.read(max, emit)?)
+    }
+
+    fn is_exhausted(&self) -> bool {
+        LogSource::is_exhausted(self)
+    }
+
+    fn positions(&self) -> Vec<PartitionOffset> {
+        let topic = self
+            .dir
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        self.offsets
+            .iter()
+            .map(|&(partition, offset)| PartitionOffset::new(topic.clone(), partition, offset))
+            .collect()
+    }
+}
+
+/// Builds [`LogSource`]s over the log in one folder: on a fresh start
+/// instance `i` of `n` reads the partitions `p` with `p % n == i`
+/// ([`LogSource::initial_partitions`]). [`Job::new`](crate::runner::Job::new)
+/// reads a log through it.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use state_runtime::Keyed;
+/// use state_runtime::runner::log::LogWriter;
+/// use state_runtime::runner::source::{LogInput, SourceFactory, SourceInstance};
+///
+/// #[derive(Serialize, Deserialize, Keyed)]
+/// struct Reading {
+///     #[key]
+///     sensor: u32,
+///     celsius: f32,
+/// }
+///
+/// let dir = tempfile::tempdir()?;
+/// LogWriter::<Reading>::create(dir.path(), 3)?.finish()?;
+/// let input = LogInput::<Reading>::new(dir.path());
+/// input.check()?; // the log exists
+/// let second = input.create(&SourceInstance::new(1, 2, true))?;
+/// assert_eq!(second.offsets(), [(1, 8)]);
+/// assert!(input.create(&SourceInstance::new(1, 2, false))?.offsets().is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct LogInput<E> {
+    dir: PathBuf,
+    _event: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E> std::fmt::Debug for LogInput<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogInput").field("dir", &self.dir).finish()
+    }
+}
+
+impl<E> LogInput<E> {
+    /// The log in `dir`.
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        Self {
+            dir: dir.as_ref().to_path_buf(),
+            _event: std::marker::PhantomData,
+        }
+    }
+
+    /// The log's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl<E: Keyed + DeserializeOwned + Send + 'static> SourceFactory for LogInput<E> {
+    type Source = LogSource<E>;
+
+    fn check(&self) -> Result<(), TaskError> {
+        partition_count(&self.dir)?;
+        Ok(())
+    }
+
+    fn create(&self, instance: &SourceInstance) -> Result<LogSource<E>, TaskError> {
+        let offsets = if instance.fresh {
+            let partitions = partition_count(&self.dir)?;
+            LogSource::<E>::initial_partitions(partitions, instance.parallelism, instance.subtask)
+        } else {
+            Vec::new()
+        };
+        Ok(LogSource::new(&self.dir, offsets))
     }
 }
