@@ -38,6 +38,9 @@ use state_runtime::prelude::*;
 use state_runtime::runner::KeyedProcessor;
 use state_runtime::runner::log::{LogError, LogWriter};
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
+
 /// One purchase: the input event of the demo job, keyed by customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Keyed)]
 pub struct Purchase {
@@ -132,8 +135,13 @@ impl LogSpec {
 /// The single-threaded reference: every customer's total over the whole
 /// log, with a plain `HashMap`.
 pub fn reference_totals(spec: &LogSpec) -> HashMap<u32, Total> {
+    totals_over(spec.purchases().map(|(_, p)| p))
+}
+
+/// Every customer's total over `purchases`, with a plain `HashMap`.
+pub fn totals_over(purchases: impl IntoIterator<Item = Purchase>) -> HashMap<u32, Total> {
     let mut totals: HashMap<u32, Total> = HashMap::new();
-    for (_, p) in spec.purchases() {
+    for p in purchases {
         let t = totals.entry(p.customer).or_default();
         t.cents += p.cents;
         t.purchases += 1;

@@ -15,6 +15,8 @@ mod codec;
 mod error;
 pub mod flink;
 pub mod hash;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod key;
 pub mod keyed;
 pub mod keygroup;

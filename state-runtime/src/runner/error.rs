@@ -49,6 +49,11 @@ pub enum TaskError {
     #[error(transparent)]
     Log(#[from] LogError),
 
+    /// Reading Kafka (the `kafka` feature's source).
+    #[cfg(feature = "kafka")]
+    #[error(transparent)]
+    Kafka(Box<crate::kafka::KafkaError>),
+
     /// A keyed instance received a barrier for another checkpoint while it
     /// was aligning one (a runner bug: barriers of one checkpoint reach
     /// every instance before the next checkpoint's).
@@ -63,6 +68,13 @@ pub enum TaskError {
         /// The checkpoint being aligned.
         aligning: u64,
     },
+}
+
+#[cfg(feature = "kafka")]
+impl From<crate::kafka::KafkaError> for TaskError {
+    fn from(e: crate::kafka::KafkaError) -> Self {
+        TaskError::Kafka(Box::new(e))
+    }
 }
 
 /// Why a job could not start or did not finish.
