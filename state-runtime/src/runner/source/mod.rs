@@ -80,7 +80,7 @@
 //!     .start()?
 //!     .wait()?;
 //! let total: u64 = done.operators.iter().flat_map(|op| op.sums.iter().map(|(_, v)| *v)).sum();
-//! assert_eq!(total, (0..100).sum());
+//! assert_eq!(total, (0..100u64).sum::<u64>());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
