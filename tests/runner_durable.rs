@@ -157,7 +157,7 @@ impl JobCheckpointStore for FailingStore {
         id: u64,
         operator: state_runtime::runner::PipelineOperator,
         subtask: usize,
-        state: &dyn Checkpointed,
+        state: &dyn state_runtime::checkpoint::WriteSnapshot,
     ) -> Result<state_runtime::runner::SubtaskState, StateError> {
         let written = self.inner.snapshot(id, operator, subtask, state)?;
         if operator == state_runtime::runner::PipelineOperator::Keyed {

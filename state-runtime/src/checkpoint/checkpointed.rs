@@ -117,6 +117,14 @@ pub trait Checkpointed {
         Ok(writer.finish())
     }
 
+    /// A snapshot of the state now, to be written later while the operator
+    /// goes on: the synchronous part of an asynchronous snapshot. Its cost
+    /// does not grow with the keyed state (see
+    /// [`CapturedSnapshot`](crate::checkpoint::CapturedSnapshot)).
+    fn capture(&self) -> Result<super::CapturedSnapshot, StateError> {
+        super::CapturedSnapshot::capture(self)
+    }
+
     /// Replaces the state fields with the restored ones. Everything else (the
     /// fields the constructor set, `skip` fields) is left untouched, as in
     /// Flink's `initializeState`.

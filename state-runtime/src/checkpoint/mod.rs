@@ -36,6 +36,7 @@
 //! # Ok::<(), StateError>(())
 //! ```
 
+mod capture;
 mod checkpointed;
 pub mod durable;
 mod matching;
@@ -52,6 +53,7 @@ use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
 use crate::operator::StateMode;
 use crate::schema::StateType;
 
+pub use capture::{CapturedSnapshot, WriteSnapshot};
 #[doc(hidden)]
 pub use checkpointed::derive_support;
 pub use checkpointed::{Checkpointed, RestoreContext};

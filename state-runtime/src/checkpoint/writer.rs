@@ -2,13 +2,16 @@
 //! group by key group, into a snapshot in memory or, streaming, into a data
 //! file through a bounded buffer.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{KeyedSection, KeyedStateMeta, StateMeta, SubtaskSnapshot};
 use crate::codec;
 use crate::error::StateError;
-use crate::keyed::KeyedState;
+use crate::keyed::{FrozenKeyGroups, KeyedState};
+use crate::keygroup::{KeyGroup, KeyGroupRange};
 use crate::operator::{ListState, StateMode};
 use crate::schema::StateType;
 use crate::storage::FileSink;
@@ -47,6 +50,51 @@ pub struct SnapshotWriter<'a> {
     /// The first state whose write failed: the data file is then unusable,
     /// even if the caller ignored the error.
     failed: Option<String>,
+    /// A capturing writer ([`SnapshotWriter::capturing`]): the keyed states,
+    /// frozen instead of written.
+    capture: Option<FrozenStates>,
+}
+
+/// The keyed states a capturing writer froze.
+#[derive(Default)]
+struct FrozenStates(Vec<Arc<dyn FrozenKeyGroups>>);
+
+impl std::fmt::Debug for FrozenStates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} frozen keyed states", self.0.len())
+    }
+}
+
+/// Where a keyed section's bytes come from: a live state, or one frozen
+/// for a snapshot written later.
+trait Sections {
+    fn key_group_len(&self, key_group: KeyGroup) -> Result<usize, StateError>;
+    fn write_key_group(&self, key_group: KeyGroup, out: &mut Vec<u8>) -> Result<(), StateError>;
+    fn encoded_size_hint(&self) -> usize;
+}
+
+impl Sections for &dyn KeyedState {
+    fn key_group_len(&self, key_group: KeyGroup) -> Result<usize, StateError> {
+        KeyedState::key_group_len(*self, key_group)
+    }
+    fn write_key_group(&self, key_group: KeyGroup, out: &mut Vec<u8>) -> Result<(), StateError> {
+        KeyedState::write_key_group(*self, key_group, out)
+    }
+    fn encoded_size_hint(&self) -> usize {
+        KeyedState::encoded_size_hint(*self)
+    }
+}
+
+impl Sections for Arc<dyn FrozenKeyGroups> {
+    fn key_group_len(&self, key_group: KeyGroup) -> Result<usize, StateError> {
+        FrozenKeyGroups::key_group_len(&**self, key_group)
+    }
+    fn write_key_group(&self, key_group: KeyGroup, out: &mut Vec<u8>) -> Result<(), StateError> {
+        FrozenKeyGroups::write_key_group(&**self, key_group, out)
+    }
+    fn encoded_size_hint(&self) -> usize {
+        0
+    }
 }
 
 /// A [`SnapshotWriter`]'s data file: the payload goes out through a bounded
@@ -109,7 +157,80 @@ impl<'a> SnapshotWriter<'a> {
                 key_group_crcs: Vec::new(),
             }),
             failed: None,
+            capture: None,
         }
+    }
+
+    /// A writer that encodes the operator states at once and freezes the
+    /// keyed states ([`KeyedState::freeze`]), for
+    /// [`Checkpointed::capture`](crate::checkpoint::Checkpointed::capture).
+    pub(crate) fn capturing() -> Self {
+        Self {
+            capture: Some(FrozenStates::default()),
+            ..Self::default()
+        }
+    }
+
+    /// What a capturing writer captured.
+    pub(crate) fn finish_capture(
+        self,
+    ) -> Result<(SubtaskSnapshot, Vec<Arc<dyn FrozenKeyGroups>>), StateError> {
+        if let Some(state) = self.failed {
+            return Err(StateError::Encode {
+                state,
+                message: "writing it failed, so the snapshot is incomplete (the error was ignored)"
+                    .into(),
+            });
+        }
+        Ok((self.snapshot, self.capture.unwrap_or_default().0))
+    }
+
+    /// Writes what [`capturing`](Self::capturing) captured: the operator
+    /// states' items as encoded then, the keyed states from their frozen
+    /// pages. Each frozen state is written once.
+    pub(crate) fn write_captured(
+        &mut self,
+        captured: &SubtaskSnapshot,
+        frozen: &[Arc<dyn FrozenKeyGroups>],
+    ) -> Result<(), StateError> {
+        for meta in &captured.states {
+            self.guarded(&meta.name, |w| w.copy_state(meta, &captured.data))?;
+        }
+        if let Some(keyed) = &captured.keyed {
+            let name = keyed.states.first().map_or("<keyed>", |s| s.name.as_str());
+            self.guarded(name, |w| {
+                w.check_keyed_absent(name)?;
+                let bounds = w.write_sections(keyed.key_groups, frozen)?;
+                w.snapshot.keyed = Some(KeyedSection {
+                    assigner: keyed.assigner,
+                    key_groups: keyed.key_groups,
+                    states: keyed.states.clone(),
+                    bounds,
+                });
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Copies an operator state's items, encoded elsewhere.
+    fn copy_state(&mut self, meta: &StateMeta, data: &[u8]) -> Result<(), StateError> {
+        self.check_new(&meta.name)?;
+        self.begin_items();
+        let mut bounds = vec![self.position()];
+        for item in meta.bounds.windows(2) {
+            let start = self.position();
+            self.snapshot
+                .data
+                .extend_from_slice(&data[item[0] as usize..item[1] as usize]);
+            bounds.push(self.position());
+            self.end_item(start)?;
+        }
+        self.snapshot.states.push(StateMeta {
+            bounds,
+            ..meta.clone()
+        });
+        Ok(())
     }
 
     /// Runs one state's write, remembering a failure.
@@ -211,14 +332,17 @@ impl<'a> SnapshotWriter<'a> {
         Ok(self)
     }
 
-    fn write_keyed(&mut self, states: &[(&str, &dyn KeyedState)]) -> Result<(), StateError> {
+    fn check_keyed_absent(&self, name: &str) -> Result<(), StateError> {
         if self.snapshot.keyed.is_some() {
             return Err(StateError::DuplicateState {
-                state: states
-                    .first()
-                    .map_or_else(|| "<keyed>".to_owned(), |s| s.0.to_owned()),
+                state: name.to_owned(),
             });
         }
+        Ok(())
+    }
+
+    fn write_keyed(&mut self, states: &[(&str, &dyn KeyedState)]) -> Result<(), StateError> {
+        self.check_keyed_absent(states.first().map_or("<keyed>", |s| s.0))?;
         let Some(&(first_name, first)) = states.first() else {
             return Ok(());
         };
@@ -260,14 +384,46 @@ impl<'a> SnapshotWriter<'a> {
             });
         }
         let (assigner, key_groups) = binding;
+        let bounds = match &mut self.capture {
+            Some(frozen) => {
+                // Captured: frozen now, written later (see write_captured).
+                for &(_, s) in states {
+                    frozen.0.push(match s.freeze() {
+                        Some(f) => f,
+                        None => Arc::new(PreEncoded::of(s, key_groups)?),
+                    });
+                }
+                Vec::new()
+            }
+            None => {
+                let live: Vec<&dyn KeyedState> = states.iter().map(|&(_, s)| s).collect();
+                self.write_sections(key_groups, &live)?
+            }
+        };
+        self.snapshot.keyed = Some(KeyedSection {
+            assigner,
+            key_groups,
+            states: metas,
+            bounds,
+        });
+        Ok(())
+    }
+
+    /// Writes the sections of `states`, key group by key group; returns
+    /// their bounds.
+    fn write_sections<S: Sections>(
+        &mut self,
+        key_groups: KeyGroupRange,
+        states: &[S],
+    ) -> Result<Vec<u64>, StateError> {
         // In memory, the whole snapshot is reserved once, not grown by
         // doubling. A hint, so never an abort: a reservation that cannot be
         // made is skipped (the buffer then grows as it is written).
         let in_memory = self.stream.is_none();
         let hint = || -> usize {
-            states.iter().fold(0usize, |sum, (_, s)| {
-                sum.saturating_add(s.encoded_size_hint())
-            })
+            states
+                .iter()
+                .fold(0usize, |sum, s| sum.saturating_add(s.encoded_size_hint()))
         };
         let mut reserved = if in_memory { hint() } else { 0 };
         let _ = self.snapshot.data.try_reserve(reserved);
@@ -276,7 +432,7 @@ impl<'a> SnapshotWriter<'a> {
         bounds.push(self.position());
         for kg in key_groups {
             let start = self.position();
-            for (_, s) in states {
+            for s in states {
                 // An empty key group has an empty section.
                 if s.key_group_len(kg)? > 0 {
                     s.write_key_group(kg, &mut self.snapshot.data)?;
@@ -300,13 +456,7 @@ impl<'a> SnapshotWriter<'a> {
                 }
             }
         }
-        self.snapshot.keyed = Some(KeyedSection {
-            assigner,
-            key_groups,
-            states: metas,
-            bounds,
-        });
-        Ok(())
+        Ok(bounds)
     }
 
     /// The snapshot.
@@ -476,6 +626,52 @@ impl<'a> SnapshotWriter<'a> {
             ty: Some(recorded_type(name, StateType::of::<T>(1))),
             bounds,
         });
+    }
+}
+
+/// A keyed state that cannot be frozen, encoded when it is captured.
+struct PreEncoded {
+    key_groups: KeyGroupRange,
+    sections: Vec<(usize, Vec<u8>)>,
+}
+
+impl PreEncoded {
+    fn of(state: &dyn KeyedState, key_groups: KeyGroupRange) -> Result<Self, StateError> {
+        let mut sections = Vec::with_capacity(key_groups.len() as usize);
+        for kg in key_groups {
+            let len = state.key_group_len(kg)?;
+            let mut bytes = Vec::new();
+            if len > 0 {
+                state.write_key_group(kg, &mut bytes)?;
+            }
+            sections.push((len, bytes));
+        }
+        Ok(Self {
+            key_groups,
+            sections,
+        })
+    }
+
+    fn section(&self, key_group: KeyGroup) -> Result<&(usize, Vec<u8>), StateError> {
+        self.key_groups
+            .index_of(key_group)
+            .and_then(|i| self.sections.get(i))
+            .ok_or_else(|| StateError::KeyGroupOutsideRange {
+                state: "<captured>".to_owned(),
+                key_group,
+                range: self.key_groups,
+            })
+    }
+}
+
+impl FrozenKeyGroups for PreEncoded {
+    fn key_group_len(&self, key_group: KeyGroup) -> Result<usize, StateError> {
+        Ok(self.section(key_group)?.0)
+    }
+
+    fn write_key_group(&self, key_group: KeyGroup, out: &mut Vec<u8>) -> Result<(), StateError> {
+        out.extend_from_slice(&self.section(key_group)?.1);
+        Ok(())
     }
 }
 

@@ -30,13 +30,17 @@
 //! # Ok::<(), StateError>(())
 //! ```
 
+pub(crate) mod frozen;
+pub(crate) mod group;
 mod list;
 mod map;
 mod ordered;
 pub mod plan;
-mod table;
+pub(crate) mod table;
 mod value;
 
+#[doc(hidden)]
+pub use frozen::FrozenKeyGroups;
 pub use list::KeyedList;
 pub use map::KeyedMap;
 pub use value::KeyedValue;
@@ -175,6 +179,16 @@ pub trait KeyedState {
 
     /// Removes every entry (the binding stays).
     fn clear_state(&mut self);
+
+    /// The state as it is now, for a snapshot written later on another
+    /// thread while the state goes on changing (an asynchronous snapshot);
+    /// `None` if the container cannot share its entries, in which case the
+    /// snapshot encodes them at once. The containers of this crate share
+    /// their pages, copying no entry.
+    #[doc(hidden)]
+    fn freeze(&self) -> Option<std::sync::Arc<dyn FrozenKeyGroups>> {
+        None
+    }
 
     /// Version 1 of the state's type: the shapes of its key and value types,
     /// as a checkpoint records them (see [`crate::schema`]).
@@ -414,6 +428,7 @@ macro_rules! keyed_common {
         impl<$($p),+> $crate::keyed::KeyedState for $ty<$($p),+>
         where
             K: $crate::hash::StateKey + Eq + ::serde::Serialize + ::serde::de::DeserializeOwned,
+            $($p: Send + Sync + 'static,)+
             $($bounds)*
         {
             fn state_name(&self) -> &str {
@@ -482,6 +497,14 @@ macro_rules! keyed_common {
                 self.tables.clear()
             }
 
+            fn freeze(&self) -> Option<::std::sync::Arc<dyn $crate::keyed::FrozenKeyGroups>> {
+                let value: fn(&$val, &mut Vec<u8>, &str) -> Result<(), $crate::StateError> = $write;
+                Some(self.tables.freeze($crate::keyed::frozen::Encoders {
+                    key: $crate::keyed::frozen::encode_key::<K>,
+                    value,
+                }))
+            }
+
             fn value_type(&self) -> Result<$crate::schema::StateType, $crate::StateError> {
                 $crate::schema::StateType::keyed::<$key, $elem>(1)
             }
@@ -498,6 +521,7 @@ macro_rules! keyed_common {
         impl<$($p),+> $crate::keyed::MigrateValues for $ty<$($p),+>
         where
             K: $crate::hash::StateKey + Eq + ::serde::Serialize + ::serde::de::DeserializeOwned,
+            $($p: Send + Sync + 'static,)+
             $($bounds)*
         {
             type Value = $elem;

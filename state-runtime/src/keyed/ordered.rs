@@ -45,6 +45,34 @@ impl HashSpan {
             width_minus_1: hi - lo,
         })
     }
+
+    /// The factor that maps the span onto `0..parts`: see
+    /// [`position`](Self::position).
+    pub(crate) fn scale(&self, parts: usize) -> u64 {
+        let width = u128::from(self.width_minus_1) + 1;
+        (((parts as u128) << 64) / width).min(u128::from(u64::MAX)) as u64
+    }
+
+    /// Which of `parts` equal parts of the span `hash` falls in, with
+    /// `scale = self.scale(parts)`: monotone in the hash, below `parts`
+    /// (hashes outside the span go to the first or last part).
+    #[inline]
+    pub(crate) fn position(&self, hash: u64, scale: u64, parts: usize) -> usize {
+        let offset = hash.saturating_sub(self.lo);
+        let p = ((u128::from(offset) * u128::from(scale)) >> 64) as usize;
+        p.min(parts.saturating_sub(1))
+    }
+
+    /// About the `i`-th of `parts` equal parts of the span (a table of
+    /// hashes from it is even; the parts need not meet exactly).
+    pub(crate) fn part(&self, i: usize, parts: usize) -> HashSpan {
+        let width = u128::from(self.width_minus_1) + 1;
+        let at = |j: usize| (width * j as u128 / parts.max(1) as u128) as u64;
+        let lo = self.lo.wrapping_add(at(i));
+        let end = at(i + 1);
+        let hi = self.lo.wrapping_add(end.wrapping_sub(1).max(at(i)));
+        HashSpan::new(lo, hi.max(lo)).unwrap_or(*self)
+    }
 }
 
 use std::num::NonZeroU64;

@@ -15,6 +15,7 @@
 //! and then bytes.
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,6 +28,8 @@ use crate::keygroup::{
     native_key_group_for_hash,
 };
 
+use super::frozen::{Encoders, Frozen, FrozenKeyGroups, InFlight, encode_entries, release};
+use super::group::{Group, PAGE_SPLIT};
 use super::ordered::{HashSpan, OrderedTable};
 use crate::key::KeyQuery;
 
@@ -71,17 +74,20 @@ fn span_of(assigner: &KeyGroupAssigner, key_group: KeyGroup) -> HashSpan {
     }
 }
 
-/// Entries of one keyed state, partitioned by key group.
-#[derive(Clone)]
+/// Entries of one keyed state, partitioned by key group, each key group in
+/// pages ([`Group`]).
 pub(crate) struct Tables<K, T> {
     name: String,
     assigner: KeyGroupAssigner,
     range: KeyGroupRange,
     bound: bool,
-    groups: Vec<OrderedTable<K, T>>,
+    groups: Vec<Group<K, T>>,
     /// Encoded bytes per entry in the last snapshot of a key group, in
     /// sixteenths: [`encoded_size_hint`](Self::encoded_size_hint).
     bytes_per_entry_x16: Hint,
+    /// The snapshots taken with [`freeze`](Self::freeze) that may still
+    /// share pages.
+    in_flight: InFlight<K, T>,
 }
 
 impl<K, T> Default for Tables<K, T> {
@@ -93,6 +99,22 @@ impl<K, T> Default for Tables<K, T> {
             bound: false,
             groups: Vec::new(),
             bytes_per_entry_x16: Hint::default(),
+            in_flight: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<K: Clone, T: Clone> Clone for Tables<K, T> {
+    /// A deep copy, sharing no page with the original or its snapshots.
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            assigner: self.assigner,
+            range: self.range,
+            bound: self.bound,
+            groups: self.groups.clone(),
+            bytes_per_entry_x16: self.bytes_per_entry_x16.clone(),
+            in_flight: Mutex::new(Vec::new()),
         }
     }
 }
@@ -123,7 +145,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     /// each table, so that no caught panic in user code can leave a total
     /// out of step).
     pub(crate) fn len(&self) -> usize {
-        self.groups.iter().map(OrderedTable::len).sum()
+        self.groups.iter().map(Group::len).sum()
     }
 
     /// About how many bytes a snapshot of every key group would take, from
@@ -136,8 +158,51 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     }
 
     pub(crate) fn clear(&mut self) {
-        for g in &mut self.groups {
-            g.clear();
+        for g in 0..self.groups.len() {
+            for p in 0..self.groups[g].pages.len() {
+                self.page_mut(g, p).clear();
+            }
+        }
+    }
+
+    /// Page `p` of the `g`-th key group, to change: first released from the
+    /// snapshots in flight that share it.
+    #[inline]
+    fn page_mut(&mut self, g: usize, p: usize) -> &mut OrderedTable<K, T> {
+        let page = &mut self.groups[g].pages[p];
+        if Arc::get_mut(page).is_none() {
+            release(&self.in_flight, g, p, page);
+        }
+        Arc::get_mut(page).expect("released from every snapshot")
+    }
+
+    /// The page of `hash` in the `g`-th key group, to insert into: the key
+    /// group's pages double first if that page is full and no snapshot
+    /// shares them.
+    #[inline]
+    fn page_to_insert(&mut self, g: usize, hash: u64) -> usize {
+        let mut p = self.groups[g].page_of(hash);
+        if self.groups[g].pages[p].len() >= PAGE_SPLIT {
+            self.split(g);
+            p = self.groups[g].page_of(hash);
+        }
+        p
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn split(&mut self, g: usize) {
+        if !super::frozen::any_in_flight(&self.in_flight) {
+            self.groups[g].split();
+        }
+    }
+
+    /// Releases every page from the snapshots in flight.
+    fn release_all(&mut self) {
+        for g in 0..self.groups.len() {
+            for p in 0..self.groups[g].pages.len() {
+                self.page_mut(g, p);
+            }
         }
     }
 
@@ -157,7 +222,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
                 max_parallelism: max_p,
             });
         }
-        for (hash, key, _) in self.groups.iter().flat_map(|g| g.iter()) {
+        for (hash, key, _) in self.groups.iter().flat_map(Group::iter) {
             let kg = key_group_of(&assigner, hash, key)?;
             if !range.contains(kg) {
                 return Err(StateError::KeyGroupOutsideRange {
@@ -167,18 +232,20 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
                 });
             }
         }
+        self.release_all();
         let old = std::mem::take(&mut self.groups);
         self.groups = range
             .iter()
-            .map(|kg| OrderedTable::new(span_of(&assigner, kg)))
+            .map(|kg| Group::new(span_of(&assigner, kg), 1))
             .collect();
         self.assigner = assigner;
         self.range = range;
         self.bound = true;
-        for (hash, key, value) in old.into_iter().flat_map(OrderedTable::into_entries) {
+        for (hash, key, value) in old.into_iter().flat_map(Group::into_entries) {
             let kg = key_group_of(&assigner, hash, &key)?;
-            let idx = (kg - range.start()) as usize;
-            self.groups[idx].insert_unique(hash, key, value);
+            let g = (kg - range.start()) as usize;
+            let p = self.page_to_insert(g, hash);
+            self.page_mut(g, p).insert_unique(hash, key, value);
         }
         Ok(())
     }
@@ -230,14 +297,16 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
 
     #[inline]
     pub(crate) fn get<Q: KeyQuery<K>>(&self, key: Q) -> Result<Option<&T>, StateError> {
-        let (idx, hash) = self.locate(&key)?;
-        Ok(self.groups[idx].find(hash, |k| key.is_key(k)))
+        let (g, hash) = self.locate(&key)?;
+        let group = &self.groups[g];
+        Ok(group.pages[group.page_of(hash)].find(hash, |k| key.is_key(k)))
     }
 
     #[inline]
     pub(crate) fn get_mut<Q: KeyQuery<K>>(&mut self, key: Q) -> Result<Option<&mut T>, StateError> {
-        let (idx, hash) = self.locate(&key)?;
-        Ok(self.groups[idx].find_mut(hash, |k| key.is_key(k)))
+        let (g, hash) = self.locate(&key)?;
+        let p = self.groups[g].page_of(hash);
+        Ok(self.page_mut(g, p).find_mut(hash, |k| key.is_key(k)))
     }
 
     #[inline]
@@ -246,11 +315,12 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         key: Q,
         default: impl FnOnce() -> T,
     ) -> Result<&mut T, StateError> {
-        let (idx, hash) = self.locate(&key)?;
-        let group = &mut self.groups[idx];
-        Ok(match group.find_or_vacancy(hash, |k| key.is_key(k)) {
-            Ok(i) => group.value_at(i),
-            Err(vacancy) => group.fill(vacancy, key.into_key(), default()),
+        let (g, hash) = self.locate(&key)?;
+        let p = self.page_to_insert(g, hash);
+        let page = self.page_mut(g, p);
+        Ok(match page.find_or_vacancy(hash, |k| key.is_key(k)) {
+            Ok(i) => page.value_at(i),
+            Err(vacancy) => page.fill(vacancy, key.into_key(), default()),
         })
     }
 
@@ -259,20 +329,29 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         key: Q,
         value: T,
     ) -> Result<Option<T>, StateError> {
-        let (idx, hash) = self.locate(&key)?;
-        let group = &mut self.groups[idx];
-        match group.find_or_vacancy(hash, |k| key.is_key(k)) {
-            Ok(i) => Ok(Some(std::mem::replace(group.value_at(i), value))),
+        let (g, hash) = self.locate(&key)?;
+        let p = self.page_to_insert(g, hash);
+        let page = self.page_mut(g, p);
+        match page.find_or_vacancy(hash, |k| key.is_key(k)) {
+            Ok(i) => Ok(Some(std::mem::replace(page.value_at(i), value))),
             Err(vacancy) => {
-                group.fill(vacancy, key.into_key(), value);
+                page.fill(vacancy, key.into_key(), value);
                 Ok(None)
             }
         }
     }
 
     pub(crate) fn remove<Q: KeyQuery<K>>(&mut self, key: Q) -> Result<Option<(K, T)>, StateError> {
-        let (idx, hash) = self.locate(&key)?;
-        Ok(self.groups[idx].remove(hash, |k| key.is_key(k)))
+        let (g, hash) = self.locate(&key)?;
+        let p = self.groups[g].page_of(hash);
+        if self.groups[g].pages[p]
+            .find(hash, |k| key.is_key(k))
+            .is_none()
+        {
+            // Nothing to remove: the page stays shared.
+            return Ok(None);
+        }
+        Ok(self.page_mut(g, p).remove(hash, |k| key.is_key(k)))
     }
 
     /// Applies `f` to the value of `key`, if it has one, and removes the
@@ -282,14 +361,26 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         key: Q,
         f: impl FnOnce(&mut T) -> (R, bool),
     ) -> Result<Option<R>, StateError> {
-        let (idx, hash) = self.locate(&key)?;
-        Ok(self.groups[idx].modify_or_remove(hash, |k| key.is_key(k), f))
+        let (g, hash) = self.locate(&key)?;
+        let p = self.groups[g].page_of(hash);
+        if self.groups[g].pages[p]
+            .find(hash, |k| key.is_key(k))
+            .is_none()
+        {
+            return Ok(None);
+        }
+        Ok(self
+            .page_mut(g, p)
+            .modify_or_remove(hash, |k| key.is_key(k), f))
     }
 
     /// Keeps only the entries for which `f` returns true.
     pub(crate) fn retain(&mut self, mut f: impl FnMut(&K, &mut T) -> bool) {
+        self.release_all();
         for g in &mut self.groups {
-            g.retain(&mut f);
+            for page in &mut g.pages {
+                Arc::get_mut(page).expect("released").retain(&mut f);
+            }
         }
     }
 
@@ -301,7 +392,11 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     }
 
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut T)> + '_ {
-        self.groups.iter_mut().flat_map(OrderedTable::iter_mut)
+        self.release_all();
+        self.groups
+            .iter_mut()
+            .flat_map(|g| &mut g.pages)
+            .flat_map(|p| Arc::get_mut(p).expect("released").iter_mut())
     }
 
     pub(crate) fn iter_key_group(
@@ -314,6 +409,18 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
 
     pub(crate) fn key_group_len(&self, key_group: KeyGroup) -> Result<usize, StateError> {
         Ok(self.groups[self.group_index(key_group)?].len())
+    }
+
+    /// The state as it is now, for a snapshot written later, on another
+    /// thread, while this state changes: see [`Frozen`]. Copies no entry.
+    pub(crate) fn freeze(&self, encode: Encoders<K, T>) -> Arc<dyn FrozenKeyGroups>
+    where
+        K: Send + Sync + 'static,
+        T: Send + Sync + 'static,
+    {
+        let frozen = Arc::new(Frozen::new(&self.name, self.range, &self.groups, encode));
+        super::frozen::track(&self.in_flight, &frozen);
+        frozen
     }
 }
 
@@ -338,7 +445,7 @@ fn key_group_of<K: StateKey + ?Sized>(
 /// either encoding ends.
 #[cold]
 #[inline(never)]
-fn sort_equal_hash_run(out: &mut [u8], run: &[(u64, usize)]) {
+pub(crate) fn sort_equal_hash_run(out: &mut [u8], run: &[(u64, usize)]) {
     let base = run[0].1;
     // Runs are rare (equal kept hashes), so a plain copy to sort from.
     let copy = out[base..].to_vec();
@@ -370,39 +477,18 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         &self,
         key_group: KeyGroup,
         out: &mut Vec<u8>,
-        mut write_value: impl FnMut(&T, &mut Vec<u8>, &str) -> Result<(), StateError>,
+        write_value: super::frozen::EncodeValue<T>,
     ) -> Result<(), StateError> {
         let group = &self.groups[self.group_index(key_group)?];
         let n = group.len();
         codec::encode_into(&(n as u64), out, &self.name)?;
         let start = out.len();
-        // The table keeps hashes with their lowest bit set, and orders
-        // entries by that. Each entry of the current run of equal kept
-        // hashes (empty while they differ): its key's hash and where it
-        // starts.
-        let mut run: Vec<(u64, usize)> = Vec::new();
-        let mut prev: Option<(u64, usize, &K)> = None;
-        for (hash, key, value) in group.iter() {
-            let at = out.len();
-            match prev {
-                Some((h, prev_at, prev_key)) if h == hash => {
-                    if run.is_empty() {
-                        run.push((prev_key.stable_hash(), prev_at));
-                    }
-                    run.push((key.stable_hash(), at));
-                }
-                _ if !run.is_empty() => {
-                    sort_equal_hash_run(&mut out[..at], &run);
-                    run.clear();
-                }
-                _ => {}
-            }
-            prev = Some((hash, at, key));
-            codec::encode_into(key, out, &self.name)?;
-            write_value(value, out, &self.name)?;
-        }
-        if !run.is_empty() {
-            sort_equal_hash_run(out, &run);
+        let encode = Encoders {
+            key: super::frozen::encode_key::<K>,
+            value: write_value,
+        };
+        for page in &group.pages {
+            encode_entries(page, out, &self.name, encode)?;
         }
         if let Some(x16) = (out.len() - start).saturating_mul(16).checked_div(n) {
             self.bytes_per_entry_x16
@@ -426,7 +512,8 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         if !self.bound {
             return Err(self.outside(key_group));
         }
-        let ctx = |pos: usize, e: StateError| decode_context(e, &self.name, key_group, pos);
+        let name = self.name.clone();
+        let ctx = |pos: usize, e: StateError| decode_context(e, &name, key_group, pos);
         let (count, mut pos) =
             codec::decode_prefix::<u64>(bytes, &self.name).map_err(|e| ctx(0, e))?;
         // Distinct keys have distinct encodings, so at most one key encodes to
@@ -443,9 +530,9 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         for i in 0..count {
             let entry_pos = pos;
             let (key, used) =
-                codec::decode_prefix::<K>(&bytes[pos..], &self.name).map_err(|e| ctx(pos, e))?;
+                codec::decode_prefix::<K>(&bytes[pos..], &name).map_err(|e| ctx(pos, e))?;
             pos += used;
-            let (value, used) = read_value(&bytes[pos..], &self.name).map_err(|e| ctx(pos, e))?;
+            let (value, used) = read_value(&bytes[pos..], &name).map_err(|e| ctx(pos, e))?;
             pos += used;
             let hash = key.stable_hash();
             let kg = key_group_of(&self.assigner, hash, &key)?;
@@ -459,18 +546,22 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             };
             if i == 0 && kg == key_group {
                 // Read into the key group it was written from (max
-                // parallelism unchanged): make room once for the count, but
-                // for no more slots than 8 bytes of them per byte of the
-                // section, so that a corrupt count allocates little more
-                // than what was read (a table that needs more grows).
+                // parallelism unchanged): pages for the count, but for no
+                // more than 8 bytes of slots per byte of the section, so
+                // that a corrupt count allocates little more than what was
+                // read (pages that need more grow).
                 let rest = usize::try_from(count).unwrap_or(usize::MAX);
                 let slot = std::mem::size_of::<(u64, K, T)>().max(1);
                 let by_bytes = bytes.len().saturating_mul(8) / slot;
-                self.groups[idx].reserve(rest.min(by_bytes.max(1)));
+                self.presize(idx, rest.min(by_bytes.max(1)));
             }
             // Entries come in hash order, so each is appended (no search):
             // linear in the section, also when key groups are re-bucketed.
-            if !self.groups[idx].insert_sorted_if_absent(hash, key, value) {
+            let p = self.page_to_insert(idx, hash);
+            if !self
+                .page_mut(idx, p)
+                .insert_sorted_if_absent(hash, key, value)
+            {
                 return Err(self.decode_error(
                     key_group,
                     entry_pos,
@@ -487,6 +578,20 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             ));
         }
         Ok(inserted_count)
+    }
+
+    /// Lays an empty key group out for `entries` entries: pages for them,
+    /// each with room for its share.
+    fn presize(&mut self, g: usize, entries: usize) {
+        if self.groups[g].len() > 0 {
+            return;
+        }
+        let span = span_of(&self.assigner, self.range.start() + g as u32);
+        let pages = Group::<K, T>::pages_for(entries);
+        self.groups[g] = Group::new(span, pages);
+        for p in 0..pages {
+            self.page_mut(g, p).reserve(entries.div_ceil(pages));
+        }
     }
 
     fn decode_error(&self, key_group: KeyGroup, pos: usize, message: String) -> StateError {

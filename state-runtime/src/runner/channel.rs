@@ -128,7 +128,11 @@ pub(super) enum CoordMsg {
         id: u64,
         snapshot: SubtaskState,
         alignment: Duration,
+        /// The instance's pause: the whole snapshot, or its capture when
+        /// snapshots are asynchronous.
         snapshot_time: Duration,
+        /// Writing a captured snapshot, while the instance went on.
+        async_time: Duration,
     },
     SourceFinished,
     Exited(Result<(), JobError>),

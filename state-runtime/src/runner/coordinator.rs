@@ -21,6 +21,7 @@ pub(super) struct Pending {
     pub(super) read: u64,
     pub(super) max_alignment: Duration,
     pub(super) max_snapshot: Duration,
+    pub(super) max_async: Duration,
 }
 
 pub(super) struct Coordinator {
@@ -133,11 +134,13 @@ impl Coordinator {
                 snapshot,
                 alignment,
                 snapshot_time,
+                async_time,
             } => {
                 if let Some(p) = self.pending.get_mut(&id) {
                     p.keyed[subtask] = Some(snapshot);
                     p.max_alignment = p.max_alignment.max(alignment);
                     p.max_snapshot = p.max_snapshot.max(snapshot_time);
+                    p.max_async = p.max_async.max(async_time);
                     self.try_complete(id);
                 }
             }
@@ -172,6 +175,7 @@ impl Coordinator {
                 read: 0,
                 max_alignment: Duration::ZERO,
                 max_snapshot: Duration::ZERO,
+                max_async: Duration::ZERO,
             },
         );
         for c in &self.controls {
@@ -236,6 +240,7 @@ impl Coordinator {
                     duration: p.started.elapsed(),
                     max_alignment: p.max_alignment,
                     max_snapshot: p.max_snapshot,
+                    max_async: p.max_async,
                     bytes: cp.state_bytes(),
                 };
                 tracing::debug!(?stats, "checkpoint stored");

@@ -49,6 +49,7 @@ pub struct Job<P: KeyedProcessor> {
     pub(super) alignment_buffer: usize,
     pub(super) allow_non_restored_state: bool,
     pub(super) measure_restored_state: bool,
+    pub(super) asynchronous_snapshots: bool,
 }
 
 impl<P: KeyedProcessor> std::fmt::Debug for Job<P> {
@@ -111,6 +112,7 @@ impl<P: KeyedProcessor> Job<P> {
             alignment_buffer: DEFAULT_ALIGNMENT_BUFFER,
             allow_non_restored_state: false,
             measure_restored_state: false,
+            asynchronous_snapshots: true,
         }
     }
 
@@ -170,6 +172,23 @@ impl<P: KeyedProcessor> Job<P> {
     /// the instance, before it processes anything.
     pub fn measure_restored_state(mut self, measure: bool) -> Self {
         self.measure_restored_state = measure;
+        self
+    }
+
+    /// Whether keyed instances snapshot asynchronously (default true): an
+    /// instance only captures its state at a checkpoint
+    /// ([`Checkpointed::capture`](crate::checkpoint::Checkpointed::capture), which copies no
+    /// entry) and goes on processing while a writer thread of its own
+    /// writes the snapshot into the store. With false, the instance writes
+    /// the snapshot itself and processes nothing meanwhile.
+    ///
+    /// An instance has at most one snapshot being written and one waiting;
+    /// the extra memory is the pages of its keyed state it changes before
+    /// the writer reaches them (a few thousand entries each, encoded) and
+    /// replaced tables. [`CheckpointStats`](crate::runner::CheckpointStats)
+    /// reports the pause and the write separately.
+    pub fn asynchronous_snapshots(mut self, asynchronous: bool) -> Self {
+        self.asynchronous_snapshots = asynchronous;
         self
     }
 
@@ -328,6 +347,7 @@ impl<P: KeyedProcessor> Job<P> {
                 sources: s,
                 restore_options: restore_options.clone(),
                 measure_restored_state: self.measure_restored_state,
+                asynchronous: self.asynchronous_snapshots,
             };
             keyed_handles.push(spawn_instance(
                 Instance::Keyed(subtask),

@@ -12,6 +12,7 @@ use super::error::TaskError;
 use super::job::Factory;
 use super::processor::{InstanceInfo, KeyedProcessor};
 use super::report::KeyedInstanceStats;
+use super::snapshot_writer::SnapshotWriter;
 use super::store::{JobCheckpoint, JobCheckpointStore, PipelineOperator};
 use crate::checkpoint::{Restore, RestoreOptions};
 
@@ -28,6 +29,8 @@ pub(super) struct KeyedTask<P: KeyedProcessor> {
     /// The job's assigner, and whether unknown states may be dropped.
     pub(super) restore_options: RestoreOptions,
     pub(super) measure_restored_state: bool,
+    /// Snapshots are captured and written by a writer thread.
+    pub(super) asynchronous: bool,
 }
 
 /// A keyed instance's result: the operator after a stop, and its stats.
@@ -84,6 +87,38 @@ impl<P: KeyedProcessor> KeyedTask<P> {
             max_held: 0,
         };
         tracing::debug!(subtask = info.subtask, key_groups = %info.key_groups, "keyed instance started");
+        let writer = match self.asynchronous {
+            true => Some(SnapshotWriter::start(
+                info.subtask,
+                Arc::clone(&self.store),
+                self.coord.clone(),
+            )?),
+            false => None,
+        };
+        let ended = self.process(&mut op, &mut stats, writer.as_ref());
+        // Every snapshot handed to the writer is written (and reported)
+        // before the instance ends.
+        let written = writer.map_or(Ok(()), SnapshotWriter::finish);
+        match ended? {
+            Flow::Ended => {
+                written?;
+                Ok(KeyedExit {
+                    op: Some(op),
+                    stats,
+                })
+            }
+            _ => Ok(KeyedExit { op: None, stats }),
+        }
+    }
+
+    /// Processes messages until the input ends (`Flow::Ended`) or the job
+    /// is torn down (`Flow::Disconnected`).
+    fn process(
+        &self,
+        op: &mut P,
+        stats: &mut KeyedInstanceStats,
+        writer: Option<&SnapshotWriter>,
+    ) -> Result<Flow, TaskError> {
         let mut align = Alignment::new(self.sources);
         let mut outputs = Vec::new();
         loop {
@@ -91,8 +126,11 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                 Ok(m) if !self.shared.abort.load(Ordering::Relaxed) => m,
                 // Every source is gone without ending, or the job is being
                 // torn down: a kill or a failure. Queued records are dropped.
-                _ => return Ok(KeyedExit { op: None, stats }),
+                _ => return Ok(Flow::Disconnected),
             };
+            if let Some(w) = writer {
+                w.check()?;
+            }
             let from = msg.from();
             // Only records count against the bound: barriers and ends never
             // wait, and a source sends few of them.
@@ -105,7 +143,7 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                 }
                 continue;
             };
-            let mut flow = self.apply(&mut op, &mut align, &mut stats, &mut outputs, msg)?;
+            let mut flow = self.apply(op, &mut align, stats, &mut outputs, writer, msg)?;
             // A completed alignment releases the held messages, which may
             // block their source again, complete the next alignment, and so
             // on.
@@ -115,7 +153,7 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                     if let Msg::Records(s, _) = &m {
                         self.shared.held[self.info.subtask][*s].fetch_sub(1, Ordering::AcqRel);
                     }
-                    match self.apply(&mut op, &mut align, &mut stats, &mut outputs, m)? {
+                    match self.apply(op, &mut align, stats, &mut outputs, writer, m)? {
                         Flow::Continue | Flow::Aligned => {}
                         f => {
                             flow = f;
@@ -124,15 +162,8 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                     }
                 }
             }
-            match flow {
-                Flow::Ended => {
-                    return Ok(KeyedExit {
-                        op: Some(op),
-                        stats,
-                    });
-                }
-                Flow::Disconnected => return Ok(KeyedExit { op: None, stats }),
-                _ => {}
+            if matches!(flow, Flow::Ended | Flow::Disconnected) {
+                return Ok(flow);
             }
         }
     }
@@ -143,6 +174,7 @@ impl<P: KeyedProcessor> KeyedTask<P> {
         align: &mut Alignment<P::Event>,
         stats: &mut KeyedInstanceStats,
         outputs: &mut Vec<P::Output>,
+        writer: Option<&SnapshotWriter>,
         msg: Msg<P::Event>,
     ) -> Result<Flow, TaskError> {
         match msg {
@@ -180,6 +212,12 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                     }
                 };
                 let t = Instant::now();
+                if let Some(writer) = writer {
+                    // Asynchronous: only the capture pauses the instance.
+                    let captured = op.capture()?;
+                    writer.write(id, captured, alignment, t.elapsed())?;
+                    return Ok(Flow::Aligned);
+                }
                 let snapshot =
                     self.store
                         .snapshot(id, PipelineOperator::Keyed, self.info.subtask, op)?;
@@ -190,6 +228,7 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                     snapshot,
                     alignment,
                     snapshot_time,
+                    async_time: Duration::ZERO,
                 });
                 Ok(Flow::Aligned)
             }

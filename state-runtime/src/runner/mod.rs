@@ -106,6 +106,7 @@ pub mod log;
 mod processor;
 mod report;
 mod running;
+mod snapshot_writer;
 pub mod source;
 mod source_task;
 mod store;

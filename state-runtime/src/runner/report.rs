@@ -31,9 +31,15 @@ pub struct CheckpointStats {
     /// The longest time a keyed instance held back input while aligning
     /// barriers (from the first to the last barrier).
     pub max_alignment: Duration,
-    /// The longest time a keyed instance spent in `snapshot` (it processes
-    /// nothing meanwhile).
+    /// The longest synchronous part of a keyed instance's snapshot, during
+    /// which it processes nothing: the whole snapshot, or with asynchronous
+    /// snapshots ([`Job::asynchronous_snapshots`](crate::runner::Job::asynchronous_snapshots)) only its capture,
+    /// which does not grow with the keyed state.
     pub max_snapshot: Duration,
+    /// With asynchronous snapshots, the longest time a keyed instance's
+    /// snapshot writer took to write its captured snapshot into the store,
+    /// while the instance went on processing (zero otherwise).
+    pub max_async: Duration,
     /// Bytes of state data in the checkpoint.
     pub bytes: u64,
 }

@@ -17,7 +17,6 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::checkpoint::Checkpointed;
 use crate::checkpoint::Restore;
 use crate::checkpoint::durable::{
     StoredCheckpoint, StoredOperator, SubtaskFile, commit_checkpoint, referenced_files,
@@ -25,6 +24,7 @@ use crate::checkpoint::durable::{
 };
 use crate::checkpoint::source::sealed::Source;
 use crate::checkpoint::{Checkpoint, SnapshotWriter, SubtaskSnapshot};
+use crate::checkpoint::{Checkpointed, WriteSnapshot};
 use crate::error::StateError;
 use crate::keygroup::KeyGroupAssigner;
 use crate::storage::CheckpointStorage;
@@ -256,17 +256,21 @@ pub trait JobCheckpointStore: Send + Sync {
         Ok(())
     }
 
-    /// Takes the snapshot of `state`, instance `subtask` of `operator`, for
-    /// checkpoint `id`. The default takes it in memory.
+    /// Takes the snapshot of `state` (an instance, or a snapshot it
+    /// captured earlier), instance `subtask` of `operator`, for checkpoint
+    /// `id`. The default takes it in memory. Called on the instance's
+    /// thread, or for asynchronous snapshots on its snapshot writer's.
     fn snapshot(
         &self,
         id: u64,
         operator: PipelineOperator,
         subtask: usize,
-        state: &dyn Checkpointed,
+        state: &dyn WriteSnapshot,
     ) -> Result<SubtaskState, StateError> {
         let _ = (id, operator, subtask);
-        state.snapshot().map(SubtaskState::InMemory)
+        let mut writer = crate::checkpoint::SnapshotWriter::new();
+        state.write_to(&mut writer)?;
+        Ok(SubtaskState::InMemory(writer.finish()))
     }
 
     /// Gives up checkpoint `id`, begun and not completed (the job failed
@@ -331,7 +335,7 @@ impl<S: JobCheckpointStore + ?Sized> JobCheckpointStore for Arc<S> {
         id: u64,
         operator: PipelineOperator,
         subtask: usize,
-        state: &dyn Checkpointed,
+        state: &dyn WriteSnapshot,
     ) -> Result<SubtaskState, StateError> {
         (**self).snapshot(id, operator, subtask, state)
     }
@@ -654,7 +658,7 @@ impl JobCheckpointStore for DurableCheckpointStore {
         id: u64,
         operator: PipelineOperator,
         subtask: usize,
-        state: &dyn Checkpointed,
+        state: &dyn WriteSnapshot,
     ) -> Result<SubtaskState, StateError> {
         let index = Self::operator_index(operator);
         write_subtask(&*self.storage, id, index, OPERATORS[index], subtask, state)

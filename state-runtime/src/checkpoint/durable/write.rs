@@ -19,7 +19,7 @@ use std::collections::HashSet;
 
 use super::format::{self, Manifest, OperatorManifest, SubtaskManifest};
 use super::{DATA_HEADER_LEN, Region, RegionKind, check_tiling, collect_regions};
-use crate::checkpoint::Checkpointed;
+use crate::checkpoint::WriteSnapshot;
 use crate::checkpoint::writer::StreamedPayload;
 use crate::checkpoint::{
     Checkpoint, KeyedSection, SnapshotWriter, StateMeta, SubtaskSnapshot, check_same_keyed,
@@ -169,7 +169,7 @@ impl SubtaskFile {
 /// assert_eq!(op.totals.len(), 1000);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn write_subtask<T: Checkpointed + ?Sized>(
+pub fn write_subtask<T: WriteSnapshot + ?Sized>(
     storage: &dyn CheckpointStorage,
     checkpoint_id: u64,
     operator_index: usize,
@@ -185,7 +185,7 @@ pub fn write_subtask<T: Checkpointed + ?Sized>(
     };
     target.write(storage, |sink| {
         let mut writer = SnapshotWriter::streaming(sink);
-        op.write_snapshot(&mut writer)?;
+        op.write_to(&mut writer)?;
         writer.finish_streaming()
     })
 }

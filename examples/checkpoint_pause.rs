@@ -1,0 +1,146 @@
+//! The pause checkpoints cause, seen from outside: the longest gap between
+//! two outputs reaching the sink, in three runs of the running-sum job over
+//! the same log, in the same process: without checkpoints, with synchronous
+//! checkpoints (each keyed instance writes its snapshot itself), and with
+//! asynchronous ones (it captures its state and a writer thread writes it).
+//! Checkpoints are durable, into a temporary folder.
+//!
+//! ```sh
+//! cargo run --release --example checkpoint_pause
+//! cargo run --release --example checkpoint_pause -- --customers 8000000 --events 24000000
+//! ```
+//!
+//! Not a test: run it on a quiet machine.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rescale::{LogSpec, RunningSum, compare_totals, reference_totals, totals_of};
+use state_runtime::runner::{CheckpointStats, DurableCheckpointStore, Job, JobOutcome};
+use state_runtime::storage::LocalStorage;
+
+#[derive(Parser, Debug)]
+#[command(about = "Longest sink gap with synchronous vs asynchronous checkpoints")]
+struct Args {
+    /// Purchases in the log.
+    #[arg(long, default_value_t = 6_000_000)]
+    events: u64,
+    /// Distinct customers (keys of the keyed state).
+    #[arg(long, default_value_t = 2_000_000)]
+    customers: u32,
+    /// Checkpoint every this many events.
+    #[arg(long, default_value_t = 1_000_000)]
+    checkpoint_every: u64,
+    /// Sources and keyed instances.
+    #[arg(long, default_value_t = 1)]
+    parallelism: usize,
+}
+
+/// What one run showed.
+struct Run {
+    name: &'static str,
+    elapsed: Duration,
+    max_gap: Duration,
+    checkpoints: Vec<CheckpointStats>,
+    /// Bytes of the final checkpoint (the whole input).
+    final_bytes: u64,
+    outcome: JobOutcome<RunningSum>,
+}
+
+fn run(
+    name: &'static str,
+    log: &std::path::Path,
+    args: &Args,
+    checkpoints: Option<bool>,
+) -> Result<Run, Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let store = DurableCheckpointStore::new(Arc::new(LocalStorage::open(dir.path())?), 2);
+    let gap = Arc::new(Mutex::new((None::<Instant>, Duration::ZERO)));
+    let sink_gap = Arc::clone(&gap);
+    let mut job = Job::new(log, store, |_| RunningSum::default())
+        .parallelism(args.parallelism, args.parallelism)
+        .sink(move |_| {
+            let now = Instant::now();
+            let mut g = sink_gap.lock().expect("the sink's lock");
+            if let Some(last) = g.0 {
+                g.1 = g.1.max(now - last);
+            }
+            g.0 = Some(now);
+        });
+    if let Some(asynchronous) = checkpoints {
+        job = job
+            .checkpoint_every_events(args.checkpoint_every)
+            .asynchronous_snapshots(asynchronous);
+    }
+    let started = Instant::now();
+    let outcome = job.start()?.wait()?;
+    let elapsed = started.elapsed();
+    let max_gap = gap.lock().expect("the sink's lock").1;
+    // The final checkpoint at the end of the input is not a pause between
+    // outputs: leave it out.
+    let mut checkpoints = outcome.report.checkpoints.clone();
+    let last = checkpoints.pop();
+    Ok(Run {
+        name,
+        elapsed,
+        max_gap,
+        checkpoints,
+        final_bytes: last.map_or(0, |c| c.bytes),
+        outcome,
+    })
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let spec = LogSpec {
+        partitions: 4,
+        events: args.events,
+        customers: args.customers,
+        seed: 3,
+    };
+    let log = tempfile::tempdir()?;
+    spec.write_log(log.path())?;
+    let expected = reference_totals(&spec);
+    println!(
+        "{} events, {} customers, checkpoint every {} events, parallelism {}",
+        args.events,
+        expected.len(),
+        args.checkpoint_every,
+        args.parallelism
+    );
+    let runs = [
+        run("no checkpoints", log.path(), &args, None)?,
+        run("synchronous", log.path(), &args, Some(false))?,
+        run("asynchronous", log.path(), &args, Some(true))?,
+    ];
+    let base = runs[0].max_gap;
+    println!(
+        "{:<16} {:>9} {:>12} {:>10} {:>12} {:>12} {:>11}",
+        "run", "elapsed", "longest gap", "x no-cp", "checkpoints", "max pause", "max write"
+    );
+    for r in &runs {
+        compare_totals(&totals_of(&r.outcome.operators), &expected)?;
+        let pause = r.checkpoints.iter().map(|c| c.max_snapshot).max();
+        let write = r.checkpoints.iter().map(|c| c.max_async).max();
+        println!(
+            "{:<16} {:>8.2}s {:>10.1}ms {:>9.1}x {:>12} {:>10.1}ms {:>9.1}ms",
+            r.name,
+            r.elapsed.as_secs_f64(),
+            r.max_gap.as_secs_f64() * 1e3,
+            r.max_gap.as_secs_f64() / base.as_secs_f64().max(1e-9),
+            r.checkpoints.len(),
+            pause.unwrap_or_default().as_secs_f64() * 1e3,
+            write.unwrap_or_default().as_secs_f64() * 1e3,
+        );
+    }
+    println!(
+        "final checkpoint: synchronous {} bytes, asynchronous {} bytes; every run's totals equal the \
+         single-threaded sum",
+        runs[1].final_bytes, runs[2].final_bytes
+    );
+    if runs[1].final_bytes != runs[2].final_bytes {
+        return Err("the final checkpoints of the same input differ in size".into());
+    }
+    Ok(())
+}

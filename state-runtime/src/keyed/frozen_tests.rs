@@ -1,0 +1,202 @@
+//! Tests of frozen (captured) keyed states: a snapshot written while the
+//! live state changes holds exactly the entries at capture, capture encodes
+//! nothing, and a write encodes only the page it changes.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{Encoders, encode_key};
+use crate::codec;
+use crate::error::StateError;
+use crate::keyed::group::PAGE_SPLIT;
+use crate::keyed::table::Tables;
+use crate::keygroup::{KeyGroupAssigner, MaxParallelism};
+
+fn write_value(v: &i64, out: &mut Vec<u8>, name: &str) -> Result<(), StateError> {
+    codec::encode_into(v, out, name)
+}
+
+fn encoders() -> Encoders<u64, i64> {
+    Encoders {
+        key: encode_key::<u64>,
+        value: write_value,
+    }
+}
+
+fn table(max_parallelism: u32) -> Tables<u64, i64> {
+    let a = KeyGroupAssigner::native(MaxParallelism::new(max_parallelism).unwrap());
+    Tables::new(a, a.max_parallelism().all_key_groups()).unwrap()
+}
+
+/// Every owned key group's section, written from the live table.
+fn live_sections(t: &Tables<u64, i64>, key_groups: u32) -> Vec<Vec<u8>> {
+    (0..key_groups)
+        .map(|kg| {
+            let mut out = Vec::new();
+            t.write_key_group(kg, &mut out, write_value).unwrap();
+            out
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(u64, i64),
+    Add(u64, i64),
+    Remove(u64),
+    Retain(u64),
+    Clear,
+}
+
+fn op(keys: u64) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0..keys, any::<i64>()).prop_map(|(k, v)| Op::Insert(k, v)),
+        8 => (0..keys, -5i64..5).prop_map(|(k, d)| Op::Add(k, d)),
+        4 => (0..keys).prop_map(Op::Remove),
+        1 => (2..7u64).prop_map(Op::Retain),
+        1 => Just(Op::Clear),
+    ]
+}
+
+fn apply(t: &mut Tables<u64, i64>, op: &Op) {
+    match *op {
+        Op::Insert(k, v) => {
+            t.insert(k, v).unwrap();
+        }
+        Op::Add(k, d) => {
+            if let Some(v) = t.get_mut(k).unwrap() {
+                *v = v.wrapping_add(d);
+            }
+        }
+        Op::Remove(k) => {
+            t.remove(k).unwrap();
+        }
+        Op::Retain(m) => t.retain(|k, _| k % m != 0),
+        Op::Clear => t.clear(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever the live table does after a capture, and while another
+    /// thread writes the snapshot, the snapshot is the table at capture.
+    #[test]
+    fn a_frozen_state_written_during_changes_is_the_state_at_capture(
+        before in proptest::collection::vec(op(6_000), 0..3_000),
+        after in proptest::collection::vec(op(6_000), 0..3_000),
+        bulk in 0u64..5_000,
+    ) {
+        let mut t = table(4);
+        for k in 0..bulk {
+            t.insert(k * 7, k as i64).unwrap();
+        }
+        for o in &before {
+            apply(&mut t, o);
+        }
+        let expected = live_sections(&t, 4);
+        let frozen = t.freeze(encoders());
+        let writer = std::thread::spawn(move || {
+            (0..4)
+                .map(|kg| {
+                    let mut out = Vec::new();
+                    if frozen.key_group_len(kg).unwrap() > 0 {
+                        frozen.write_key_group(kg, &mut out).unwrap();
+                    }
+                    out
+                })
+                .collect::<Vec<_>>()
+        });
+        for o in &after {
+            apply(&mut t, o);
+        }
+        let written = writer.join().unwrap();
+        let expected: Vec<Vec<u8>> = expected
+            .into_iter()
+            .map(|s| if s.len() == 1 && s[0] == 0 { Vec::new() } else { s })
+            .collect();
+        prop_assert_eq!(written, expected);
+    }
+}
+
+static ENCODED: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static ON_THIS_THREAD: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A value that counts its encodings, per thread and in all.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Counted(i64);
+
+fn write_counted(v: &Counted, out: &mut Vec<u8>, name: &str) -> Result<(), StateError> {
+    ENCODED.fetch_add(1, Ordering::Relaxed);
+    ON_THIS_THREAD.with(|c| c.set(c.get() + 1));
+    codec::encode_into(&v.0, out, name)
+}
+
+#[test]
+fn capture_encodes_nothing_and_a_write_encodes_only_its_page() {
+    const N: u64 = 1_000_000;
+    let a = KeyGroupAssigner::native(MaxParallelism::new(8).unwrap());
+    let mut t: Tables<u64, Counted> = Tables::new(a, a.max_parallelism().all_key_groups()).unwrap();
+    for k in 0..N {
+        t.insert(k, Counted(k as i64)).unwrap();
+    }
+    let encoders = Encoders {
+        key: encode_key::<u64>,
+        value: write_counted,
+    };
+    let here = || ON_THIS_THREAD.with(Cell::get);
+    ENCODED.store(0, Ordering::Relaxed);
+    let start = here();
+    let frozen = t.freeze(encoders);
+    assert_eq!(here() - start, 0, "capture encoded entries");
+
+    // Changing one key encodes its page for the snapshot, and no more.
+    *t.get_mut(17u64).unwrap().unwrap() = Counted(-1);
+    let one_page = here() - start;
+    assert!(
+        one_page > 0 && one_page <= PAGE_SPLIT as u64,
+        "a write encoded {one_page} entries"
+    );
+    // Changing it again, or reading anything, encodes nothing more.
+    *t.get_mut(17u64).unwrap().unwrap() = Counted(-2);
+    assert_eq!(t.get(99u64).unwrap(), Some(&Counted(99)));
+    assert_eq!(here() - start, one_page);
+
+    // Writing the snapshot encodes every other entry once: N in all.
+    let mut out = Vec::new();
+    for kg in 0..8 {
+        frozen.write_key_group(kg, &mut out).unwrap();
+    }
+    assert_eq!(ENCODED.load(Ordering::Relaxed), N);
+    drop(frozen);
+    // Written and dropped: the live state shares nothing, so a write
+    // encodes nothing.
+    let before = here();
+    *t.get_mut(18u64).unwrap().unwrap() = Counted(0);
+    assert_eq!(here(), before);
+}
+
+#[test]
+fn a_dropped_capture_releases_its_pages_without_encoding() {
+    let mut t = table(2);
+    for k in 0..50_000u64 {
+        t.insert(k, 1).unwrap();
+    }
+    let frozen = t.freeze(encoders());
+    drop(frozen);
+    // Every page is the live state's own again, so inserts split pages as
+    // they grow (splitting needs unshared pages).
+    for k in 50_000..200_000u64 {
+        t.insert(k, 1).unwrap();
+    }
+    assert_eq!(t.len(), 200_000);
+    let sections = live_sections(&t, 2);
+    let entries: usize = sections.iter().map(Vec::len).sum();
+    assert!(entries > 200_000);
+}
