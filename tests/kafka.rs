@@ -39,6 +39,15 @@ fn purchases(skip: u64, count: u64, partitions: u32) -> Vec<(u32, Purchase)> {
     spec.purchases().skip(skip as usize).collect()
 }
 
+/// A mock cluster with `topics`, and a durable store in a temporary
+/// folder (dropped before the cluster, which must outlive every client).
+fn setup(topics: &[(&str, i32)]) -> (Cluster, tempfile::TempDir, DurableCheckpointStore) {
+    let cluster = cluster(topics);
+    let dir = tempfile::tempdir().unwrap();
+    let store = durable(&dir);
+    (cluster, dir, store)
+}
+
 fn durable(dir: &tempfile::TempDir) -> DurableCheckpointStore {
     DurableCheckpointStore::new(
         std::sync::Arc::new(LocalStorage::open(dir.path()).unwrap()),
@@ -117,10 +126,8 @@ fn assert_totals(outcome: &JobOutcome<RunningSum>, expected: &HashMap<u32, Total
 
 #[test]
 fn rescale_2_3_1_with_kills_puts_every_record_into_state_exactly_once() {
-    let cluster = cluster(&[("purchases", 4)]);
+    let (cluster, _dir, store) = setup(&[("purchases", 4)]);
     let brokers = cluster.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let store = durable(&dir);
     let all = purchases(0, 20_000, 4);
     let (first, rest) = all.split_at(8_000);
     let (second, third) = rest.split_at(8_000);
@@ -172,10 +179,8 @@ fn store_events(store: &DurableCheckpointStore) -> u64 {
 
 #[test]
 fn topics_created_while_running_are_discovered_and_read_once_across_a_rescale() {
-    let cluster = cluster(&[("clicks.a", 2)]);
+    let (cluster, _dir, store) = setup(&[("clicks.a", 2)]);
     let brokers = cluster.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let store = durable(&dir);
     let a1 = purchases(0, 3_000, 2);
     let b = purchases(3_000, 3_000, 3);
     let c = purchases(6_000, 1_000, 1);
@@ -214,11 +219,9 @@ fn topics_created_while_running_are_discovered_and_read_once_across_a_rescale() 
 
 #[test]
 fn more_source_instances_than_partitions_still_checkpoint_and_finish() {
-    let cluster = cluster(&[("one", 1)]);
+    let (cluster, _dir, store) = setup(&[("one", 1)]);
     let records = purchases(0, 5_000, 1);
     produce(&cluster.bootstrap_servers(), "one", records.iter().copied()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = durable(&dir);
     // Three instances, one partition: two read nothing, yet every
     // checkpoint completes (they snapshot empty offsets) and the bounded
     // job ends.
@@ -244,9 +247,7 @@ fn more_source_instances_than_partitions_still_checkpoint_and_finish() {
 
 #[test]
 fn an_unknown_topic_is_refused_before_the_job_starts() {
-    let cluster = cluster(&[("exists", 1)]);
-    let dir = tempfile::tempdir().unwrap();
-    let store = durable(&dir);
+    let (cluster, _dir, store) = setup(&[("exists", 1)]);
     let err = Job::with_input(
         input(&cluster).topic("exists").topic("missing"),
         store,
@@ -266,7 +267,7 @@ fn an_unknown_topic_is_refused_before_the_job_starts() {
 
 #[test]
 fn a_record_that_does_not_decode_fails_the_job_naming_topic_partition_and_offset() {
-    let cluster = cluster(&[("mixed", 2)]);
+    let (cluster, _dir, store) = setup(&[("mixed", 2)]);
     let brokers = cluster.bootstrap_servers();
     produce(&brokers, "mixed", purchases(0, 100, 2)).unwrap();
     // Offset 100 of partition 1 is 3 bytes, not a purchase.
@@ -283,8 +284,6 @@ fn a_record_that_does_not_decode_fails_the_job_naming_topic_partition_and_offset
     .map_err(|(e, _)| e)
     .unwrap();
     rdkafka::producer::Producer::flush(&bad, Duration::from_secs(10)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = durable(&dir);
     let err = start(input(&cluster).topic("mixed").bounded(true), &store, 2, 1)
         .wait()
         .expect_err("a bad record must fail the job");
@@ -318,10 +317,8 @@ fn a_record_that_does_not_decode_fails_the_job_naming_topic_partition_and_offset
 
 #[test]
 fn a_cluster_that_goes_down_fails_the_job_with_a_typed_error() {
-    let cluster = cluster(&[("down", 2)]);
+    let (cluster, _dir, store) = setup(&[("down", 2)]);
     produce(&cluster.bootstrap_servers(), "down", purchases(0, 500, 2)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = durable(&dir);
     let job = start(
         input(&cluster)
             .topic("down")

@@ -342,15 +342,9 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     }
 
     pub(crate) fn remove<Q: KeyQuery<K>>(&mut self, key: Q) -> Result<Option<(K, T)>, StateError> {
-        let (g, hash) = self.locate(&key)?;
-        let p = self.groups[g].page_of(hash);
-        if self.groups[g].pages[p]
-            .find(hash, |k| key.is_key(k))
-            .is_none()
-        {
-            // Nothing to remove: the page stays shared.
+        let Some((g, p, hash)) = self.page_holding(&key)? else {
             return Ok(None);
-        }
+        };
         Ok(self.page_mut(g, p).remove(hash, |k| key.is_key(k)))
     }
 
@@ -361,17 +355,26 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         key: Q,
         f: impl FnOnce(&mut T) -> (R, bool),
     ) -> Result<Option<R>, StateError> {
-        let (g, hash) = self.locate(&key)?;
-        let p = self.groups[g].page_of(hash);
-        if self.groups[g].pages[p]
-            .find(hash, |k| key.is_key(k))
-            .is_none()
-        {
+        let Some((g, p, hash)) = self.page_holding(&key)? else {
             return Ok(None);
-        }
+        };
         Ok(self
             .page_mut(g, p)
             .modify_or_remove(hash, |k| key.is_key(k), f))
+    }
+
+    /// The key group, page and stable hash of `key`, if it has an entry: a
+    /// change that finds no entry leaves a shared page shared.
+    fn page_holding<Q: KeyQuery<K>>(
+        &self,
+        key: &Q,
+    ) -> Result<Option<(usize, usize, u64)>, StateError> {
+        let (g, hash) = self.locate(key)?;
+        let p = self.groups[g].page_of(hash);
+        let present = self.groups[g].pages[p]
+            .find(hash, |k| key.is_key(k))
+            .is_some();
+        Ok(present.then_some((g, p, hash)))
     }
 
     /// Keeps only the entries for which `f` returns true.
