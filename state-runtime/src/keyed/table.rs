@@ -14,7 +14,7 @@
 //! equal kept hashes (rare for any real key type) are sorted, by full hash
 //! and then bytes.
 
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, Ordering::Acquire, Ordering::Relaxed, fence};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -170,10 +170,20 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     #[inline]
     fn page_mut(&mut self, g: usize, p: usize) -> &mut OrderedTable<K, T> {
         let page = &mut self.groups[g].pages[p];
-        if Arc::get_mut(page).is_none() {
+        // A plain load, not `Arc::get_mut`'s two atomic read-modify-writes:
+        // this runs on every write to the state.
+        if Arc::strong_count(page) != 1 {
             release(&self.in_flight, g, p, page);
         }
-        Arc::get_mut(page).expect("released from every snapshot")
+        // Whatever another holder did with the page (a writer thread that
+        // encoded it, then dropped its pointer with a release decrement)
+        // happens before what this thread does next.
+        fence(Acquire);
+        // SAFETY: the page's strong count is 1 and no `Weak` pointer to a
+        // page is ever made, so `page` is the only pointer to the table, and
+        // it stays so: only this state clones pages (`freeze`, through
+        // `&self`), and `&mut self` excludes that while the borrow lives.
+        unsafe { &mut *Arc::as_ptr(page).cast_mut() }
     }
 
     /// The page of `hash` in the `g`-th key group, to insert into: the key
