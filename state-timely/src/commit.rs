@@ -103,7 +103,7 @@ fn commit(shared: &Shared, id: u64, fragments: &[Vec<u8>]) -> Result<(), TimelyE
             });
         }
     }
-    Fault::check(shared.fault, FaultPoint::BeforeManifest, id, worker);
+    Fault::check(&shared.fault, FaultPoint::BeforeManifest, id, worker);
     let storage = &*shared.storage;
     // Fencing: a run that finds this or a newer checkpoint committed has
     // been overtaken by another run and must not add to its history.
@@ -136,6 +136,6 @@ fn commit(shared: &Shared, id: u64, fragments: &[Vec<u8>]) -> Result<(), TimelyE
     }
     shared.committed.set(Some(id));
     tracing::debug!(checkpoint_id = id, "checkpoint committed");
-    Fault::check(shared.fault, FaultPoint::AfterManifest, id, worker);
+    Fault::check(&shared.fault, FaultPoint::AfterManifest, id, worker);
     Ok(())
 }

@@ -363,7 +363,7 @@ impl TimelyJob {
             storage: Arc::clone(&self.storage),
             run_id: self.run_id.clone(),
             operator: self.operator.clone(),
-            fault: self.fault,
+            fault: self.fault.clone(),
             worker: me,
             workers,
             offsets: Default::default(),

@@ -170,7 +170,7 @@ fn snapshot<P: KeyedProcessor>(
     b: u64,
 ) -> Result<[Vec<u8>; 2], TimelyError> {
     let worker = shared.worker;
-    Fault::check(shared.fault, FaultPoint::BeforeDataFiles, b, worker);
+    Fault::check(&shared.fault, FaultPoint::BeforeDataFiles, b, worker);
     let storage = &*shared.storage;
     let offsets = SourceOffsets(shared.offsets_at(b));
     let during = |what: &str| format!("writing the {what} data file of checkpoint {b}");
@@ -195,7 +195,7 @@ fn snapshot<P: KeyedProcessor>(
     )
     .map_err(TimelyError::state(worker, during("keyed")))?;
     shared.prune_offsets(b);
-    Fault::check(shared.fault, FaultPoint::AfterDataFiles, b, worker);
+    Fault::check(&shared.fault, FaultPoint::AfterDataFiles, b, worker);
     tracing::debug!(worker, checkpoint_id = b, "data files written");
     Ok([source.to_bytes(), keyed.to_bytes()])
 }

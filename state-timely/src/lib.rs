@@ -95,7 +95,7 @@ mod startup;
 
 pub use cluster::{cluster_config, free_local_addresses};
 pub use error::TimelyError;
-pub use fault::{Fault, FaultPoint};
+pub use fault::{Fault, FaultAction, FaultPoint};
 pub use job::{TimelyJob, WorkerInfo, WorkerReport};
 pub use routing::KeyGroupRouter;
 pub use source::SOURCE_OPERATOR;
