@@ -88,7 +88,9 @@ pub fn worker_main(args: impl Iterator<Item = String>) -> Result<Vec<WorkerRepor
         let Some(name) = flag.strip_prefix("--") else {
             return Err(format!("unexpected argument `{flag}`"));
         };
-        let value = args.next().ok_or_else(|| format!("`{flag}` needs a value"))?;
+        let value = args
+            .next()
+            .ok_or_else(|| format!("`{flag}` needs a value"))?;
         values.insert(name.to_owned(), value);
     }
     let get = |name: &str| {
@@ -98,15 +100,13 @@ pub fn worker_main(args: impl Iterator<Item = String>) -> Result<Vec<WorkerRepor
             .ok_or_else(|| format!("missing --{name}"))
     };
     let number = |name: &str| -> Result<u64, String> {
-        get(name)?
-            .parse()
-            .map_err(|e| format!("--{name}: {e}"))
+        get(name)?.parse().map_err(|e| format!("--{name}: {e}"))
     };
     let addresses: Vec<String> = get("addresses")?.split(',').map(str::to_owned).collect();
     let process = number("process")? as usize;
     let threads = number("threads")? as usize;
-    let max_parallelism = MaxParallelism::new(number("max-parallelism")? as u32)
-        .map_err(|e| e.to_string())?;
+    let max_parallelism =
+        MaxParallelism::new(number("max-parallelism")? as u32).map_err(|e| e.to_string())?;
     let storage: Arc<dyn CheckpointStorage> =
         Arc::new(LocalStorage::open(get("checkpoints")?).map_err(|e| e.to_string())?);
     let mut job = TimelyJob::new(get("log")?, storage, get("run-id")?)

@@ -83,11 +83,7 @@ fn fault(point: FaultPoint, checkpoint_id: u64, worker: usize) -> Fault {
     }
 }
 
-fn run(
-    exe_spec: &RunSpec,
-    processes: usize,
-    faults: &[(usize, Fault)],
-) -> Vec<ProcessOutcome> {
+fn run(exe_spec: &RunSpec, processes: usize, faults: &[(usize, Fault)]) -> Vec<ProcessOutcome> {
     Cluster::start(Path::new(EXE), &[], processes, exe_spec, faults)
         .unwrap()
         .wait(TIMEOUT)
@@ -96,7 +92,12 @@ fn run(
 
 fn assert_all_succeeded(outcomes: &[ProcessOutcome]) {
     for o in outcomes {
-        assert!(o.status.success(), "process {} failed: {}", o.process, o.stderr);
+        assert!(
+            o.status.success(),
+            "process {} failed: {}",
+            o.process,
+            o.stderr
+        );
     }
 }
 
@@ -175,7 +176,10 @@ fn crashes_at_every_step_and_restarts_at_other_sizes_count_every_record_once() {
         assert_eq!(r.number("restored_from"), Some(7));
         assert_eq!(r.number("workers"), Some(4));
         // Each worker read exactly its own key groups' state.
-        assert_eq!(r.number("keyed_bytes_restored"), r.number("owned_state_bytes"));
+        assert_eq!(
+            r.number("keyed_bytes_restored"),
+            r.number("owned_state_bytes")
+        );
     }
     let events: u64 = reports.iter().filter_map(|r| r.number("events")).sum();
     assert!(events > 0);
@@ -214,7 +218,10 @@ fn a_stale_process_of_an_earlier_run_cannot_commit() {
     // Wait for its data files of checkpoint 3.
     let deadline = std::time::Instant::now() + TIMEOUT;
     while s.storage().list_files(3).map_or(0, |f| f.len()) < 2 {
-        assert!(std::time::Instant::now() < deadline, "the stale run wrote no files");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stale run wrote no files"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 
@@ -227,7 +234,11 @@ fn a_stale_process_of_an_earlier_run_cannot_commit() {
     std::fs::write(&release, b"").unwrap();
     let out = stale.wait(TIMEOUT).unwrap();
     assert!(!out[0].status.success());
-    assert!(out[0].stderr.contains("may not commit checkpoint 3"), "{}", out[0].stderr);
+    assert!(
+        out[0].stderr.contains("may not commit checkpoint 3"),
+        "{}",
+        out[0].stderr
+    );
     let storage = s.storage();
     let stored = StoredCheckpoint::open(&storage, 3).unwrap();
     for sub in stored.operator(OPERATOR).unwrap().subtasks() {

@@ -83,5 +83,10 @@ fn racing_create_only_commits_have_one_winner() {
     assert_eq!(storage.list().unwrap(), [9]);
     // No temporary manifest is left, and none is listed as a data file.
     assert!(storage.list_files(9).unwrap().is_empty());
-    assert_eq!(std::fs::read_dir(storage.checkpoint_dir(9)).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(storage.checkpoint_dir(9))
+            .unwrap()
+            .count(),
+        1
+    );
 }

@@ -13,13 +13,13 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use state_runtime::checkpoint::durable::{SubtaskFile, commit_checkpoint_create_only};
 use state_runtime::StateError;
+use state_runtime::checkpoint::durable::{SubtaskFile, commit_checkpoint_create_only};
 use timely::container::CapacityContainerBuilder;
+use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::Stream;
 
 use crate::error::TimelyError;
 use crate::fault::{Fault, FaultPoint};
@@ -72,8 +72,10 @@ fn commit(shared: &Shared, id: u64, fragments: &[Vec<u8>]) -> Result<(), TimelyE
     let worker = shared.worker;
     let mut by_operator: [Vec<SubtaskFile>; 2] = [Vec::new(), Vec::new()];
     for bytes in fragments {
-        let file = SubtaskFile::from_bytes(bytes)
-            .map_err(TimelyError::state(worker, format!("reading a data file description of checkpoint {id}")))?;
+        let file = SubtaskFile::from_bytes(bytes).map_err(TimelyError::state(
+            worker,
+            format!("reading a data file description of checkpoint {id}"),
+        ))?;
         let index = file.operator_index();
         if file.checkpoint_id() != id || index > KEYED_INDEX {
             return Err(TimelyError::State {
@@ -131,7 +133,10 @@ fn commit(shared: &Shared, id: u64, fragments: &[Vec<u8>]) -> Result<(), TimelyE
             });
         }
         Err(e) => {
-            return Err(TimelyError::state(worker, format!("committing checkpoint {id}"))(e));
+            return Err(TimelyError::state(
+                worker,
+                format!("committing checkpoint {id}"),
+            )(e));
         }
     }
     shared.committed.set(Some(id));

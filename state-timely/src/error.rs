@@ -91,7 +91,10 @@ pub enum TimelyError {
 }
 
 impl TimelyError {
-    pub(crate) fn state(worker: usize, during: impl Into<String>) -> impl FnOnce(StateError) -> Self {
+    pub(crate) fn state(
+        worker: usize,
+        during: impl Into<String>,
+    ) -> impl FnOnce(StateError) -> Self {
         move |source| TimelyError::State {
             worker,
             during: during.into(),

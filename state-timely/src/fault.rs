@@ -81,7 +81,12 @@ pub struct Fault {
 
 impl Fault {
     /// Acts if `fault` is `point` of `checkpoint_id` at `worker`.
-    pub(crate) fn check(fault: &Option<Fault>, point: FaultPoint, checkpoint_id: u64, worker: usize) {
+    pub(crate) fn check(
+        fault: &Option<Fault>,
+        point: FaultPoint,
+        checkpoint_id: u64,
+        worker: usize,
+    ) {
         let Some(f) = fault else { return };
         if (f.point, f.checkpoint_id, f.worker) != (point, checkpoint_id, worker) {
             return;
@@ -121,7 +126,11 @@ impl FromStr for Fault {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("fault `{s}`: expected <point>:<checkpoint id>:<worker>[:wait=<path>], point one of before-data-files, after-data-files, before-manifest, after-manifest");
+        let bad = || {
+            format!(
+                "fault `{s}`: expected <point>:<checkpoint id>:<worker>[:wait=<path>], point one of before-data-files, after-data-files, before-manifest, after-manifest"
+            )
+        };
         let mut parts = s.splitn(4, ':');
         let (Some(point), Some(id), Some(worker), rest) =
             (parts.next(), parts.next(), parts.next(), parts.next())

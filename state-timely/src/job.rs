@@ -7,18 +7,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use state_runtime::checkpoint::durable::{StoredCheckpoint, validate_run_id};
 use state_runtime::checkpoint::Restore;
+use state_runtime::checkpoint::durable::{StoredCheckpoint, validate_run_id};
 use state_runtime::keygroup::{KeyGroupAssigner, KeyGroupRange, MaxParallelism};
 use state_runtime::runner::KeyedProcessor;
 use state_runtime::storage::CheckpointStorage;
+use timely::ExchangeData;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange as ExchangePact;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::{InputHandle, ProbeHandle};
 use timely::worker::Worker;
-use timely::ExchangeData;
 
 use crate::commit::committer;
 use crate::error::TimelyError;
@@ -183,7 +183,10 @@ impl TimelyJob {
             return invalid(e.to_string());
         }
         if self.operator.is_empty() || self.operator == crate::source::SOURCE_OPERATOR {
-            return invalid(format!("the keyed operator cannot be named `{}`", self.operator));
+            return invalid(format!(
+                "the keyed operator cannot be named `{}`",
+                self.operator
+            ));
         }
         if self.records_per_epoch == 0 || self.epochs_in_flight == 0 || self.retain == 0 {
             return invalid(
@@ -450,11 +453,17 @@ impl TimelyJob {
             if stop_at == Some(epoch) {
                 break;
             }
-            if let Some(gate) = epoch.checked_sub(self.epochs_in_flight).filter(|g| *g >= resume) {
+            if let Some(gate) = epoch
+                .checked_sub(self.epochs_in_flight)
+                .filter(|g| *g >= resume)
+            {
                 wait(worker, &|| !committed.less_equal(&gate))?;
             }
             source.poll(self.records_per_epoch, |e| records.send(e))?;
-            shared.offsets.borrow_mut().insert(epoch + 1, source.offsets());
+            shared
+                .offsets
+                .borrow_mut()
+                .insert(epoch + 1, source.offsets());
             let exhausted = source.is_exhausted();
             for w in 0..workers {
                 status.send((w as u64, exhausted));
@@ -495,4 +504,3 @@ fn owned_bytes(
         .map(|r| r.end - r.start)
         .sum()
 }
-

@@ -15,14 +15,14 @@ use std::rc::Rc;
 
 use state_runtime::checkpoint::durable::write_subtask_staged;
 use state_runtime::runner::KeyedProcessor;
+use timely::ExchangeData;
 use timely::container::CapacityContainerBuilder;
+use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::generic::OutputBuilderSession;
-use timely::dataflow::Stream;
 use timely::progress::frontier::AntichainRef;
-use timely::ExchangeData;
 
 use crate::error::TimelyError;
 use crate::fault::{Fault, FaultPoint};

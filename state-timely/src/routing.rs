@@ -5,8 +5,8 @@
 //! `W` owns the key groups `assigner.range_for_subtask(W, w)`, the same
 //! ranges a restore at `W` reads.
 
-use state_runtime::keygroup::KeyGroupAssigner;
 use state_runtime::hash::StateKey;
+use state_runtime::keygroup::KeyGroupAssigner;
 use state_runtime::{Keyed, StateError};
 
 /// The owner of every key group for one worker count: what the exchange

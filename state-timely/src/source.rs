@@ -8,12 +8,12 @@
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
+use state_runtime::StateError;
 use state_runtime::checkpoint::durable::StoredCheckpoint;
 use state_runtime::checkpoint::{Checkpointed, Restore, RestoredState, SnapshotWriter};
-use state_runtime::{StateDescriptor, StateMode};
 use state_runtime::runner::log::partition_count;
 use state_runtime::runner::source::{LogSource, OFFSETS_STATE};
-use state_runtime::StateError;
+use state_runtime::{StateDescriptor, StateMode};
 
 use crate::error::TimelyError;
 

@@ -10,11 +10,15 @@ use std::time::Duration;
 
 use state_runtime::checkpoint::durable::referenced_files;
 use state_runtime::storage::CheckpointStorage;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::{Exchange, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use timely::worker::Worker;
 
 use crate::error::TimelyError;
+
+/// Worker 0's message to each worker: `(worker, checkpoint to restore)`.
+type Announcement = (u64, Option<u64>);
 
 /// What the workers agree on at start-up.
 pub(crate) struct RestorePoint {
@@ -37,15 +41,15 @@ pub(crate) fn agree_on_restore_point(
     let me = worker.index();
     let peers = worker.peers();
     let received: Rc<Cell<Option<Option<u64>>>> = Rc::new(Cell::new(None));
-    let mut input: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<(u64, Option<u64>)>>> =
+    let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Announcement>>> =
         InputHandle::new();
     let probe = ProbeHandle::new();
     let slot = Rc::clone(&received);
     worker.dataflow::<u64, _, _>(|scope| {
         input
             .to_stream(scope)
-            .exchange(|m: &(u64, Option<u64>)| m.0)
-            .inspect(move |m: &(u64, Option<u64>)| slot.set(Some(m.1)))
+            .exchange(|m: &Announcement| m.0)
+            .inspect(move |m: &Announcement| slot.set(Some(m.1)))
             .probe_with(&probe);
     });
     if me == 0 {
@@ -56,7 +60,10 @@ pub(crate) fn agree_on_restore_point(
         {
             storage
                 .retain_last(retain, &referenced_files)
-                .map_err(TimelyError::state(me, "cleaning up leftovers of earlier runs"))?;
+                .map_err(TimelyError::state(
+                    me,
+                    "cleaning up leftovers of earlier runs",
+                ))?;
         }
         let latest = storage
             .latest()

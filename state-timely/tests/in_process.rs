@@ -47,8 +47,14 @@ fn write_log(dir: &std::path::Path, partitions: u32, events: u32) -> i64 {
     for i in 0..events {
         let cents = i64::from(i % 7) + 1;
         total += cents;
-        w.append(i % partitions, &Purchase { customer: i % 50, cents })
-            .unwrap();
+        w.append(
+            i % partitions,
+            &Purchase {
+                customer: i % 50,
+                cents,
+            },
+        )
+        .unwrap();
     }
     w.finish().unwrap();
     total
@@ -58,7 +64,11 @@ fn write_log(dir: &std::path::Path, partitions: u32, events: u32) -> i64 {
 fn checkpointed_sums(storage: &dyn CheckpointStorage) -> Vec<(u32, i64)> {
     let stored = StoredCheckpoint::latest(storage).unwrap().unwrap();
     let mut all = Totals::default();
-    stored.operator("totals").unwrap().restore_into(&mut all, 0, 1).unwrap();
+    stored
+        .operator("totals")
+        .unwrap()
+        .restore_into(&mut all, 0, 1)
+        .unwrap();
     let mut sums: Vec<(u32, i64)> = all.sums.iter().map(|(k, v)| (*k, *v)).collect();
     sums.sort_unstable();
     sums
@@ -93,7 +103,10 @@ fn stop_and_restart_at_other_thread_counts() {
 
     let job = TimelyJob::new(&log, storage.clone(), "run-2").operator_name("totals");
     let reports = run(&job, 3);
-    assert!(reports.iter().all(|r| r.restored_from == Some(2)), "{reports:?}");
+    assert!(
+        reports.iter().all(|r| r.restored_from == Some(2)),
+        "{reports:?}"
+    );
     assert_eq!(reports.iter().map(|r| r.events).sum::<u64>(), 1000);
     for r in &reports {
         // Each worker read only its own key groups.
@@ -148,7 +161,11 @@ fn one_epoch_in_flight_and_many_in_flight_agree() {
             }
             run(&job, threads);
         }
-        assert_eq!(checkpointed_sums(&*storage), expected_sums(5, 2500), "{in_flight}");
+        assert_eq!(
+            checkpointed_sums(&*storage),
+            expected_sums(5, 2500),
+            "{in_flight}"
+        );
     }
 }
 
@@ -162,8 +179,15 @@ fn invalid_settings_are_refused_before_starting() {
         TimelyJob::new(dir.path(), storage.clone(), "ok").records_per_epoch(0),
     ] {
         let err = job
-            .execute(timely::Config::thread(), |_| Totals::default(), |_| Box::new(|_| {}))
+            .execute(
+                timely::Config::thread(),
+                |_| Totals::default(),
+                |_| Box::new(|_| {}),
+            )
             .unwrap_err();
-        assert!(matches!(err, state_timely::TimelyError::InvalidConfig { .. }), "{err}");
+        assert!(
+            matches!(err, state_timely::TimelyError::InvalidConfig { .. }),
+            "{err}"
+        );
     }
 }

@@ -210,9 +210,8 @@ impl SubtaskFile {
         };
         let (operator_index, subtask) = (u32_at(8), u32_at(12));
         let m = Manifest::decode(&bytes[16..], WHERE)?;
-        let [op] = <[OperatorManifest; 1]>::try_from(m.operators).map_err(|ops| {
-            corrupt(16, "one operator", format!("{} operators", ops.len()))
-        })?;
+        let [op] = <[OperatorManifest; 1]>::try_from(m.operators)
+            .map_err(|ops| corrupt(16, "one operator", format!("{} operators", ops.len())))?;
         let OperatorManifest {
             name,
             assigner,
@@ -222,7 +221,8 @@ impl SubtaskFile {
         } = op;
         let [sub] = <[_; 1]>::try_from(subtasks)
             .map_err(|s: Vec<_>| corrupt(16, "one subtask", format!("{} subtasks", s.len())))?;
-        validate_file_name(&sub.file).map_err(|e| corrupt(16, "a data file name", e.to_string()))?;
+        validate_file_name(&sub.file)
+            .map_err(|e| corrupt(16, "a data file name", e.to_string()))?;
         let payload_len = sub
             .file_len
             .checked_sub(super::DATA_HEADER_LEN)
@@ -267,13 +267,16 @@ impl SubtaskFile {
                 return Err(corrupt(
                     16,
                     "one offset per key group and state, one CRC per key group",
-                    format!("{} offsets, {} CRCs", k.bounds().len(), key_group_crcs.len()),
+                    format!(
+                        "{} offsets, {} CRCs",
+                        k.bounds().len(),
+                        key_group_crcs.len()
+                    ),
                 ));
             }
         }
-        check_tiling(&mut regions, payload_len).map_err(|reason| {
-            corrupt(16, "regions that tile the payload", reason)
-        })?;
+        check_tiling(&mut regions, payload_len)
+            .map_err(|reason| corrupt(16, "regions that tile the payload", reason))?;
         Ok(SubtaskFile {
             checkpoint_id: m.checkpoint_id,
             operator_index,
