@@ -58,6 +58,12 @@ struct Args {
     /// not given).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Instead of the phases: the whole log once on timely (1 process x 2
+    /// workers) and once on the local runner (2 sources, 2 keyed
+    /// instances), both checkpointing to local disk every
+    /// `2 * records_per_epoch` records, and their throughput.
+    #[arg(long)]
+    throughput: bool,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -112,6 +118,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     let storage = LocalStorage::open(&checkpoints)?;
     let exe = std::env::current_exe()?;
+    if args.throughput {
+        return throughput(&args, &spec, &log, &dir);
+    }
     let run_spec = |run_id: &str, threads: usize, stop: Option<u64>| RunSpec {
         log: log.clone(),
         checkpoints: checkpoints.clone(),
@@ -198,6 +207,70 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(diff) => Err(format!("final totals differ from the reference: {diff}").into()),
     }
+}
+
+/// The whole log on timely and on the local runner, same cores and disk.
+fn throughput(
+    args: &Args,
+    spec: &LogSpec,
+    log: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use state_runtime::runner::{DurableCheckpointStore, Job};
+    let assigner = KeyGroupAssigner::native(MaxParallelism::new(args.max_parallelism)?);
+    let reference = reference_totals(spec);
+
+    let timely_dir = dir.join("throughput-timely");
+    let _ = std::fs::remove_dir_all(&timely_dir);
+    let spec_run = RunSpec {
+        log: log.to_path_buf(),
+        checkpoints: timely_dir.clone(),
+        run_id: "throughput".into(),
+        threads: 2,
+        records_per_epoch: args.records_per_epoch,
+        epochs_in_flight: 2,
+        stop_after_epochs: None,
+        max_parallelism: args.max_parallelism,
+    };
+    let exe = std::env::current_exe()?;
+    let t = Instant::now();
+    let out = Cluster::start(&exe, &["worker"], 1, &spec_run, &[])?.wait(TIMEOUT)?;
+    let timely_time = t.elapsed();
+    print_phase(&out, timely_time)?;
+    let storage = LocalStorage::open(&timely_dir)?;
+    let stored = StoredCheckpoint::latest(&storage)?.ok_or("no checkpoint")?;
+    let mut all = RunningSum::default();
+    stored.operator(OPERATOR)?.restore_into(&mut all, 0, 1)?;
+    compare_totals(&totals_of(&[all]), &reference)?;
+
+    let runner_dir = dir.join("throughput-runner");
+    let _ = std::fs::remove_dir_all(&runner_dir);
+    let store =
+        DurableCheckpointStore::new(std::sync::Arc::new(LocalStorage::open(&runner_dir)?), 3);
+    let t = Instant::now();
+    let outcome = Job::new(log, store, |_| RunningSum::default())
+        .parallelism(2, 2)
+        .assigner(assigner)
+        .checkpoint_every_events(2 * args.records_per_epoch as u64)
+        .sink(|_update: (u32, i64)| {})
+        .start()?
+        .wait()?;
+    let runner_time = t.elapsed();
+    compare_totals(&totals_of(&outcome.operators), &reference)?;
+
+    let rate = |d: Duration| spec.events as f64 / d.as_secs_f64();
+    println!(
+        "throughput over {} purchases, both verified: timely 1 process x 2 workers {:.0} events/s ({:.2?}, {} checkpoints), \
+         local runner 2 + 2 threads {:.0} events/s ({:.2?}); timely / runner = {:.2}",
+        spec.events,
+        rate(timely_time),
+        timely_time,
+        stored.checkpoint_id(),
+        rate(runner_time),
+        runner_time,
+        rate(timely_time) / rate(runner_time)
+    );
+    Ok(())
 }
 
 fn print_phase(out: &[ProcessOutcome], took: Duration) -> Result<(), Box<dyn std::error::Error>> {

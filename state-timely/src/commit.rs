@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use state_runtime::StateError;
-use state_runtime::checkpoint::durable::{SubtaskFile, commit_checkpoint_create_only};
+use state_runtime::checkpoint::durable::{
+    SubtaskFile, commit_checkpoint_create_only, referenced_files,
+};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
@@ -142,5 +144,11 @@ fn commit(shared: &Shared, id: u64, fragments: &[Vec<u8>]) -> Result<(), TimelyE
     shared.committed.set(Some(id));
     tracing::debug!(checkpoint_id = id, "checkpoint committed");
     Fault::check(&shared.fault, FaultPoint::AfterManifest, id, worker);
+    // Retire checkpoints beyond the newest `retain` (and interrupted
+    // attempts older than this one). A failure here leaves extra files,
+    // never a broken checkpoint: the job goes on.
+    if let Err(e) = storage.retain_last(shared.retain, &referenced_files) {
+        tracing::warn!(checkpoint_id = id, error = %e, "could not retire old checkpoints");
+    }
     Ok(())
 }

@@ -108,7 +108,7 @@ impl TimelyJob {
     /// every start, it ends every data file's name). Defaults: keyed operator
     /// named `"keyed"`, native key groups with max parallelism 128, 1000
     /// records per worker and epoch, 2 epochs in flight, run to the end of
-    /// the log, keep the newest 3 checkpoints at start-up.
+    /// the log, keep the newest 3 checkpoints.
     pub fn new(
         log_dir: impl Into<PathBuf>,
         storage: Arc<dyn CheckpointStorage>,
@@ -163,8 +163,8 @@ impl TimelyJob {
         self
     }
 
-    /// How many complete checkpoints worker 0 keeps when it cleans up at
-    /// start-up.
+    /// How many complete checkpoints worker 0 keeps: it retires older ones
+    /// at start-up and after each commit.
     pub fn retain_checkpoints(mut self, keep: usize) -> Self {
         self.retain = keep;
         self
@@ -367,6 +367,7 @@ impl TimelyJob {
             run_id: self.run_id.clone(),
             operator: self.operator.clone(),
             fault: self.fault.clone(),
+            retain: self.retain,
             worker: me,
             workers,
             offsets: Default::default(),

@@ -82,6 +82,11 @@
 //! the last checkpoint; timely is fail-stop, so a lost process ends the run
 //! and the job restarts from its last checkpoint. See `docs/timely.md`.
 
+/// The timely guide's Rust examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/timely.md")]
+mod timely_guide_doctests {}
+
 mod cluster;
 mod commit;
 mod error;

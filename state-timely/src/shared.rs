@@ -17,6 +17,8 @@ pub(crate) struct Shared {
     /// The keyed operator's name in checkpoints.
     pub(crate) operator: String,
     pub(crate) fault: Option<Fault>,
+    /// Complete checkpoints worker 0 keeps.
+    pub(crate) retain: usize,
     pub(crate) worker: usize,
     pub(crate) workers: usize,
     /// Per boundary `b`: the worker's source offsets once it had read every
