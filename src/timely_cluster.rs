@@ -6,7 +6,7 @@
 //! A worker process prints one `timely-report` line per worker thread:
 //!
 //! ```text
-//! timely-report worker=1 workers=3 key_groups=43..86 restored_from=4 bytes_restored=812 keyed_bytes_restored=800 owned_state_bytes=800 events=1500 epochs=4..9 committed=-
+//! timely-report worker=1 workers=3 key_groups=43..86 restored_from=4 bytes_restored=812 keyed_bytes_restored=800 owned_state_bytes=800 events=1500 epochs=4..9 committed=- elapsed_us=81234
 //! ```
 
 use std::collections::HashMap;
@@ -133,7 +133,7 @@ pub fn worker_main(args: impl Iterator<Item = String>) -> Result<Vec<WorkerRepor
 fn report_line(r: &WorkerReport) -> String {
     let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     format!(
-        "timely-report worker={} workers={} key_groups={}..{} restored_from={} bytes_restored={} keyed_bytes_restored={} owned_state_bytes={} events={} epochs={}..{} committed={}",
+        "timely-report worker={} workers={} key_groups={}..{} restored_from={} bytes_restored={} keyed_bytes_restored={} owned_state_bytes={} events={} epochs={}..{} committed={} elapsed_us={}",
         r.info.worker,
         r.info.workers,
         r.info.key_groups.start(),
@@ -146,6 +146,7 @@ fn report_line(r: &WorkerReport) -> String {
         r.epochs.0,
         r.epochs.1,
         opt(r.committed),
+        r.elapsed.as_micros(),
     )
 }
 

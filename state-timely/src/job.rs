@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use state_runtime::checkpoint::Restore;
 use state_runtime::checkpoint::durable::{StoredCheckpoint, validate_run_id};
@@ -87,6 +87,9 @@ pub struct WorkerReport {
     pub epochs: (u64, u64),
     /// Worker 0: the newest checkpoint it committed in this run.
     pub committed: Option<u64>,
+    /// Wall time of the worker's run, from the start-up barrier to the
+    /// last commit.
+    pub elapsed: Duration,
 }
 
 impl WorkerReport {
@@ -306,6 +309,7 @@ impl TimelyJob {
         P::Event: ExchangeData + Clone,
         F: Fn(&WorkerInfo) -> P,
     {
+        let started = Instant::now();
         let me = worker.index();
         let workers = worker.peers();
         let stopped = || stop.load(Ordering::SeqCst);
@@ -338,6 +342,7 @@ impl TimelyJob {
             events: 0,
             epochs: (point.checkpoint_id.unwrap_or(0), 0),
             committed: None,
+            elapsed: Duration::ZERO,
         };
         match &stored {
             Some(stored) => {
@@ -484,6 +489,7 @@ impl TimelyJob {
         report.epochs.1 = epoch;
         report.events = shared.events.get();
         report.committed = shared.committed.get();
+        report.elapsed = started.elapsed();
         Ok(report)
     }
 }

@@ -67,3 +67,30 @@ impl KeyGroupRouter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use state_runtime::keygroup::MaxParallelism;
+
+    #[test]
+    fn every_key_goes_to_the_worker_whose_range_holds_its_key_group() {
+        for max in [1, 7, 128] {
+            let assigner = KeyGroupAssigner::native(MaxParallelism::new(max).unwrap());
+            for workers in 1..=max.min(9) as usize {
+                let router = KeyGroupRouter::new(assigner, workers).unwrap();
+                let mut seen = vec![false; workers];
+                for key in 0..2000u64 {
+                    let w = router.worker_for_key(&key) as usize;
+                    let kg = assigner.key_group(&key).unwrap();
+                    assert!(assigner.range_for_subtask(workers, w).unwrap().contains(kg));
+                    seen[w] = true;
+                }
+                assert!(seen.iter().all(|s| *s), "max {max}, {workers} workers");
+            }
+        }
+        let assigner = KeyGroupAssigner::native(MaxParallelism::new(4).unwrap());
+        assert!(KeyGroupRouter::new(assigner, 0).is_err());
+        assert!(KeyGroupRouter::new(assigner, 5).is_err());
+    }
+}
