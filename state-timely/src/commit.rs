@@ -96,8 +96,9 @@ fn commit(shared: &Shared, id: u64, fragments: &[Vec<u8>]) -> Result<(), TimelyE
     }
     let names = [SOURCE_OPERATOR, shared.operator.as_str()];
     for (index, files) in by_operator.iter_mut().enumerate() {
+        // One per worker; a duplicate (with a missing one) is refused by
+        // the commit's check that the files are the subtasks 0..W in order.
         files.sort_by_key(SubtaskFile::subtask);
-        files.dedup_by_key(|f| f.subtask());
         if files.len() != shared.workers {
             return Err(TimelyError::MissingFragments {
                 checkpoint_id: id,

@@ -226,7 +226,7 @@ impl TimelyJob {
         let failed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failed);
         let guards = timely::execute(config, move |worker| {
-            let result = job.run_worker_until(worker, &factory, &on_output, &flag);
+            let result = job.run_worker_inner(worker, &factory, &on_output, &flag);
             if result.is_err() {
                 flag.store(true, Ordering::SeqCst);
             }
@@ -279,22 +279,6 @@ impl TimelyJob {
         };
         let never = AtomicBool::new(false);
         self.run_worker_inner(worker, &factory, output, &never)
-    }
-
-    fn run_worker_until<P, F, O>(
-        &self,
-        worker: &mut Worker,
-        factory: &F,
-        on_output: &O,
-        stop: &AtomicBool,
-    ) -> Result<WorkerReport, TimelyError>
-    where
-        P: KeyedProcessor,
-        P::Event: ExchangeData + Clone,
-        F: Fn(&WorkerInfo) -> P,
-        O: Fn(&WorkerInfo) -> Box<dyn FnMut(P::Output)>,
-    {
-        self.run_worker_inner(worker, factory, on_output, stop)
     }
 
     fn run_worker_inner<P, F>(
