@@ -309,46 +309,8 @@ impl TimelyJob {
             key_groups,
         };
 
-        // Restore (or bind) the keyed operator and the source.
-        let stored = point
-            .checkpoint_id
-            .map(|id| StoredCheckpoint::open(&*self.storage, id))
-            .transpose()
-            .map_err(TimelyError::state(me, "opening the checkpoint to restore"))?;
-        let mut processor = factory(&info);
-        let mut report = WorkerReport {
-            info,
-            restored_from: point.checkpoint_id,
-            bytes_restored: 0,
-            keyed_bytes_restored: 0,
-            owned_state_bytes: 0,
-            keyed_entries_restored: 0,
-            events: 0,
-            epochs: (point.checkpoint_id.unwrap_or(0), 0),
-            committed: None,
-            elapsed: Duration::ZERO,
-        };
-        match &stored {
-            Some(stored) => {
-                let op = stored
-                    .operator(&self.operator)
-                    .map_err(TimelyError::state(me, "finding the keyed operator"))?;
-                let restored = op
-                    .restore_into(&mut processor, me, workers)
-                    .map_err(TimelyError::state(me, "restoring the keyed state"))?;
-                report.bytes_restored += restored.bytes_read;
-                report.keyed_bytes_restored = restored.bytes_read;
-                report.keyed_entries_restored = restored.keyed_entries_restored;
-                report.owned_state_bytes = owned_bytes(op.subtasks(), key_groups);
-            }
-            None => processor
-                .bind_keyed(self.assigner, key_groups)
-                .map_err(TimelyError::state(me, "binding the keyed state"))?,
-        }
-        let (mut source, source_bytes) =
-            LogInput::<P::Event>::open(&self.log_dir, stored.as_ref(), me, workers)?;
-        report.bytes_restored += source_bytes;
-        drop(stored);
+        let (processor, mut source, mut report) =
+            self.restore(info, point.checkpoint_id, factory)?;
 
         let resume = report.epochs.0;
         let shared = Rc::new(Shared {
@@ -475,6 +437,61 @@ impl TimelyJob {
         report.committed = shared.committed.get();
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// Builds worker `info`'s keyed operator and source: restored from
+    /// checkpoint `checkpoint_id` (its key groups, its share of the source
+    /// offsets), or bound to its key groups and given its initial
+    /// partitions on a fresh start.
+    fn restore<P, F>(
+        &self,
+        info: WorkerInfo,
+        checkpoint_id: Option<u64>,
+        factory: &F,
+    ) -> Result<(P, LogInput<P::Event>, WorkerReport), TimelyError>
+    where
+        P: KeyedProcessor,
+        F: Fn(&WorkerInfo) -> P,
+    {
+        let (me, workers, key_groups) = (info.worker, info.workers, info.key_groups);
+        let stored = checkpoint_id
+            .map(|id| StoredCheckpoint::open(&*self.storage, id))
+            .transpose()
+            .map_err(TimelyError::state(me, "opening the checkpoint to restore"))?;
+        let mut processor = factory(&info);
+        let mut report = WorkerReport {
+            info,
+            restored_from: checkpoint_id,
+            bytes_restored: 0,
+            keyed_bytes_restored: 0,
+            owned_state_bytes: 0,
+            keyed_entries_restored: 0,
+            events: 0,
+            epochs: (checkpoint_id.unwrap_or(0), 0),
+            committed: None,
+            elapsed: Duration::ZERO,
+        };
+        match &stored {
+            Some(stored) => {
+                let op = stored
+                    .operator(&self.operator)
+                    .map_err(TimelyError::state(me, "finding the keyed operator"))?;
+                let restored = op
+                    .restore_into(&mut processor, me, workers)
+                    .map_err(TimelyError::state(me, "restoring the keyed state"))?;
+                report.bytes_restored += restored.bytes_read;
+                report.keyed_bytes_restored = restored.bytes_read;
+                report.keyed_entries_restored = restored.keyed_entries_restored;
+                report.owned_state_bytes = owned_bytes(op.subtasks(), key_groups);
+            }
+            None => processor
+                .bind_keyed(self.assigner, key_groups)
+                .map_err(TimelyError::state(me, "binding the keyed state"))?,
+        }
+        let (source, source_bytes) =
+            LogInput::<P::Event>::open(&self.log_dir, stored.as_ref(), me, workers)?;
+        report.bytes_restored += source_bytes;
+        Ok((processor, source, report))
     }
 }
 
