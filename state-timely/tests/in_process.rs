@@ -26,8 +26,9 @@ struct Totals {
 impl KeyedProcessor for Totals {
     type Event = Purchase;
     type Output = ();
-    fn process(&mut self, p: Purchase, _out: &mut impl FnMut(())) -> Result<(), StateError> {
+    fn process(&mut self, p: Purchase, out: &mut impl FnMut(())) -> Result<(), StateError> {
         *self.sums.get_or_insert_with(p.key(), || 0)? += p.cents;
+        out(());
         Ok(())
     }
 }
@@ -194,4 +195,38 @@ fn invalid_settings_are_refused_before_starting() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn run_worker_inside_the_callers_timely_execute() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    write_log(&log, 4, 1200);
+    let storage: Arc<dyn CheckpointStorage> =
+        Arc::new(LocalStorage::open(dir.path().join("checkpoints")).unwrap());
+    let job = TimelyJob::new(&log, storage.clone(), "own-execute")
+        .operator_name("totals")
+        .records_per_epoch(100);
+    let outputs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = Arc::clone(&outputs);
+    let guards = timely::execute(timely::Config::process(2), move |worker| {
+        let seen = Arc::clone(&seen);
+        job.run_worker(
+            worker,
+            |_| Totals::default(),
+            move |()| {
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
+        )
+    })
+    .unwrap();
+    let reports: Vec<WorkerReport> = guards
+        .join()
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    assert_eq!(reports.iter().map(|r| r.events).sum::<u64>(), 1200);
+    // Every processed record gave one output, on its worker's thread.
+    assert_eq!(outputs.load(std::sync::atomic::Ordering::Relaxed), 1200);
+    assert_eq!(checkpointed_sums(&*storage), expected_sums(4, 1200));
 }
