@@ -451,6 +451,7 @@ impl TimelyJob {
     ) -> Result<(P, LogInput<P::Event>, WorkerReport), TimelyError>
     where
         P: KeyedProcessor,
+        P::Event: serde::de::DeserializeOwned,
         F: Fn(&WorkerInfo) -> P,
     {
         let (me, workers, key_groups) = (info.worker, info.workers, info.key_groups);
