@@ -30,6 +30,8 @@
 
 #![warn(missing_docs)]
 
+pub mod timely_cluster;
+
 use std::collections::HashMap;
 use std::path::Path;
 

@@ -366,6 +366,26 @@ pub enum StateError {
         location: String,
     },
 
+    /// A create-only commit ([`CheckpointStorage::commit_create_only`](crate::storage::CheckpointStorage::commit_create_only))
+    /// found the checkpoint already committed, by this or another process.
+    #[error(
+        "checkpoint {checkpoint_id} at {location} is already committed: a create-only commit never replaces a manifest"
+    )]
+    CheckpointAlreadyCommitted {
+        /// The checkpoint id.
+        checkpoint_id: u64,
+        /// The storage's root.
+        location: String,
+    },
+
+    /// A staged data file ([`CheckpointStorage::create_staged_file`](crate::storage::CheckpointStorage::create_staged_file))
+    /// already exists: staged writes never overwrite a file.
+    #[error("checkpoint file {location} already exists: a staged write never overwrites a file")]
+    FileExists {
+        /// The file's path or object URL.
+        location: String,
+    },
+
     /// A file of a checkpoint that does not exist.
     #[error("checkpoint file not found: {location}")]
     FileNotFound {

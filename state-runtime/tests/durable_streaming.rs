@@ -80,6 +80,19 @@ impl CheckpointStorage for Recording {
     fn commit(&self, id: u64, manifest: &[u8]) -> Result<(), StateError> {
         self.inner.commit(id, manifest)
     }
+    fn create_staged_file<'s>(
+        &'s self,
+        id: u64,
+        name: &str,
+    ) -> Result<Box<dyn FileSink + 's>, StateError> {
+        Ok(Box::new(RecordingFile {
+            inner: self.inner.create_staged_file(id, name)?,
+            largest_write: &self.largest_write,
+        }))
+    }
+    fn commit_create_only(&self, id: u64, manifest: &[u8]) -> Result<(), StateError> {
+        self.inner.commit_create_only(id, manifest)
+    }
     fn abort(&self, id: u64) -> Result<(), StateError> {
         self.inner.abort(id)
     }

@@ -215,6 +215,45 @@ fn conformance(s: &dyn CheckpointStorage) {
         buf[..] == large[100..(12 << 20)],
         "a range read into a buffer differs"
     );
+    staged_conformance(s);
+}
+
+/// Staged files and create-only commits: no `begin`, no overwrite, one
+/// manifest.
+fn staged_conformance(s: &dyn CheckpointStorage) {
+    assert_eq!(s.latest().unwrap(), Some(7));
+    for (name, bytes) in [("w0.run-a", &b"zero"[..]), ("w1.run-a", b"one")] {
+        let mut f = s.create_staged_file(9, name).unwrap();
+        f.write(bytes).unwrap();
+        f.finish().unwrap();
+    }
+    // Staged files are not visible before the commit.
+    assert_eq!(s.latest().unwrap(), Some(7));
+    // Refused when the file is created (local) or put (object store).
+    let again = s.create_staged_file(9, "w0.run-a").and_then(|mut f| {
+        f.write(b"other")?;
+        f.finish()
+    });
+    assert!(
+        matches!(again, Err(StateError::FileExists { .. })),
+        "{again:?}"
+    );
+    assert!(matches!(
+        s.create_staged_file(9, "_bad").map(|_| ()),
+        Err(StateError::InvalidFileName { .. })
+    ));
+    s.commit_create_only(9, b"9/w0.run-a,9/w1.run-a").unwrap();
+    assert_eq!(s.latest().unwrap(), Some(9));
+    assert!(matches!(
+        s.commit_create_only(9, b"other"),
+        Err(StateError::CheckpointAlreadyCommitted {
+            checkpoint_id: 9,
+            ..
+        })
+    ));
+    assert_eq!(s.read_manifest(9).unwrap(), b"9/w0.run-a,9/w1.run-a");
+    assert_eq!(s.read_file(9, "w0.run-a").unwrap(), b"zero");
+    assert_eq!(s.list_files(9).unwrap(), ["w0.run-a", "w1.run-a"]);
 }
 
 #[test]

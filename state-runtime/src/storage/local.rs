@@ -107,6 +107,30 @@ impl FileSink for LocalFile {
     }
 }
 
+/// Counter that makes the temporary names of create-only commits unique
+/// within a process.
+static STAGED_COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A staged data file ([`CheckpointStorage::create_staged_file`]): the file
+/// is fsynced when finished, then its folder, so that its name is durable
+/// too (no commit by this process fsyncs the folder later).
+struct StagedLocalFile {
+    file: LocalFile,
+    dir: PathBuf,
+}
+
+impl FileSink for StagedLocalFile {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        self.file.write(bytes)
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), StateError> {
+        let StagedLocalFile { file, dir } = *self;
+        Box::new(file).finish()?;
+        fsync_dir(&dir)
+    }
+}
+
 impl LocalStorage {
     /// Opens (and creates, with its parents) the directory `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StateError> {
@@ -126,6 +150,19 @@ impl LocalStorage {
     /// The directory holding the checkpoint folders.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Creates the folder of a checkpoint unless it exists (another process
+    /// may create it at the same time), and makes its entry durable.
+    fn ensure_checkpoint_dir(&self, checkpoint_id: u64) -> Result<PathBuf, StateError> {
+        let dir = self.checkpoint_dir(checkpoint_id);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(io_err(&dir)(e)),
+        }
+        fsync_dir(&self.root)?;
+        Ok(dir)
     }
 
     /// The folder of a checkpoint (whether or not it exists).
@@ -269,6 +306,71 @@ impl CheckpointStorage for LocalStorage {
         }))
     }
 
+    fn create_staged_file<'s>(
+        &'s self,
+        checkpoint_id: u64,
+        name: &str,
+    ) -> Result<Box<dyn FileSink + 's>, StateError> {
+        let path = self.file_path(checkpoint_id, name)?;
+        let dir = self.ensure_checkpoint_dir(checkpoint_id)?;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::AlreadyExists => StateError::FileExists {
+                    location: path.display().to_string(),
+                },
+                _ => StateError::Io {
+                    path: path.clone(),
+                    source,
+                },
+            })?;
+        Ok(Box::new(StagedLocalFile {
+            file: LocalFile {
+                file,
+                path,
+                unsynced: 0,
+                writeback: None,
+            },
+            dir,
+        }))
+    }
+
+    fn commit_create_only(&self, checkpoint_id: u64, manifest: &[u8]) -> Result<(), StateError> {
+        let dir = self.ensure_checkpoint_dir(checkpoint_id)?;
+        let fin = dir.join(MANIFEST_NAME);
+        // A name no other committer uses, so that racing committers never
+        // write the same temporary file.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let unique = STAGED_COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(
+            "{MANIFEST_TMP_NAME}.{}.{nanos}.{unique}",
+            std::process::id()
+        ));
+        write_synced(&tmp, manifest)?;
+        fsync_dir(&dir)?;
+        // A hard link never replaces an existing name: the create-only commit
+        // point.
+        let linked = fs::hard_link(&tmp, &fin);
+        Self::remove_file(&tmp)?;
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(StateError::CheckpointAlreadyCommitted {
+                    checkpoint_id,
+                    location: self.location(),
+                });
+            }
+            Err(e) => return Err(io_err(&fin)(e)),
+        }
+        fsync_dir(&dir)?;
+        tracing::debug!(checkpoint_id, dir = %dir.display(), "checkpoint committed (create-only)");
+        Ok(())
+    }
+
     fn commit(&self, checkpoint_id: u64, manifest: &[u8]) -> Result<(), StateError> {
         self.pending.check(checkpoint_id, &self.location())?;
         let dir = self.checkpoint_dir(checkpoint_id);
@@ -330,7 +432,7 @@ impl CheckpointStorage for LocalStorage {
         for entry in entries {
             let entry = entry.map_err(io_err(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name != MANIFEST_NAME && name != MANIFEST_TMP_NAME {
+            if name != MANIFEST_NAME && !name.starts_with(MANIFEST_TMP_NAME) {
                 files.push(name);
             }
         }

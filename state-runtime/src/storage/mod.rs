@@ -65,8 +65,9 @@ pub use object_store;
 pub const MANIFEST_NAME: &str = "_MANIFEST";
 
 /// Name under which the local backend writes the manifest before renaming it
-/// to [`MANIFEST_NAME`]. A leftover of this name means an interrupted commit;
-/// it never makes a checkpoint visible.
+/// to [`MANIFEST_NAME`] (a create-only commit adds a unique suffix to it). A
+/// leftover whose name starts with it means an interrupted commit; it never
+/// makes a checkpoint visible.
 pub(crate) const MANIFEST_TMP_NAME: &str = "_MANIFEST.tmp";
 
 /// Longest accepted data file name, in bytes.
@@ -297,6 +298,55 @@ pub trait CheckpointStorage: Send + Sync + fmt::Debug {
             bytes: Vec::new(),
         }))
     }
+
+    /// Starts data file `name` of checkpoint `checkpoint_id` for one of
+    /// several writers of a checkpoint, possibly in other processes, that
+    /// share no in-process state: each writes its own files this way and a
+    /// committer commits them with [`commit_create_only`](Self::commit_create_only).
+    ///
+    /// Unlike [`create_file`](Self::create_file) it needs no
+    /// [`begin`](Self::begin), creates the checkpoint's folder if it is
+    /// missing, and never deletes anything. It never overwrites either: an
+    /// existing `name` is [`StateError::FileExists`] (the object-store
+    /// backend checks with a conditional put, for files that fit in one
+    /// part), so writers whose names differ (a run id in each) cannot touch
+    /// each other's files. The file, and its name, are durable once
+    /// [`FileSink::finish`] returns.
+    ///
+    /// ```
+    /// use state_runtime::storage::{CheckpointStorage, LocalStorage};
+    /// use state_runtime::StateError;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let storage = LocalStorage::open(dir.path())?;
+    /// for writer in ["run7-w0", "run7-w1"] {
+    ///     let mut file = storage.create_staged_file(3, writer)?;
+    ///     file.write(writer.as_bytes())?;
+    ///     file.finish()?;
+    /// }
+    /// assert!(matches!(storage.create_staged_file(3, "run7-w0"), Err(StateError::FileExists { .. })));
+    /// storage.commit_create_only(3, b"manifest")?;
+    /// assert_eq!(storage.list()?, [3]);
+    /// assert!(matches!(
+    ///     storage.commit_create_only(3, b"another"),
+    ///     Err(StateError::CheckpointAlreadyCommitted { checkpoint_id: 3, .. })
+    /// ));
+    /// assert_eq!(storage.read_manifest(3)?, b"manifest");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn create_staged_file<'s>(
+        &'s self,
+        checkpoint_id: u64,
+        name: &str,
+    ) -> Result<Box<dyn FileSink + 's>, StateError>;
+
+    /// Commits checkpoint `checkpoint_id` with `manifest`, create-only: the
+    /// manifest appears atomically if the checkpoint has none, and an
+    /// existing one is never replaced ([`StateError::CheckpointAlreadyCommitted`],
+    /// whoever committed it). Needs no [`begin`](Self::begin); the data files
+    /// are those written with [`create_staged_file`](Self::create_staged_file).
+    /// Two committers racing for one id: exactly one succeeds.
+    fn commit_create_only(&self, checkpoint_id: u64, manifest: &[u8]) -> Result<(), StateError>;
 
     /// Writes the manifest of a begun checkpoint: the atomic commit point.
     /// Afterwards the checkpoint is complete and listed.
@@ -613,7 +663,7 @@ pub(crate) fn plan_retention(
             .partition(|f| keep_files.contains(f));
         plan.report.deleted_files += deleted
             .iter()
-            .filter(|f| f.name != MANIFEST_TMP_NAME)
+            .filter(|f| !f.name.starts_with(MANIFEST_TMP_NAME))
             .count();
         if kept.is_empty() {
             plan.remove_folders.push(folder.clone());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, WriteMultipart};
 
 use super::{
     CheckpointStorage, FileSink, FolderListing, MANIFEST_NAME, Pending, ReadCounter, ReadStats,
@@ -345,6 +345,8 @@ struct ObjectFile<'s> {
     /// Bytes not yet handed to the upload.
     buffer: Vec<u8>,
     upload: Option<WriteMultipart>,
+    /// A staged file: a single-part file is put create-only.
+    create_only: bool,
 }
 
 impl ObjectFile<'_> {
@@ -382,6 +384,24 @@ impl FileSink for ObjectFile<'_> {
         let storage = self.storage;
         let buffer = std::mem::take(&mut self.buffer);
         match self.upload.take() {
+            None if self.create_only => {
+                let payload = PutPayload::from(buffer);
+                let put = storage.block_on(
+                    "put",
+                    storage
+                        .store
+                        .put_opts(&self.path, payload, PutMode::Create.into()),
+                )?;
+                match put {
+                    Ok(_) => {}
+                    Err(object_store::Error::AlreadyExists { .. }) => {
+                        return Err(StateError::FileExists {
+                            location: storage.display(&self.path),
+                        });
+                    }
+                    Err(e) => return Err(self.error("put")(e)),
+                }
+            }
             None => {
                 let payload = PutPayload::from(buffer);
                 storage
@@ -449,7 +469,45 @@ impl CheckpointStorage for ObjectStorage {
             path: self.object_path(checkpoint_id, name),
             buffer: Vec::new(),
             upload: None,
+            create_only: false,
         }))
+    }
+
+    fn create_staged_file<'s>(
+        &'s self,
+        checkpoint_id: u64,
+        name: &str,
+    ) -> Result<Box<dyn FileSink + 's>, StateError> {
+        validate_file_name(name)?;
+        Ok(Box::new(ObjectFile {
+            storage: self,
+            path: self.object_path(checkpoint_id, name),
+            buffer: Vec::new(),
+            upload: None,
+            create_only: true,
+        }))
+    }
+
+    fn commit_create_only(&self, checkpoint_id: u64, manifest: &[u8]) -> Result<(), StateError> {
+        let path = self.object_path(checkpoint_id, MANIFEST_NAME);
+        let payload = PutPayload::from(manifest.to_vec());
+        let put = self.block_on(
+            "put",
+            self.store.put_opts(&path, payload, PutMode::Create.into()),
+        )?;
+        match put {
+            Ok(_) => {
+                tracing::debug!(checkpoint_id, url = %self.url, "checkpoint committed (create-only)");
+                Ok(())
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Err(StateError::CheckpointAlreadyCommitted {
+                    checkpoint_id,
+                    location: self.location(),
+                })
+            }
+            Err(e) => Err(storage_err("put manifest", self.display(&path))(e)),
+        }
     }
 
     fn commit(&self, checkpoint_id: u64, manifest: &[u8]) -> Result<(), StateError> {

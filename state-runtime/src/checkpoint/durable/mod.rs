@@ -70,6 +70,7 @@
 mod format;
 mod operator;
 mod regions;
+mod staged;
 mod write;
 
 use std::collections::HashSet;
@@ -79,6 +80,9 @@ pub use format::{DATA_HEADER_LEN, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 use operator::file_path;
 pub use operator::{PlannedRead, ReadKind, StoredOperator, StoredSubtask, SubtaskReadPlan};
 use regions::{Region, RegionKind, check_tiling, collect_regions};
+pub use staged::{
+    MAX_RUN_ID_LEN, commit_checkpoint_create_only, validate_run_id, write_subtask_staged,
+};
 pub use write::{
     SubtaskFile, WriteReport, WrittenFile, commit_checkpoint, write_checkpoint,
     write_checkpoint_at, write_subtask, write_subtask_snapshot,
@@ -339,6 +343,16 @@ pub fn decode_manifest_for_fuzzing(bytes: &[u8], check_crc: bool) -> Result<(), 
             unreachable!()
         }
         fn commit(&self, _: u64, _: &[u8]) -> Result<(), StateError> {
+            unreachable!()
+        }
+        fn create_staged_file<'s>(
+            &'s self,
+            _: u64,
+            _: &str,
+        ) -> Result<Box<dyn crate::storage::FileSink + 's>, StateError> {
+            unreachable!()
+        }
+        fn commit_create_only(&self, _: u64, _: &[u8]) -> Result<(), StateError> {
             unreachable!()
         }
         fn abort(&self, _: u64) -> Result<(), StateError> {

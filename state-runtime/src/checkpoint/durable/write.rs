@@ -61,17 +61,17 @@ pub struct WriteReport {
 /// and CRC-32Cs). Made by [`write_subtask`] or [`write_subtask_snapshot`].
 #[derive(Debug, Clone)]
 pub struct SubtaskFile {
-    checkpoint_id: u64,
-    operator_index: usize,
-    operator: String,
-    subtask: usize,
-    name: String,
-    payload_len: u64,
-    payload_crc: u32,
-    states: Vec<StateMeta>,
-    keyed: Option<KeyedSection>,
-    item_crcs: Vec<Vec<u32>>,
-    key_group_crcs: Vec<u32>,
+    pub(super) checkpoint_id: u64,
+    pub(super) operator_index: usize,
+    pub(super) operator: String,
+    pub(super) subtask: usize,
+    pub(super) name: String,
+    pub(super) payload_len: u64,
+    pub(super) payload_crc: u32,
+    pub(super) states: Vec<StateMeta>,
+    pub(super) keyed: Option<KeyedSection>,
+    pub(super) item_crcs: Vec<Vec<u32>>,
+    pub(super) key_group_crcs: Vec<u32>,
 }
 
 impl SubtaskFile {
@@ -105,7 +105,7 @@ impl SubtaskFile {
         self.keyed.as_ref()
     }
 
-    fn manifest(&self) -> SubtaskManifest {
+    pub(super) fn manifest(&self) -> SubtaskManifest {
         SubtaskManifest {
             file: self.name.clone(),
             file_len: DATA_HEADER_LEN + self.payload_len,
@@ -182,6 +182,7 @@ pub fn write_subtask<T: WriteSnapshot + ?Sized>(
         operator_index,
         operator,
         subtask,
+        staged: None,
     };
     target.write(storage, |sink| {
         let mut writer = SnapshotWriter::streaming(sink);
@@ -191,26 +192,52 @@ pub fn write_subtask<T: WriteSnapshot + ?Sized>(
 }
 
 /// Where one subtask's data file goes.
-struct Target<'a> {
-    checkpoint_id: u64,
-    operator_index: usize,
-    operator: &'a str,
-    subtask: usize,
+pub(super) struct Target<'a> {
+    pub(super) checkpoint_id: u64,
+    pub(super) operator_index: usize,
+    pub(super) operator: &'a str,
+    pub(super) subtask: usize,
+    /// `Some(run id)`: a staged file
+    /// ([`CheckpointStorage::create_staged_file`]) whose name ends with the
+    /// run id.
+    pub(super) staged: Option<&'a str>,
 }
 
 impl Target<'_> {
     /// Creates the data file, writes its header, lets `payload` write the
     /// rest and finish it, and describes the file.
-    fn write(
+    pub(super) fn write(
         &self,
         storage: &dyn CheckpointStorage,
         payload: impl FnOnce(Box<dyn FileSink + '_>) -> Result<StreamedPayload, StateError>,
     ) -> Result<SubtaskFile, StateError> {
         let name = data_file_name(self.operator_index, self.operator, self.subtask);
-        let mut sink = storage.create_file(self.checkpoint_id, &name)?;
+        let mut sink = match self.staged {
+            Some(run_id) => {
+                let name = format!("{name}.{run_id}");
+                let sink = storage.create_staged_file(self.checkpoint_id, &name)?;
+                return self.finish(sink, name, payload);
+            }
+            None => storage.create_file(self.checkpoint_id, &name)?,
+        };
         sink.write(&format::data_header())?;
         let payload = payload(sink)?;
-        Ok(SubtaskFile {
+        Ok(self.described(name, payload))
+    }
+
+    fn finish(
+        &self,
+        mut sink: Box<dyn FileSink + '_>,
+        name: String,
+        payload: impl FnOnce(Box<dyn FileSink + '_>) -> Result<StreamedPayload, StateError>,
+    ) -> Result<SubtaskFile, StateError> {
+        sink.write(&format::data_header())?;
+        let payload = payload(sink)?;
+        Ok(self.described(name, payload))
+    }
+
+    fn described(&self, name: String, payload: StreamedPayload) -> SubtaskFile {
+        SubtaskFile {
             checkpoint_id: self.checkpoint_id,
             operator_index: self.operator_index,
             operator: self.operator.to_owned(),
@@ -222,7 +249,7 @@ impl Target<'_> {
             keyed: payload.keyed,
             item_crcs: payload.item_crcs,
             key_group_crcs: payload.key_group_crcs,
-        })
+        }
     }
 }
 
@@ -264,6 +291,7 @@ pub fn write_subtask_snapshot(
         operator_index,
         operator,
         subtask,
+        staged: None,
     };
     target.write(storage, |mut sink| {
         sink.write(data)?;
@@ -292,20 +320,24 @@ pub fn commit_checkpoint(
     checkpoint_id: u64,
     operators: &[(&str, &[SubtaskFile])],
 ) -> Result<WriteReport, StateError> {
-    commit_checkpoint_at(storage, checkpoint_id, operators, now_unix_ms())
+    commit_checkpoint_at(storage, checkpoint_id, operators, now_unix_ms(), false)
 }
 
-fn now_unix_ms() -> u64 {
+pub(super) fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn commit_checkpoint_at(
+/// Checks `operators` and commits their manifest: with
+/// [`CheckpointStorage::commit_create_only`] if `create_only`, else with
+/// [`CheckpointStorage::commit`].
+pub(super) fn commit_checkpoint_at(
     storage: &dyn CheckpointStorage,
     checkpoint_id: u64,
     operators: &[(&str, &[SubtaskFile])],
     created_unix_ms: u64,
+    create_only: bool,
 ) -> Result<WriteReport, StateError> {
     check_operator_names(operators.iter().map(|(name, _)| *name))?;
     let invalid = |reason: String| StateError::InvalidOperators { reason };
@@ -389,7 +421,11 @@ fn commit_checkpoint_at(
     }
     let manifest = manifest.encode();
     report.manifest_bytes = manifest.len() as u64;
-    storage.commit(checkpoint_id, &manifest)?;
+    if create_only {
+        storage.commit_create_only(checkpoint_id, &manifest)?;
+    } else {
+        storage.commit(checkpoint_id, &manifest)?;
+    }
     tracing::debug!(
         checkpoint_id,
         files = report.files.len(),
@@ -486,7 +522,7 @@ pub fn write_checkpoint_at(
             .zip(&files)
             .map(|((name, _), f)| (*name, f.as_slice()))
             .collect();
-        commit_checkpoint_at(storage, checkpoint_id, &operators, created_unix_ms)
+        commit_checkpoint_at(storage, checkpoint_id, &operators, created_unix_ms, false)
     })();
     if written.is_err() {
         if let Err(e) = storage.abort(checkpoint_id) {
