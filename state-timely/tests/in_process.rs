@@ -2,36 +2,15 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use state_runtime::checkpoint::durable::StoredCheckpoint;
 use state_runtime::prelude::*;
-use state_runtime::runner::KeyedProcessor;
 use state_runtime::runner::log::LogWriter;
 use state_runtime::storage::{CheckpointStorage, LocalStorage};
 use state_timely::{TimelyJob, WorkerReport};
 
-#[derive(Clone, Serialize, Deserialize, Keyed)]
-struct Purchase {
-    #[key]
-    customer: u32,
-    cents: i64,
-}
+mod common;
 
-#[derive(Checkpointed, Default)]
-struct Totals {
-    #[state(keyed)]
-    sums: KeyedValue<u32, i64>,
-}
-
-impl KeyedProcessor for Totals {
-    type Event = Purchase;
-    type Output = ();
-    fn process(&mut self, p: Purchase, out: &mut impl FnMut(())) -> Result<(), StateError> {
-        *self.sums.get_or_insert_with(p.key(), || 0)? += p.cents;
-        out(());
-        Ok(())
-    }
-}
+use common::{Purchase, Totals};
 
 fn run(job: &TimelyJob, threads: usize) -> Vec<WorkerReport> {
     job.execute(

@@ -8,36 +8,16 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use state_runtime::checkpoint::durable::StoredCheckpoint;
 use state_runtime::prelude::*;
-use state_runtime::runner::KeyedProcessor;
 use state_runtime::runner::log::LogWriter;
 use state_runtime::storage::object_store::memory::InMemory;
 use state_runtime::storage::{CheckpointStorage, ObjectStorage, S3Config};
 use state_timely::TimelyJob;
 
-#[derive(Clone, Serialize, Deserialize, Keyed)]
-struct Purchase {
-    #[key]
-    customer: u32,
-    cents: i64,
-}
+mod common;
 
-#[derive(Checkpointed, Default)]
-struct Totals {
-    #[state(keyed)]
-    sums: KeyedValue<u32, i64>,
-}
-
-impl KeyedProcessor for Totals {
-    type Event = Purchase;
-    type Output = ();
-    fn process(&mut self, p: Purchase, _out: &mut impl FnMut(())) -> Result<(), StateError> {
-        *self.sums.get_or_insert_with(p.key(), || 0)? += p.cents;
-        Ok(())
-    }
-}
+use common::{Purchase, Totals};
 
 /// Runs 2 threads for 3 epochs, then 3 threads to the end, and checks the
 /// final totals.
