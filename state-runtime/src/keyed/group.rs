@@ -15,7 +15,7 @@ use super::ordered::{HashSpan, OrderedTable};
 
 /// A page with this many entries doubles its key group's pages (when no
 /// snapshot shares them): pages then hold about half as many.
-pub(crate) const PAGE_SPLIT: usize = 1024;
+pub(crate) const PAGE_SPLIT: usize = 256;
 
 /// The pages of one key group.
 pub(crate) struct Group<K, T> {
@@ -62,6 +62,9 @@ impl<K, T> Group<K, T> {
     /// The page of a key whose stable hash is `hash`.
     #[inline]
     pub(crate) fn page_of(&self, hash: u64) -> usize {
+        if self.pages.len() == 1 {
+            return 0;
+        }
         // By the hash as tables keep it (lowest bit set), so that hashes a
         // table orders as equal share a page.
         self.span.position(hash | 1, self.scale, self.pages.len())

@@ -169,42 +169,20 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     /// snapshots in flight that share it.
     #[inline]
     fn page_mut(&mut self, g: usize, p: usize) -> &mut OrderedTable<K, T> {
-        let page = &mut self.groups[g].pages[p];
-        // A plain load, not `Arc::get_mut`'s two atomic read-modify-writes:
-        // this runs on every write to the state.
-        if Arc::strong_count(page) != 1 {
-            release(&self.in_flight, g, p, page);
-        }
-        // Whatever another holder did with the page (a writer thread that
-        // encoded it, then dropped its pointer with a release decrement)
-        // happens before what this thread does next.
-        fence(Acquire);
-        // SAFETY: the page's strong count is 1 and no `Weak` pointer to a
-        // page is ever made, so `page` is the only pointer to the table, and
-        // it stays so: only this state clones pages (`freeze`, through
-        // `&self`), and `&mut self` excludes that while the borrow lives.
-        unsafe { &mut *Arc::as_ptr(page).cast_mut() }
+        exclusive(&self.in_flight, g, p, &mut self.groups[g].pages[p])
     }
 
     /// The page of `hash` in the `g`-th key group, to insert into: the key
     /// group's pages double first if that page is full and no snapshot
     /// shares them.
     #[inline]
-    fn page_to_insert(&mut self, g: usize, hash: u64) -> usize {
-        let mut p = self.groups[g].page_of(hash);
-        if self.groups[g].pages[p].len() >= PAGE_SPLIT {
-            self.split(g);
-            p = self.groups[g].page_of(hash);
+    fn page_to_insert(&mut self, g: usize, hash: u64) -> &mut OrderedTable<K, T> {
+        let group = &mut self.groups[g];
+        let mut p = group.page_of(hash);
+        if group.pages[p].len() >= PAGE_SPLIT && split(&self.in_flight, group) {
+            p = group.page_of(hash);
         }
-        p
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn split(&mut self, g: usize) {
-        if !super::frozen::any_in_flight(&self.in_flight) {
-            self.groups[g].split();
-        }
+        exclusive(&self.in_flight, g, p, &mut group.pages[p])
     }
 
     /// Releases every page from the snapshots in flight.
@@ -254,8 +232,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         for (hash, key, value) in old.into_iter().flat_map(Group::into_entries) {
             let kg = key_group_of(&assigner, hash, &key)?;
             let g = (kg - range.start()) as usize;
-            let p = self.page_to_insert(g, hash);
-            self.page_mut(g, p).insert_unique(hash, key, value);
+            self.page_to_insert(g, hash).insert_unique(hash, key, value);
         }
         Ok(())
     }
@@ -326,8 +303,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         default: impl FnOnce() -> T,
     ) -> Result<&mut T, StateError> {
         let (g, hash) = self.locate(&key)?;
-        let p = self.page_to_insert(g, hash);
-        let page = self.page_mut(g, p);
+        let page = self.page_to_insert(g, hash);
         Ok(match page.find_or_vacancy(hash, |k| key.is_key(k)) {
             Ok(i) => page.value_at(i),
             Err(vacancy) => page.fill(vacancy, key.into_key(), default()),
@@ -340,8 +316,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         value: T,
     ) -> Result<Option<T>, StateError> {
         let (g, hash) = self.locate(&key)?;
-        let p = self.page_to_insert(g, hash);
-        let page = self.page_mut(g, p);
+        let page = self.page_to_insert(g, hash);
         match page.find_or_vacancy(hash, |k| key.is_key(k)) {
             Ok(i) => Ok(Some(std::mem::replace(page.value_at(i), value))),
             Err(vacancy) => {
@@ -435,6 +410,43 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         super::frozen::track(&self.in_flight, &frozen);
         frozen
     }
+}
+
+/// `page` (page `p` of the `g`-th key group) to change: first released
+/// from the snapshots in flight that share it.
+#[inline]
+fn exclusive<'a, K: StateKey, T>(
+    in_flight: &InFlight<K, T>,
+    g: usize,
+    p: usize,
+    page: &'a mut Arc<OrderedTable<K, T>>,
+) -> &'a mut OrderedTable<K, T> {
+    // A plain load, not `Arc::get_mut`'s two atomic read-modify-writes:
+    // this runs on every write to the state.
+    if Arc::strong_count(page) != 1 {
+        release(in_flight, g, p, page);
+    }
+    // Whatever another holder did with the page (a writer thread that
+    // encoded it, then dropped its pointer with a release decrement)
+    // happens before what this thread does next.
+    fence(Acquire);
+    // SAFETY: the page's strong count is 1 and no `Weak` pointer to a page
+    // is ever made, so `page` is the only pointer to the table, and it stays
+    // so: only the state that owns the page clones it (`Tables::freeze`,
+    // through `&self`), and the `&mut` borrow excludes that while it lives.
+    unsafe { &mut *Arc::as_ptr(page).cast_mut() }
+}
+
+/// Doubles `group`'s pages (one of which is full) if they are half full on
+/// average and no snapshot in flight may share them; whether it did. A page
+/// full of keys whose hashes collide stays one page: splitting would not
+/// spread them.
+#[cold]
+#[inline(never)]
+fn split<K, T>(in_flight: &InFlight<K, T>, group: &mut Group<K, T>) -> bool {
+    group.len() >= group.pages.len() * (PAGE_SPLIT / 2)
+        && !super::frozen::any_in_flight(in_flight)
+        && group.split()
 }
 
 /// The key group of a stored key whose stable hash is `hash`.
@@ -570,9 +582,8 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             }
             // Entries come in hash order, so each is appended (no search):
             // linear in the section, also when key groups are re-bucketed.
-            let p = self.page_to_insert(idx, hash);
             if !self
-                .page_mut(idx, p)
+                .page_to_insert(idx, hash)
                 .insert_sorted_if_absent(hash, key, value)
             {
                 return Err(self.decode_error(

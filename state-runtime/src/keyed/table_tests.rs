@@ -372,3 +372,18 @@ fn snapshot_after_changes_matches_a_fresh_state() {
     mutate_and_snapshot(weak, 900, 12);
     mutate_and_snapshot(Paired, 6_000, 12);
 }
+
+/// Keys whose stable hashes collide fill one page, which splitting would
+/// not spread: a key group's pages stay within twice its entries over half
+/// a page (they doubled without bound before).
+#[test]
+fn colliding_hashes_do_not_multiply_pages() {
+    let mut t = new_table::<Weak>();
+    for i in 0..5_000 {
+        t.insert(weak(i), i as i64).unwrap();
+    }
+    assert_eq!(t.len(), 5_000);
+    let pages: usize = t.groups.iter().map(|g| g.pages.len()).sum();
+    let bound = 8 + 2 * 5_000 / (crate::keyed::group::PAGE_SPLIT / 2);
+    assert!(pages <= bound, "{pages} pages for 5 distinct hashes (at most {bound})");
+}
