@@ -15,7 +15,7 @@ use super::ordered::{HashSpan, OrderedTable};
 
 /// A page with this many entries doubles its key group's pages (when no
 /// snapshot shares them): pages then hold about half as many.
-pub(crate) const PAGE_SPLIT: usize = 256;
+pub(crate) const PAGE_SPLIT: usize = 512;
 
 /// The pages of one key group.
 pub(crate) struct Group<K, T> {

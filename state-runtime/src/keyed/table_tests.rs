@@ -385,5 +385,8 @@ fn colliding_hashes_do_not_multiply_pages() {
     assert_eq!(t.len(), 5_000);
     let pages: usize = t.groups.iter().map(|g| g.pages.len()).sum();
     let bound = 8 + 2 * 5_000 / (crate::keyed::group::PAGE_SPLIT / 2);
-    assert!(pages <= bound, "{pages} pages for 5 distinct hashes (at most {bound})");
+    assert!(
+        pages <= bound,
+        "{pages} pages for 5 distinct hashes (at most {bound})"
+    );
 }
