@@ -13,7 +13,7 @@ use crate::keyed::FrozenKeyGroups;
 ///
 /// Taking it encodes the operator states (small: offsets, buffers) and
 /// freezes the keyed states without copying an entry: each keyed state's
-/// pages (a few thousand entries each) are shared with the snapshot, and a
+/// pages (up to 512 entries each) are shared with the snapshot, and a
 /// page the operator changes before the snapshot is written is first
 /// encoded for it. Writing it gives the bytes a snapshot taken at capture
 /// time would have had. It is written once; memory beyond the live state

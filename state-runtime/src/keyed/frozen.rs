@@ -8,7 +8,7 @@
 //! * **shared**: the snapshot and the live state hold the same table. The
 //!   writer encodes it when it reaches it.
 //! * **encoded**: the live state was about to change the page, so it first
-//!   encoded the page for the snapshot (a page is at most a few thousand
+//!   encoded the page for the snapshot (a page is at most 512
 //!   entries) and let go of the snapshot's pointer; the live page is then
 //!   its own again.
 //! * **written**: the writer has taken it.

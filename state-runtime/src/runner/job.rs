@@ -184,8 +184,8 @@ impl<P: KeyedProcessor> Job<P> {
     ///
     /// An instance has at most one snapshot being written and one waiting;
     /// the extra memory is the pages of its keyed state it changes before
-    /// the writer reaches them (a few thousand entries each, encoded) and
-    /// replaced tables. [`CheckpointStats`](crate::runner::CheckpointStats)
+    /// the writer reaches them (up to 512 entries each, encoded).
+    /// [`CheckpointStats`](crate::runner::CheckpointStats)
     /// reports the pause and the write separately.
     pub fn asynchronous_snapshots(mut self, asynchronous: bool) -> Self {
         self.asynchronous_snapshots = asynchronous;
