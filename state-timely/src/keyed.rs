@@ -28,7 +28,7 @@ use crate::error::TimelyError;
 use crate::fault::{Fault, FaultPoint};
 use crate::routing::KeyGroupRouter;
 use crate::shared::Shared;
-use crate::source::{SOURCE_OPERATOR, SourceOffsets};
+use crate::source::{SOURCE_OPERATOR, offsets_state};
 
 /// Position of the source in the job's checkpoints.
 pub(crate) const SOURCE_INDEX: usize = 0;
@@ -172,7 +172,7 @@ fn snapshot<P: KeyedProcessor>(
     let worker = shared.worker;
     Fault::check(&shared.fault, FaultPoint::BeforeDataFiles, b, worker);
     let storage = &*shared.storage;
-    let offsets = SourceOffsets(shared.offsets_at(b));
+    let offsets = offsets_state(shared.offsets_at(b));
     let during = |what: &str| format!("writing the {what} data file of checkpoint {b}");
     let source = write_subtask_staged(
         storage,

@@ -8,12 +8,10 @@
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
-use state_runtime::StateError;
+use state_runtime::checkpoint::Restore;
 use state_runtime::checkpoint::durable::StoredCheckpoint;
-use state_runtime::checkpoint::{Checkpointed, Restore, RestoredState, SnapshotWriter};
 use state_runtime::runner::log::partition_count;
-use state_runtime::runner::source::{LogSource, OFFSETS_STATE};
-use state_runtime::{StateDescriptor, StateMode};
+use state_runtime::runner::source::LogSource;
 
 use crate::error::TimelyError;
 
@@ -76,27 +74,11 @@ impl<E: DeserializeOwned> LogInput<E> {
     }
 }
 
-/// The source's state at a checkpoint: what [`LogSource`] writes (one
-/// `split` state of `(partition, offset)` items), written by the worker's
-/// keyed stage for the offsets the worker had at the checkpoint's boundary.
-pub(crate) struct SourceOffsets(pub(crate) Vec<(u32, u64)>);
-
-impl Checkpointed for SourceOffsets {
-    fn state_descriptors() -> Vec<StateDescriptor> {
-        vec![StateDescriptor::new(
-            OFFSETS_STATE,
-            StateMode::Split,
-            std::any::type_name::<(u32, u64)>(),
-        )]
-    }
-
-    fn write_snapshot(&self, w: &mut SnapshotWriter<'_>) -> Result<(), StateError> {
-        w.split(OFFSETS_STATE, &self.0)?;
-        Ok(())
-    }
-
-    fn restore(&mut self, state: &mut RestoredState<'_>) -> Result<(), StateError> {
-        self.0 = state.list(OFFSETS_STATE)?;
-        Ok(())
-    }
+/// The source's state at a checkpoint, for the offsets the worker had at
+/// the checkpoint's boundary (the worker's keyed stage writes it): a
+/// [`LogSource`] at those offsets, so that it is written exactly as the
+/// restore into a `LogSource` reads it. Its folder and event type do not
+/// enter the snapshot.
+pub(crate) fn offsets_state(offsets: Vec<(u32, u64)>) -> LogSource<()> {
+    LogSource::new(Path::new(""), offsets)
 }

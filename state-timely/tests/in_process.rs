@@ -2,15 +2,13 @@
 
 use std::sync::Arc;
 
-use state_runtime::checkpoint::durable::StoredCheckpoint;
-use state_runtime::prelude::*;
 use state_runtime::runner::log::LogWriter;
 use state_runtime::storage::{CheckpointStorage, LocalStorage};
 use state_timely::{TimelyJob, WorkerReport};
 
 mod common;
 
-use common::{Purchase, Totals};
+use common::{Purchase, Totals, newest_totals};
 
 fn run(job: &TimelyJob, threads: usize) -> Vec<WorkerReport> {
     job.execute(
@@ -42,13 +40,7 @@ fn write_log(dir: &std::path::Path, partitions: u32, events: u32) -> i64 {
 
 /// Every customer's sum in the newest checkpoint, restored at parallelism 1.
 fn checkpointed_sums(storage: &dyn CheckpointStorage) -> Vec<(u32, i64)> {
-    let stored = StoredCheckpoint::latest(storage).unwrap().unwrap();
-    let mut all = Totals::default();
-    stored
-        .operator("totals")
-        .unwrap()
-        .restore_into(&mut all, 0, 1)
-        .unwrap();
+    let all = newest_totals(storage);
     let mut sums: Vec<(u32, i64)> = all.sums.iter().map(|(k, v)| (*k, *v)).collect();
     sums.sort_unstable();
     sums

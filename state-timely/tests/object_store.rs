@@ -8,8 +8,6 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use state_runtime::checkpoint::durable::StoredCheckpoint;
-use state_runtime::prelude::*;
 use state_runtime::runner::log::LogWriter;
 use state_runtime::storage::object_store::memory::InMemory;
 use state_runtime::storage::{CheckpointStorage, ObjectStorage, S3Config};
@@ -17,7 +15,7 @@ use state_timely::TimelyJob;
 
 mod common;
 
-use common::{Purchase, Totals};
+use common::{Purchase, Totals, newest_totals};
 
 /// Runs 2 threads for 3 epochs, then 3 threads to the end, and checks the
 /// final totals.
@@ -56,13 +54,7 @@ fn stop_and_rescale(storage: Arc<dyn CheckpointStorage>) {
         )
         .unwrap();
     assert!(reports.iter().all(|r| r.restored_from == Some(3)));
-    let stored = StoredCheckpoint::latest(&*storage).unwrap().unwrap();
-    let mut all = Totals::default();
-    stored
-        .operator("totals")
-        .unwrap()
-        .restore_into(&mut all, 0, 1)
-        .unwrap();
+    let all = newest_totals(&*storage);
     assert_eq!(all.sums.len(), 40);
     assert!(all.sums.iter().all(|(_, v)| *v == 50));
 }

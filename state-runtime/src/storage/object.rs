@@ -255,6 +255,24 @@ impl ObjectStorage {
         self.folder_path(checkpoint_id).join(name)
     }
 
+    /// A data file to write in pieces; with `create_only`, a file that fits
+    /// in one put refuses an existing object.
+    fn object_file(
+        &self,
+        checkpoint_id: u64,
+        name: &str,
+        create_only: bool,
+    ) -> Result<Box<dyn FileSink + '_>, StateError> {
+        validate_file_name(name)?;
+        Ok(Box::new(ObjectFile {
+            storage: self,
+            path: self.object_path(checkpoint_id, name),
+            buffer: Vec::new(),
+            upload: None,
+            create_only,
+        }))
+    }
+
     fn display(&self, path: &Path) -> String {
         format!("{}/{}", self.base_url, path)
     }
@@ -463,14 +481,7 @@ impl CheckpointStorage for ObjectStorage {
         name: &str,
     ) -> Result<Box<dyn FileSink + 's>, StateError> {
         self.pending.check(checkpoint_id, &self.location())?;
-        validate_file_name(name)?;
-        Ok(Box::new(ObjectFile {
-            storage: self,
-            path: self.object_path(checkpoint_id, name),
-            buffer: Vec::new(),
-            upload: None,
-            create_only: false,
-        }))
+        self.object_file(checkpoint_id, name, false)
     }
 
     fn create_staged_file<'s>(
@@ -478,14 +489,7 @@ impl CheckpointStorage for ObjectStorage {
         checkpoint_id: u64,
         name: &str,
     ) -> Result<Box<dyn FileSink + 's>, StateError> {
-        validate_file_name(name)?;
-        Ok(Box::new(ObjectFile {
-            storage: self,
-            path: self.object_path(checkpoint_id, name),
-            buffer: Vec::new(),
-            upload: None,
-            create_only: true,
-        }))
+        self.object_file(checkpoint_id, name, true)
     }
 
     fn commit_create_only(&self, checkpoint_id: u64, manifest: &[u8]) -> Result<(), StateError> {

@@ -1,8 +1,10 @@
 //! What the timely job tests share: the event and the keyed operator.
 
 use serde::{Deserialize, Serialize};
+use state_runtime::checkpoint::durable::StoredCheckpoint;
 use state_runtime::prelude::*;
 use state_runtime::runner::KeyedProcessor;
+use state_runtime::storage::CheckpointStorage;
 
 #[derive(Clone, Serialize, Deserialize, Keyed)]
 pub struct Purchase {
@@ -27,4 +29,17 @@ impl KeyedProcessor for Totals {
         out(());
         Ok(())
     }
+}
+
+/// The operator `totals` of the newest checkpoint, restored at parallelism
+/// 1: every customer's sum.
+pub fn newest_totals(storage: &dyn CheckpointStorage) -> Totals {
+    let stored = StoredCheckpoint::latest(storage).unwrap().unwrap();
+    let mut all = Totals::default();
+    stored
+        .operator("totals")
+        .unwrap()
+        .restore_into(&mut all, 0, 1)
+        .unwrap();
+    all
 }
