@@ -119,8 +119,15 @@ fn rescale_sequence_gives_the_single_threaded_totals() {
         }
     }
     // Every checkpoint, periodic ones included, is a consistent cut.
+    // Besides each phase's final one, the last phase (over 10,000 events at
+    // one checkpoint per 4,000) takes periodic ones; how many the earlier
+    // phases take depends on when their stop lands.
     let all = store.checkpoints();
-    assert!(all.len() >= 10, "{} checkpoints", all.len());
+    assert!(
+        all.len() >= phases.len() + 2,
+        "{} checkpoints",
+        all.len()
+    );
     assert!(
         all.windows(2)
             .all(|w| w[0].id < w[1].id && w[0].events <= w[1].events)
