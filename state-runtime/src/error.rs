@@ -378,6 +378,19 @@ pub enum StateError {
         location: String,
     },
 
+    /// An operator of an incremental checkpoint was asked for in memory
+    /// ([`StoredOperator::load`](crate::checkpoint::durable::StoredOperator::load)):
+    /// its keyed sections are deltas on top of other checkpoints' files.
+    #[error(
+        "operator `{operator}` of checkpoint {checkpoint_id} is incremental: restore it from storage, it cannot be loaded into memory"
+    )]
+    IncrementalCheckpoint {
+        /// The checkpoint id.
+        checkpoint_id: u64,
+        /// The operator.
+        operator: String,
+    },
+
     /// A staged data file ([`CheckpointStorage::create_staged_file`](crate::storage::CheckpointStorage::create_staged_file))
     /// already exists: staged writes never overwrite a file.
     #[error("checkpoint file {location} already exists: a staged write never overwrites a file")]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{Checkpointed, SnapshotWriter, SubtaskSnapshot};
 use crate::error::StateError;
-use crate::keyed::FrozenKeyGroups;
+use crate::keyed::{FrozenKeyGroups, SnapshotPosition};
 
 /// A snapshot of an operator taken at one moment and written later,
 /// possibly on another thread, while the operator goes on changing: what
@@ -69,6 +69,25 @@ impl CapturedSnapshot {
         Ok(Self { snapshot, keyed })
     }
 
+    /// Where each keyed state's snapshot sits in its state's chain (`None`
+    /// for a state that keeps none).
+    pub(crate) fn positions(&self) -> Vec<Option<SnapshotPosition>> {
+        self.keyed.iter().map(|k| k.position()).collect()
+    }
+
+    /// Whether every keyed state knows what changed since the previous
+    /// snapshot of its chain, so that the snapshot can be written as a
+    /// delta.
+    pub(crate) fn knows_changes(&self) -> bool {
+        self.keyed.iter().all(|k| k.knows_changes())
+    }
+
+    /// Writes the keyed states as delta sections (see
+    /// [`SnapshotWriter::write_captured`]).
+    pub(crate) fn write_delta_to(&self, writer: &mut SnapshotWriter<'_>) -> Result<(), StateError> {
+        writer.write_captured(&self.snapshot, &self.keyed, true)
+    }
+
     /// Writes the snapshot into memory.
     pub fn into_snapshot(self) -> Result<SubtaskSnapshot, StateError> {
         let mut writer = SnapshotWriter::new();
@@ -83,6 +102,12 @@ impl CapturedSnapshot {
 pub trait WriteSnapshot {
     /// Writes every state into `writer`.
     fn write_to(&self, writer: &mut SnapshotWriter<'_>) -> Result<(), StateError>;
+
+    /// The captured snapshot this is, if it is one: only those can be
+    /// written as deltas of an incremental checkpoint.
+    fn as_captured(&self) -> Option<&CapturedSnapshot> {
+        None
+    }
 }
 
 impl<T: Checkpointed + ?Sized> WriteSnapshot for T {
@@ -93,6 +118,10 @@ impl<T: Checkpointed + ?Sized> WriteSnapshot for T {
 
 impl WriteSnapshot for CapturedSnapshot {
     fn write_to(&self, writer: &mut SnapshotWriter<'_>) -> Result<(), StateError> {
-        writer.write_captured(&self.snapshot, &self.keyed)
+        writer.write_captured(&self.snapshot, &self.keyed, false)
+    }
+
+    fn as_captured(&self) -> Option<&CapturedSnapshot> {
+        Some(self)
     }
 }

@@ -39,6 +39,7 @@
 mod capture;
 mod checkpointed;
 pub mod durable;
+mod layers;
 mod matching;
 pub(crate) mod plan;
 mod restore;
@@ -57,6 +58,8 @@ pub use capture::{CapturedSnapshot, WriteSnapshot};
 #[doc(hidden)]
 pub use checkpointed::derive_support;
 pub use checkpointed::{Checkpointed, RestoreContext};
+pub use layers::KeyedLayer;
+pub(crate) use layers::{Layers, check_layers};
 pub use restore::{RestoreOptions, RestoreReport, RestoredState};
 pub use source::Restore;
 /// The derive of [`Checkpointed`] (the trait and the derive share the name).
@@ -249,6 +252,8 @@ pub struct KeyedSection {
     /// section of state `s` in the `g`-th owned key group is
     /// `bounds[g * S + s]..bounds[g * S + s + 1]`.
     bounds: Vec<u64>,
+    /// Whether the sections are deltas, and the layers they build on.
+    layers: Layers,
 }
 
 /// One keyed state in a [`KeyedSection`].
@@ -297,23 +302,17 @@ impl KeyedSection {
     /// The byte range (in the snapshot's data) of every state's section of
     /// the owned key group `key_group`.
     pub fn key_group_range(&self, key_group: KeyGroup) -> Option<Range<u64>> {
-        let g = self.key_groups.index_of(key_group)?;
-        let s = self.states.len();
-        Some(self.bounds[g * s]..self.bounds[(g + 1) * s])
+        self.own_view().key_group_range(key_group)
     }
 
     /// The byte range of the owned key groups `key_groups` (all states).
     pub(crate) fn key_groups_bytes(&self, key_groups: KeyGroupRange) -> Option<Range<u64>> {
-        let first = self.key_group_range(key_groups.start())?;
-        let last = self.key_group_range(key_groups.last()?)?;
-        Some(first.start..last.end)
+        self.own_view().key_groups_bytes(key_groups)
     }
 
     /// The byte range of state `state`'s section of the owned `key_group`.
     pub(crate) fn state_range(&self, key_group: KeyGroup, state: usize) -> Option<Range<u64>> {
-        let g = self.key_groups.index_of(key_group)?;
-        let i = g * self.states.len() + state;
-        Some(*self.bounds.get(i)?..*self.bounds.get(i + 1)?)
+        self.own_view().state_range(key_group, state)
     }
 
     /// The bytes of keyed state `state` (an index into
@@ -376,7 +375,14 @@ impl KeyedSection {
                 })
                 .collect(),
             bounds,
+            layers: Layers::default(),
         }
+    }
+
+    /// The section with `layers` (as a manifest gives them).
+    pub(crate) fn with_layers(mut self, layers: Layers) -> Self {
+        self.layers = layers;
+        self
     }
 
     /// The offsets index.

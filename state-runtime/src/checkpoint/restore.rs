@@ -53,6 +53,41 @@ pub(crate) trait StateBytes: Sync {
         buf.extend_from_slice(&bytes);
         Ok(())
     }
+
+    /// The bytes `range` of earlier layer `layer` of old subtask
+    /// `old_subtask`'s keyed section (an incremental checkpoint's), into
+    /// `buf`. Only stored checkpoints have layers.
+    fn read_layer_into(
+        &self,
+        state: &str,
+        old_subtask: usize,
+        layer: usize,
+        range: Range<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
+        let _ = (range, buf);
+        Err(StateError::CorruptSnapshot {
+            state: state.to_owned(),
+            subtask: old_subtask,
+            message: format!("earlier layer {layer} of a snapshot held in memory"),
+        })
+    }
+
+    /// [`read_into`](Self::read_into) of the section's own data (`None`) or
+    /// of an earlier layer.
+    fn read_view_into(
+        &self,
+        state: &str,
+        old_subtask: usize,
+        layer: Option<usize>,
+        range: Range<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
+        match layer {
+            None => self.read_into(state, old_subtask, range, buf),
+            Some(l) => self.read_layer_into(state, old_subtask, l, range, buf),
+        }
+    }
 }
 
 impl StateBytes for Vec<SubtaskSnapshot> {
@@ -430,29 +465,45 @@ impl RestoredState<'_> {
         }
         let chunks = keyed_chunks(sections, plan, named)?;
         let mut decode = |chunk: &KeyedChunk, bytes: &[u8]| -> Result<u64, StateError> {
-            let section = sections[chunk.old_subtask];
+            let view = sections[chunk.old_subtask]
+                .view(chunk.layer)
+                .expect("a layer of the section");
             let read = &plan.reads[chunk.read];
             let mut entries = 0;
             for kg in chunk.key_groups {
                 for ((_, state), index) in states.iter_mut().zip(&indices) {
                     let Some(index) = *index else { continue };
-                    let part = section
-                        .state_range(kg, index)
-                        .expect("key group in the chunk");
+                    let part = view.state_range(kg, index).expect("key group in the chunk");
                     let at = |p: u64| (p - chunk.bytes.start) as usize;
                     let slice = &bytes[at(part.start)..at(part.end)];
-                    entries += plan.decode_key_group(read, kg, slice, &mut **state)? as u64;
+                    entries += if view.delta {
+                        plan.decode_key_group_delta(read, kg, slice, &mut **state)?
+                    } else {
+                        plan.decode_key_group(read, kg, slice, &mut **state)?
+                    } as u64;
                 }
             }
             Ok(entries)
         };
         let source = self.bytes;
-        let read = |c: &KeyedChunk| source.read(named, c.old_subtask, c.bytes.clone());
         let mut bytes_read = 0;
         let mut entries = 0;
         if chunks.len() < 2 || !source.reads_io() {
+            let mut buf = Vec::new();
             for chunk in &chunks {
-                let bytes = read(chunk)?;
+                let bytes = match chunk.layer {
+                    None => source.read(named, chunk.old_subtask, chunk.bytes.clone())?,
+                    Some(_) => {
+                        source.read_view_into(
+                            named,
+                            chunk.old_subtask,
+                            chunk.layer,
+                            chunk.bytes.clone(),
+                            &mut buf,
+                        )?;
+                        Cow::Borrowed(buf.as_slice())
+                    }
+                };
                 bytes_read += bytes.len() as u64;
                 entries += decode(chunk, &bytes)?;
             }
@@ -466,8 +517,13 @@ impl RestoredState<'_> {
                 scope.spawn(move || {
                     for c in chunks {
                         let mut buf = recycle_rx.try_recv().unwrap_or_default();
-                        let read =
-                            source.read_into(named, c.old_subtask, c.bytes.clone(), &mut buf);
+                        let read = source.read_view_into(
+                            named,
+                            c.old_subtask,
+                            c.layer,
+                            c.bytes.clone(),
+                            &mut buf,
+                        );
                         let failed = read.is_err();
                         if tx.send(read.map(|()| buf)).is_err() || failed {
                             break;
@@ -535,17 +591,22 @@ impl RestoredState<'_> {
 /// (whole key groups; one key group, if larger).
 const KEYED_CHUNK: u64 = 16 << 20;
 
-/// Whole old key groups of one planned read, read in one piece.
+/// Whole old key groups of one planned read, of one layer of their keyed
+/// section, read in one piece.
 struct KeyedChunk {
     /// The planned read they belong to.
     read: usize,
     old_subtask: usize,
+    /// The layer: `None` for the section's own data.
+    layer: Option<usize>,
     key_groups: KeyGroupRange,
     /// Their bytes in the old subtask's data (every keyed state's sections).
     bytes: Range<u64>,
 }
 
-/// The chunks of `plan`'s reads, in order.
+/// The chunks of `plan`'s reads, in order: per read, every layer of the old
+/// subtask's keyed section in the order they apply (a full one, then the
+/// deltas).
 fn keyed_chunks(
     sections: &[&KeyedSection],
     plan: &SubtaskRestore,
@@ -567,19 +628,22 @@ fn keyed_chunks(
         section
             .key_groups_bytes(read.key_groups)
             .ok_or_else(missing)?;
-        let mut first: Option<(KeyGroup, u64)> = None;
-        for kg in read.key_groups {
-            let bytes = section.key_group_range(kg).ok_or_else(missing)?;
-            let (start_kg, start) = *first.get_or_insert((kg, bytes.start));
-            let last = kg == read.key_groups.last().expect("a non-empty read");
-            if bytes.end - start >= KEYED_CHUNK || last {
-                chunks.push(KeyedChunk {
-                    read: r,
-                    old_subtask,
-                    key_groups: KeyGroupRange::new(start_kg, kg),
-                    bytes: start..bytes.end,
-                });
-                first = None;
+        for view in section.views() {
+            let mut first: Option<(KeyGroup, u64)> = None;
+            for kg in read.key_groups {
+                let bytes = view.key_group_range(kg).ok_or_else(missing)?;
+                let (start_kg, start) = *first.get_or_insert((kg, bytes.start));
+                let last = kg == read.key_groups.last().expect("a non-empty read");
+                if bytes.end - start >= KEYED_CHUNK || last {
+                    chunks.push(KeyedChunk {
+                        read: r,
+                        old_subtask,
+                        layer: view.layer,
+                        key_groups: KeyGroupRange::new(start_kg, kg),
+                        bytes: start..bytes.end,
+                    });
+                    first = None;
+                }
             }
         }
     }

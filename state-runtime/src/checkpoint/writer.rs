@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{KeyedSection, KeyedStateMeta, StateMeta, SubtaskSnapshot};
+use super::{KeyedSection, KeyedStateMeta, Layers, StateMeta, SubtaskSnapshot};
 use crate::codec;
 use crate::error::StateError;
 use crate::keyed::{FrozenKeyGroups, KeyedState};
@@ -71,6 +71,12 @@ trait Sections {
     fn key_group_len(&self, key_group: KeyGroup) -> Result<usize, StateError>;
     fn write_key_group(&self, key_group: KeyGroup, out: &mut Vec<u8>) -> Result<(), StateError>;
     fn encoded_size_hint(&self) -> usize;
+    /// The delta section of `key_group` (only frozen states write deltas).
+    fn write_key_group_delta(
+        &self,
+        key_group: KeyGroup,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StateError>;
 }
 
 impl Sections for &dyn KeyedState {
@@ -83,6 +89,16 @@ impl Sections for &dyn KeyedState {
     fn encoded_size_hint(&self) -> usize {
         KeyedState::encoded_size_hint(*self)
     }
+    fn write_key_group_delta(
+        &self,
+        key_group: KeyGroup,
+        _: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
+        Err(StateError::Encode {
+            state: self.state_name().to_owned(),
+            message: format!("key group {key_group}: a live state writes no delta"),
+        })
+    }
 }
 
 impl Sections for Arc<dyn FrozenKeyGroups> {
@@ -94,6 +110,13 @@ impl Sections for Arc<dyn FrozenKeyGroups> {
     }
     fn encoded_size_hint(&self) -> usize {
         0
+    }
+    fn write_key_group_delta(
+        &self,
+        key_group: KeyGroup,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
+        FrozenKeyGroups::write_key_group_delta(&**self, key_group, out)
     }
 }
 
@@ -187,11 +210,14 @@ impl<'a> SnapshotWriter<'a> {
 
     /// Writes what [`capturing`](Self::capturing) captured: the operator
     /// states' items as encoded then, the keyed states from their frozen
-    /// pages. Each frozen state is written once.
+    /// pages, as full sections or (`delta`) as delta sections of what
+    /// changed since the previous snapshot of each state. Each frozen state
+    /// is written once.
     pub(crate) fn write_captured(
         &mut self,
         captured: &SubtaskSnapshot,
         frozen: &[Arc<dyn FrozenKeyGroups>],
+        delta: bool,
     ) -> Result<(), StateError> {
         for meta in &captured.states {
             self.guarded(&meta.name, |w| w.copy_state(meta, &captured.data))?;
@@ -200,12 +226,16 @@ impl<'a> SnapshotWriter<'a> {
             let name = keyed.states.first().map_or("<keyed>", |s| s.name.as_str());
             self.guarded(name, |w| {
                 w.check_keyed_absent(name)?;
-                let bounds = w.write_sections(keyed.key_groups, frozen)?;
+                let bounds = w.write_sections(keyed.key_groups, frozen, delta)?;
                 w.snapshot.keyed = Some(KeyedSection {
                     assigner: keyed.assigner,
                     key_groups: keyed.key_groups,
                     states: keyed.states.clone(),
                     bounds,
+                    layers: Layers {
+                        delta,
+                        earlier: Vec::new(),
+                    },
                 });
                 Ok(())
             })?;
@@ -397,7 +427,7 @@ impl<'a> SnapshotWriter<'a> {
             }
             None => {
                 let live: Vec<&dyn KeyedState> = states.iter().map(|&(_, s)| s).collect();
-                self.write_sections(key_groups, &live)?
+                self.write_sections(key_groups, &live, false)?
             }
         };
         self.snapshot.keyed = Some(KeyedSection {
@@ -405,6 +435,7 @@ impl<'a> SnapshotWriter<'a> {
             key_groups,
             states: metas,
             bounds,
+            layers: Layers::default(),
         });
         Ok(())
     }
@@ -415,6 +446,7 @@ impl<'a> SnapshotWriter<'a> {
         &mut self,
         key_groups: KeyGroupRange,
         states: &[S],
+        delta: bool,
     ) -> Result<Vec<u64>, StateError> {
         // In memory, the whole snapshot is reserved once, not grown by
         // doubling. A hint, so never an abort: a reservation that cannot be
@@ -433,8 +465,11 @@ impl<'a> SnapshotWriter<'a> {
         for kg in key_groups {
             let start = self.position();
             for s in states {
-                // An empty key group has an empty section.
-                if s.key_group_len(kg)? > 0 {
+                if delta {
+                    // Also for an empty key group: its keys may be removed.
+                    s.write_key_group_delta(kg, &mut self.snapshot.data)?;
+                } else if s.key_group_len(kg)? > 0 {
+                    // An empty key group has an empty section.
                     s.write_key_group(kg, &mut self.snapshot.data)?;
                 }
                 bounds.push(self.position());

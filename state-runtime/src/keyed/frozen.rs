@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 use serde::Serialize;
 
-use super::group::Group;
+use super::changes::{FrozenChanges, SnapshotPosition};
+use super::group::{Group, PageLayout};
 use super::ordered::OrderedTable;
 use super::table::sort_equal_hash_run;
 use crate::codec;
@@ -72,20 +73,60 @@ pub trait FrozenKeyGroups: Send + Sync {
     /// [`KeyedState::write_key_group`](super::KeyedState::write_key_group)
     /// would have when the state was frozen. Each key group is written once.
     fn write_key_group(&self, key_group: KeyGroup, out: &mut Vec<u8>) -> Result<(), StateError>;
+
+    /// This snapshot's place in its state's chain of snapshots; `None` for a
+    /// state that keeps no chain (a delta can never follow it).
+    fn position(&self) -> Option<SnapshotPosition> {
+        None
+    }
+
+    /// Whether the snapshot knows what changed since the previous snapshot
+    /// of its chain (`position().seq - 1`), so that
+    /// [`write_key_group_delta`](Self::write_key_group_delta) can write it.
+    fn knows_changes(&self) -> bool {
+        false
+    }
+
+    /// Appends the delta section of `key_group`: for each stable hash
+    /// changed since the previous snapshot of the chain, every entry of that
+    /// hash when this one was frozen (none for a removed key). Empty if
+    /// nothing changed. Each key group is written once, either way.
+    fn write_key_group_delta(
+        &self,
+        key_group: KeyGroup,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
+        let _ = out;
+        Err(StateError::Encode {
+            state: "<keyed>".into(),
+            message: format!("key group {key_group}: this snapshot cannot write a delta"),
+        })
+    }
+}
+
+/// A page the live state encoded before changing it: its section bytes,
+/// and where each entry starts in them, with its hash as kept (for a delta,
+/// which takes only some entries).
+struct EncodedPage {
+    bytes: Vec<u8>,
+    starts: Vec<(u64, usize)>,
 }
 
 enum FrozenPage<K, T> {
     Shared(Arc<OrderedTable<K, T>>),
-    Encoded(Result<Vec<u8>, StateError>),
+    Encoded(Result<EncodedPage, StateError>),
     Written,
 }
 
-/// One key group of a frozen state: its entry count and its pages in
-/// [`Frozen::pages`].
+/// One key group of a frozen state: its entry count, its pages in
+/// [`Frozen::pages`] and how hashes map to them, and the hashes changed
+/// since the previous snapshot of the chain.
 struct FrozenGroup {
     len: usize,
     first_page: usize,
     pages: usize,
+    layout: PageLayout,
+    changed: Mutex<Vec<u64>>,
 }
 
 /// The frozen pages of one keyed state.
@@ -95,6 +136,8 @@ pub(crate) struct Frozen<K, T> {
     groups: Vec<FrozenGroup>,
     pages: Vec<Mutex<FrozenPage<K, T>>>,
     encode: Encoders<K, T>,
+    position: SnapshotPosition,
+    knows_changes: bool,
 }
 
 /// Where the live state finds the snapshots in flight that share its pages
@@ -116,13 +159,17 @@ pub(crate) fn any_in_flight<K, T>(in_flight: &InFlight<K, T>) -> bool {
 }
 
 impl<K, T> Frozen<K, T> {
-    /// Freezes `groups` (the key groups `range`, in order).
+    /// Freezes `groups` (the key groups `range`, in order), with the
+    /// changes since the previous snapshot.
     pub(crate) fn new(
         name: &str,
         range: KeyGroupRange,
         groups: &[Group<K, T>],
         encode: Encoders<K, T>,
+        changes: FrozenChanges,
     ) -> Self {
+        let knows_changes = changes.hashes.is_some();
+        let mut changed = changes.hashes.unwrap_or_default().into_iter();
         let mut pages = Vec::new();
         let groups = groups
             .iter()
@@ -137,6 +184,8 @@ impl<K, T> Frozen<K, T> {
                     len: g.len(),
                     first_page,
                     pages: g.pages.len(),
+                    layout: g.layout(),
+                    changed: Mutex::new(changed.next().unwrap_or_default()),
                 }
             })
             .collect();
@@ -146,6 +195,8 @@ impl<K, T> Frozen<K, T> {
             groups,
             pages,
             encode,
+            position: changes.position,
+            knows_changes,
         }
     }
 
@@ -187,9 +238,16 @@ pub(crate) fn release<K, T>(
             // A snapshot taken before the key group's pages last changed
             // holds another table at this position.
             if Arc::ptr_eq(shared, live) {
-                let mut out = Vec::new();
-                let encoded =
-                    encode_entries(shared, &mut out, &frozen.name, frozen.encode).map(|()| out);
+                let mut bytes = Vec::new();
+                let mut starts = Vec::new();
+                let encoded = encode_entries(
+                    shared,
+                    &mut bytes,
+                    &frozen.name,
+                    frozen.encode,
+                    frozen.knows_changes.then_some(&mut starts),
+                )
+                .map(|()| EncodedPage { bytes, starts });
                 *slot = FrozenPage::Encoded(encoded);
             }
         }
@@ -216,12 +274,12 @@ where
             let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
             match std::mem::replace(&mut *slot, FrozenPage::Written) {
                 FrozenPage::Shared(table) => {
-                    encode_entries(&table, out, &self.name, self.encode)?;
+                    encode_entries(&table, out, &self.name, self.encode, None)?;
                     // Let go while the page is locked, so that a live write
                     // that waited for it finds itself the only holder.
                     drop(table);
                 }
-                FrozenPage::Encoded(bytes) => out.extend_from_slice(&bytes?),
+                FrozenPage::Encoded(page) => out.extend_from_slice(&page?.bytes),
                 FrozenPage::Written => {
                     return Err(StateError::Encode {
                         state: self.name.clone(),
@@ -231,6 +289,85 @@ where
                     });
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn position(&self) -> Option<SnapshotPosition> {
+        Some(self.position)
+    }
+
+    fn knows_changes(&self) -> bool {
+        self.knows_changes
+    }
+
+    fn write_key_group_delta(
+        &self,
+        key_group: KeyGroup,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
+        let g = self.group(key_group)?;
+        if !self.knows_changes {
+            return Err(StateError::Encode {
+                state: self.name.clone(),
+                message: "a delta of a snapshot that does not know its changes".into(),
+            });
+        }
+        let mut hashes = std::mem::take(&mut *g.changed.lock().unwrap_or_else(|e| e.into_inner()));
+        hashes.sort_unstable();
+        hashes.dedup();
+        let pages = &self.pages[g.first_page..g.first_page + g.pages];
+        if !hashes.is_empty() {
+            codec::encode_into(&(hashes.len() as u64), out, &self.name)?;
+        }
+        for &hash in &hashes {
+            out.extend_from_slice(&hash.to_le_bytes());
+            let slot = pages[g.layout.page_of(hash)]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match &*slot {
+                FrozenPage::Shared(table) => {
+                    let entries: Vec<_> = table.kept_run(hash).collect();
+                    codec::encode_into(&(entries.len() as u64), out, &self.name)?;
+                    let mut run = Vec::new();
+                    for (_, key, value) in entries {
+                        run.push((key.stable_hash(), out.len()));
+                        (self.encode.key)(key, out, &self.name)?;
+                        (self.encode.value)(value, out, &self.name)?;
+                    }
+                    if run.len() > 1 {
+                        sort_equal_hash_run(out, &run);
+                    }
+                }
+                FrozenPage::Encoded(Ok(page)) => {
+                    let first = page.starts.partition_point(|&(h, _)| h < hash);
+                    let end = page.starts.partition_point(|&(h, _)| h <= hash);
+                    codec::encode_into(&((end - first) as u64), out, &self.name)?;
+                    if end > first {
+                        let to = page.starts.get(end).map_or(page.bytes.len(), |&(_, at)| at);
+                        out.extend_from_slice(&page.bytes[page.starts[first].1..to]);
+                    }
+                }
+                FrozenPage::Encoded(Err(e)) => {
+                    return Err(StateError::Encode {
+                        state: self.name.clone(),
+                        message: format!("key group {key_group}: {e}"),
+                    });
+                }
+                FrozenPage::Written => {
+                    return Err(StateError::Encode {
+                        state: self.name.clone(),
+                        message: format!(
+                            "key group {key_group} of a frozen snapshot written twice"
+                        ),
+                    });
+                }
+            }
+        }
+        // Done with the key group: its pages are the live state's alone again.
+        for slot in pages {
+            let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+            drop(std::mem::replace(&mut *slot, FrozenPage::Written));
         }
         Ok(())
     }
@@ -252,11 +389,15 @@ impl<K, T> Frozen<K, T> {
 /// Appends the entries of `table` in section order: each key then its
 /// value, by stable hash, entries of equal kept hashes sorted by their
 /// bytes (which [`sort_equal_hash_run`] does).
+/// With `starts`, also records where each entry starts in `out`, with its
+/// hash as kept (entries of equal kept hashes are one run: the first start
+/// is the run's).
 pub(crate) fn encode_entries<K, T>(
     table: &OrderedTable<K, T>,
     out: &mut Vec<u8>,
     name: &str,
     encode: Encoders<K, T>,
+    mut starts: Option<&mut Vec<(u64, usize)>>,
 ) -> Result<(), StateError>
 where
     K: StateKey,
@@ -282,6 +423,9 @@ where
             _ => {}
         }
         prev = Some((hash, at, key));
+        if let Some(starts) = starts.as_deref_mut() {
+            starts.push((hash, at));
+        }
         (encode.key)(key, out, name)?;
         (encode.value)(value, out, name)?;
     }

@@ -17,6 +17,28 @@ use super::ordered::{HashSpan, OrderedTable};
 /// snapshot shares them): pages then hold about half as many.
 pub(crate) const PAGE_SPLIT: usize = 512;
 
+/// How the hashes of a key group map to its pages: kept by a frozen
+/// snapshot, whose key group may split after it was taken.
+#[derive(Clone, Copy)]
+pub(crate) struct PageLayout {
+    span: HashSpan,
+    scale: u64,
+    pages: usize,
+}
+
+impl PageLayout {
+    /// The page of a key whose stable hash is `hash`.
+    #[inline]
+    pub(crate) fn page_of(&self, hash: u64) -> usize {
+        if self.pages == 1 {
+            return 0;
+        }
+        // By the hash as tables keep it (lowest bit set), so that hashes a
+        // table orders as equal share a page.
+        self.span.position(hash | 1, self.scale, self.pages)
+    }
+}
+
 /// The pages of one key group.
 pub(crate) struct Group<K, T> {
     span: HashSpan,
@@ -62,12 +84,17 @@ impl<K, T> Group<K, T> {
     /// The page of a key whose stable hash is `hash`.
     #[inline]
     pub(crate) fn page_of(&self, hash: u64) -> usize {
-        if self.pages.len() == 1 {
-            return 0;
+        self.layout().page_of(hash)
+    }
+
+    /// How hashes map to the pages as they are now.
+    #[inline]
+    pub(crate) fn layout(&self) -> PageLayout {
+        PageLayout {
+            span: self.span,
+            scale: self.scale,
+            pages: self.pages.len(),
         }
-        // By the hash as tables keep it (lowest bit set), so that hashes a
-        // table orders as equal share a page.
-        self.span.position(hash | 1, self.scale, self.pages.len())
     }
 
     pub(crate) fn len(&self) -> usize {

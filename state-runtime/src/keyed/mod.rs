@@ -30,6 +30,7 @@
 //! # Ok::<(), StateError>(())
 //! ```
 
+pub(crate) mod changes;
 pub(crate) mod frozen;
 pub(crate) mod group;
 mod list;
@@ -40,6 +41,7 @@ pub(crate) mod table;
 mod value;
 
 #[doc(hidden)]
+pub use changes::SnapshotPosition;
 pub use frozen::FrozenKeyGroups;
 pub use list::KeyedList;
 pub use map::KeyedMap;
@@ -176,6 +178,30 @@ pub trait KeyedState {
         bytes: &[u8],
         filter: Option<&dyn Fn(KeyGroup) -> bool>,
     ) -> Result<usize, StateError>;
+
+    /// Applies a delta section that an incremental checkpoint wrote for
+    /// `key_group` on top of the sections restored before it (see
+    /// [`FrozenKeyGroups::write_key_group_delta`]): for each changed key, its
+    /// entry now, or its removal. `filter` and errors as for
+    /// [`read_key_group`](KeyedState::read_key_group). Returns the number of
+    /// entries inserted.
+    ///
+    /// Only states whose [`freeze`](KeyedState::freeze) knows its changes
+    /// are written as deltas; the default refuses.
+    fn read_key_group_delta(
+        &mut self,
+        key_group: KeyGroup,
+        bytes: &[u8],
+        filter: Option<&dyn Fn(KeyGroup) -> bool>,
+    ) -> Result<usize, StateError> {
+        let _ = (bytes, filter);
+        Err(StateError::Decode {
+            state: self.state_name().to_owned(),
+            message: format!(
+                "key group {key_group}: a delta section, which this container does not read"
+            ),
+        })
+    }
 
     /// Removes every entry (the binding stays).
     fn clear_state(&mut self);
@@ -490,6 +516,24 @@ macro_rules! keyed_common {
                 } else {
                     let elem = |b: &[u8], n: &str| versions.decode_prefix(b, n);
                     self.tables.read_key_group(key_group, bytes, filter, |b, n| $read(b, n, &elem))
+                }
+            }
+
+            fn read_key_group_delta(
+                &mut self,
+                key_group: $crate::keygroup::KeyGroup,
+                bytes: &[u8],
+                filter: Option<&dyn Fn($crate::keygroup::KeyGroup) -> bool>,
+            ) -> Result<usize, $crate::StateError> {
+                let versions = &self.versions;
+                if versions.decoding.is_none() {
+                    let elem = |b: &[u8], n: &str| $crate::codec::decode_prefix::<$elem>(b, n);
+                    self.tables
+                        .read_key_group_delta(key_group, bytes, filter, |b, n| $read(b, n, &elem))
+                } else {
+                    let elem = |b: &[u8], n: &str| versions.decode_prefix(b, n);
+                    self.tables
+                        .read_key_group_delta(key_group, bytes, filter, |b, n| $read(b, n, &elem))
                 }
             }
 

@@ -418,6 +418,36 @@ impl<K, T> OrderedTable<K, T> {
         Some(r)
     }
 
+    /// The entries whose hash as kept equals `hash`'s (usually one), in
+    /// table order: what a delta record of that hash holds.
+    pub(crate) fn kept_run(&self, hash: u64) -> impl Iterator<Item = (u64, &K, &T)> + '_ {
+        let hash = kept(hash).get();
+        let mut i = self.home(hash);
+        while let Some(Some(s)) = self.slots.get(i) {
+            if s.hash.get() >= hash {
+                break;
+            }
+            count_steps(1);
+            i += 1;
+        }
+        self.slots
+            .get(i..)
+            .unwrap_or_default()
+            .iter()
+            .map_while(move |s| s.as_ref().filter(|s| s.hash.get() == hash))
+            .map(|s| (s.hash.get(), &s.key, &s.value))
+    }
+
+    /// Removes every entry whose hash as kept equals `hash`'s; how many.
+    pub(crate) fn remove_kept_run(&mut self, hash: u64) -> usize {
+        let mut removed = 0;
+        while let Some(at) = self.find_index(hash, |_| true) {
+            self.remove_at(at);
+            removed += 1;
+        }
+        removed
+    }
+
     /// Keeps the entries `f` accepts (in one pass, order kept).
     pub(crate) fn retain(&mut self, mut f: impl FnMut(&K, &mut T) -> bool) {
         let old = std::mem::take(&mut self.slots);

@@ -128,6 +128,28 @@ impl SubtaskRestore {
         };
         state.read_key_group(key_group, bytes, filter)
     }
+
+    /// [`decode_key_group`](Self::decode_key_group) for a delta section of
+    /// an incremental checkpoint, applied on top of the key group's earlier
+    /// layers.
+    pub(crate) fn decode_key_group_delta(
+        &self,
+        read: &KeyGroupRead,
+        key_group: KeyGroup,
+        bytes: &[u8],
+        state: &mut dyn KeyedState,
+    ) -> Result<usize, StateError> {
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        let keep = |new_kg: KeyGroup| self.owns(new_kg);
+        let filter: Option<&dyn Fn(KeyGroup) -> bool> = if read.needs_filter(key_group) {
+            Some(&keep)
+        } else {
+            None
+        };
+        state.read_key_group_delta(key_group, bytes, filter)
+    }
 }
 
 /// The plan of a keyed rescale from `old_parallelism` instances under one

@@ -28,6 +28,7 @@ use crate::keygroup::{
     native_key_group_for_hash,
 };
 
+use super::changes::Changes;
 use super::frozen::{Encoders, Frozen, FrozenKeyGroups, InFlight, encode_entries, release};
 use super::group::{Group, PAGE_SPLIT};
 use super::ordered::{HashSpan, OrderedTable};
@@ -88,6 +89,10 @@ pub(crate) struct Tables<K, T> {
     /// The snapshots taken with [`freeze`](Self::freeze) that may still
     /// share pages.
     in_flight: InFlight<K, T>,
+    /// The keys changed since the last [`freeze`](Self::freeze), for
+    /// incremental checkpoints (behind a lock only because freezing takes
+    /// `&self`; writes reach it through `get_mut`).
+    changes: Mutex<Changes>,
 }
 
 impl<K, T> Default for Tables<K, T> {
@@ -100,6 +105,7 @@ impl<K, T> Default for Tables<K, T> {
             groups: Vec::new(),
             bytes_per_entry_x16: Hint::default(),
             in_flight: Mutex::new(Vec::new()),
+            changes: Mutex::default(),
         }
     }
 }
@@ -115,6 +121,8 @@ impl<K: Clone, T: Clone> Clone for Tables<K, T> {
             groups: self.groups.clone(),
             bytes_per_entry_x16: self.bytes_per_entry_x16.clone(),
             in_flight: Mutex::new(Vec::new()),
+            // A clone is a state of its own: its snapshots start a new chain.
+            changes: Mutex::default(),
         }
     }
 }
@@ -158,11 +166,27 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     }
 
     pub(crate) fn clear(&mut self) {
+        self.forget_changes();
         for g in 0..self.groups.len() {
             for p in 0..self.groups[g].pages.len() {
                 self.page_mut(g, p).clear();
             }
         }
+    }
+
+    /// Records a change of the key of stable hash `hash` in the `g`-th key
+    /// group.
+    #[inline]
+    fn note(&mut self, g: usize, hash: u64) {
+        let groups = &self.groups;
+        let changes = self.changes.get_mut().unwrap_or_else(|e| e.into_inner());
+        changes.note(g, hash, || groups[g].len());
+    }
+
+    /// A change not recorded key by key: the next snapshot is a full one.
+    pub(crate) fn forget_changes(&mut self) {
+        let changes = self.changes.get_mut().unwrap_or_else(|e| e.into_inner());
+        changes.forget();
     }
 
     /// Page `p` of the `g`-th key group, to change: first released from the
@@ -221,6 +245,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
             }
         }
         self.release_all();
+        self.forget_changes();
         let old = std::mem::take(&mut self.groups);
         self.groups = range
             .iter()
@@ -293,6 +318,9 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     pub(crate) fn get_mut<Q: KeyQuery<K>>(&mut self, key: Q) -> Result<Option<&mut T>, StateError> {
         let (g, hash) = self.locate(&key)?;
         let p = self.groups[g].page_of(hash);
+        // Noted even if absent: a delta then says the key has no entry,
+        // which costs a few bytes and spares a second lookup.
+        self.note(g, hash);
         Ok(self.page_mut(g, p).find_mut(hash, |k| key.is_key(k)))
     }
 
@@ -303,6 +331,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         default: impl FnOnce() -> T,
     ) -> Result<&mut T, StateError> {
         let (g, hash) = self.locate(&key)?;
+        self.note(g, hash);
         let page = self.page_to_insert(g, hash);
         Ok(match page.find_or_vacancy(hash, |k| key.is_key(k)) {
             Ok(i) => page.value_at(i),
@@ -316,6 +345,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         value: T,
     ) -> Result<Option<T>, StateError> {
         let (g, hash) = self.locate(&key)?;
+        self.note(g, hash);
         let page = self.page_to_insert(g, hash);
         match page.find_or_vacancy(hash, |k| key.is_key(k)) {
             Ok(i) => Ok(Some(std::mem::replace(page.value_at(i), value))),
@@ -330,6 +360,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         let Some((g, p, hash)) = self.page_holding(&key)? else {
             return Ok(None);
         };
+        self.note(g, hash);
         Ok(self.page_mut(g, p).remove(hash, |k| key.is_key(k)))
     }
 
@@ -343,6 +374,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         let Some((g, p, hash)) = self.page_holding(&key)? else {
             return Ok(None);
         };
+        self.note(g, hash);
         Ok(self
             .page_mut(g, p)
             .modify_or_remove(hash, |k| key.is_key(k), f))
@@ -365,6 +397,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     /// Keeps only the entries for which `f` returns true.
     pub(crate) fn retain(&mut self, mut f: impl FnMut(&K, &mut T) -> bool) {
         self.release_all();
+        self.forget_changes();
         for g in &mut self.groups {
             for page in &mut g.pages {
                 Arc::get_mut(page).expect("released").retain(&mut f);
@@ -381,6 +414,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
 
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut T)> + '_ {
         self.release_all();
+        self.forget_changes();
         self.groups
             .iter_mut()
             .flat_map(|g| &mut g.pages)
@@ -406,7 +440,18 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         K: Send + Sync + 'static,
         T: Send + Sync + 'static,
     {
-        let frozen = Arc::new(Frozen::new(&self.name, self.range, &self.groups, encode));
+        let changes = self
+            .changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .freeze(self.groups.len());
+        let frozen = Arc::new(Frozen::new(
+            &self.name,
+            self.range,
+            &self.groups,
+            encode,
+            changes,
+        ));
         super::frozen::track(&self.in_flight, &frozen);
         frozen
     }
@@ -513,7 +558,7 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             value: write_value,
         };
         for page in &group.pages {
-            encode_entries(page, out, &self.name, encode)?;
+            encode_entries(page, out, &self.name, encode, None)?;
         }
         if let Some(x16) = (out.len() - start).saturating_mul(16).checked_div(n) {
             self.bytes_per_entry_x16
@@ -537,6 +582,7 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         if !self.bound {
             return Err(self.outside(key_group));
         }
+        self.forget_changes();
         let name = self.name.clone();
         let ctx = |pos: usize, e: StateError| decode_context(e, &name, key_group, pos);
         let (count, mut pos) =
@@ -650,6 +696,9 @@ pub(crate) fn decode_count(bytes: &[u8], state: &str) -> Result<(u64, usize), St
     }
     Ok((count, used))
 }
+
+#[path = "delta.rs"]
+mod delta;
 
 #[cfg(test)]
 #[path = "table_tests.rs"]

@@ -1,19 +1,21 @@
-//! Formats v1 and v2: byte-level encoding and decoding of the manifest and
+//! Formats v1 to v3: byte-level encoding and decoding of the manifest and
 //! of the data files' header (see `state-runtime/FORMAT.md`). Version 2 adds
-//! each state's recorded type; version 1 manifests still decode (their
-//! states have no recorded type).
+//! each state's recorded type, version 3 the layers of incremental keyed
+//! sections; older manifests still decode (their states have no recorded
+//! type, their keyed sections are full).
 //!
 //! Decoding never trusts a count or a length: each is checked against the
 //! bytes that remain before anything is allocated or sliced, so a corrupt or
 //! hostile manifest gives an error, never a panic or a large allocation.
 
+use crate::checkpoint::{KeyedLayer, Layers};
 use crate::error::StateError;
 use crate::keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
 use crate::operator::StateMode;
 use crate::schema::StateType;
 
 /// The format version this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -69,6 +71,9 @@ pub(crate) struct SubtaskManifest {
     /// The keyed section: owned key groups, `kgs * S + 1` offsets, one CRC
     /// per key group.
     pub(crate) keyed: Option<(KeyGroupRange, Vec<u64>, Vec<u32>)>,
+    /// Version 3: whether the keyed sections are deltas, and the earlier
+    /// layers they build on (always full before version 3).
+    pub(crate) layers: Layers,
 }
 
 fn mode_code(mode: StateMode) -> u8 {
@@ -108,6 +113,16 @@ impl Writer {
     }
     /// A recorded type: version (0: none), item shape, key shape (empty:
     /// none).
+    /// Per key group, the end of each of `states` sections, then its CRC.
+    fn key_groups(&mut self, bounds: &[u64], crcs: &[u32], states: usize) {
+        for (g, crc) in crcs.iter().enumerate() {
+            for end in &bounds[g * states + 1..(g + 1) * states + 1] {
+                self.u64(*end);
+            }
+            self.u32(*crc);
+        }
+    }
+
     fn state_type(&mut self, ty: Option<&StateType>) {
         self.u32(ty.map_or(0, StateType::version));
         self.str(ty.and_then(StateType::shape).unwrap_or(""));
@@ -169,11 +184,16 @@ impl Manifest {
                     w.u32(range.end_exclusive());
                     w.u64(bounds[0]);
                     let s = op.keyed_states.len();
-                    for (g, crc) in crcs.iter().enumerate() {
-                        for end in &bounds[g * s + 1..(g + 1) * s + 1] {
-                            w.u64(*end);
-                        }
-                        w.u32(*crc);
+                    w.key_groups(bounds, crcs, s);
+                    w.u8(u8::from(sub.layers.delta));
+                    w.len(sub.layers.earlier.len());
+                    for layer in &sub.layers.earlier {
+                        w.u64(layer.checkpoint_id);
+                        w.str(&layer.file);
+                        w.u64(layer.file_len);
+                        w.u8(u8::from(layer.delta));
+                        w.u64(layer.bounds[0]);
+                        w.key_groups(&layer.bounds, &layer.crcs, s);
                     }
                 }
             }
@@ -497,25 +517,14 @@ impl Reader<'_> {
                 ));
             }
             let range = KeyGroupRange::from_exclusive(start, end);
-            let first = self.u64()?;
-            let kgs = self.check_count(
-                at + 8,
-                u64::from(end - start),
-                n_keyed * 8 + 4,
-                "key groups",
-            )?;
-            let mut bounds = Vec::with_capacity(kgs * n_keyed + 1);
-            let mut crcs = Vec::with_capacity(kgs);
-            bounds.push(first);
-            for _ in 0..kgs {
-                for _ in 0..n_keyed {
-                    bounds.push(self.u64()?);
-                }
-                crcs.push(self.u32()?);
-            }
+            let (bounds, crcs) = self.key_groups(at + 8, end - start, n_keyed)?;
             Some((range, bounds, crcs))
         } else {
             None
+        };
+        let layers = match &keyed {
+            Some((range, ..)) if self.version >= 3 => self.layers(range.len(), n_keyed)?,
+            _ => Layers::default(),
         };
         Ok(SubtaskManifest {
             file,
@@ -523,7 +532,72 @@ impl Reader<'_> {
             payload_crc,
             items,
             keyed,
+            layers,
         })
+    }
+
+    /// The first offset, then per key group the end of each of `n_keyed`
+    /// sections and a CRC (`count_at`: where the key-group count was).
+    fn key_groups(
+        &mut self,
+        count_at: usize,
+        key_groups: u32,
+        n_keyed: usize,
+    ) -> Result<(Vec<u64>, Vec<u32>), StateError> {
+        let first = self.u64()?;
+        let kgs = self.check_count(
+            count_at,
+            u64::from(key_groups),
+            n_keyed * 8 + 4,
+            "key groups",
+        )?;
+        let mut bounds = Vec::with_capacity(kgs * n_keyed + 1);
+        let mut crcs = Vec::with_capacity(kgs);
+        bounds.push(first);
+        for _ in 0..kgs {
+            for _ in 0..n_keyed {
+                bounds.push(self.u64()?);
+            }
+            crcs.push(self.u32()?);
+        }
+        Ok((bounds, crcs))
+    }
+
+    /// Version 3: the keyed sections' kind and earlier layers.
+    fn layers(&mut self, key_groups: u32, n_keyed: usize) -> Result<Layers, StateError> {
+        let delta = self.flag("a section kind")?;
+        let n = self.count(8 + 4 + 8 + 1 + 8, "earlier layers")?;
+        let mut earlier = Vec::with_capacity(n);
+        for _ in 0..n {
+            let checkpoint_id = self.u64()?;
+            let file = self.str("a layer's file name")?;
+            let file_len = self.u64()?;
+            let layer_delta = self.flag("a layer's kind")?;
+            let at = self.pos;
+            let (bounds, crcs) = self.key_groups(at, key_groups, n_keyed)?;
+            earlier.push(KeyedLayer {
+                checkpoint_id,
+                file,
+                file_len,
+                delta: layer_delta,
+                bounds,
+                crcs,
+            });
+        }
+        Ok(Layers { delta, earlier })
+    }
+
+    /// A byte that is 0 (false) or 1 (true).
+    fn flag(&mut self, what: &str) -> Result<bool, StateError> {
+        let at = self.pos;
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => {
+                self.pos = at;
+                Err(self.err(format!("{what}: 0 or 1"), other.to_string()))
+            }
+        }
     }
 }
 

@@ -68,6 +68,7 @@
 //! ```
 
 mod format;
+mod incremental;
 mod operator;
 mod regions;
 mod staged;
@@ -77,6 +78,7 @@ use std::collections::HashSet;
 
 use format::Manifest;
 pub use format::{DATA_HEADER_LEN, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
+pub use incremental::{IncrementalPolicy, write_subtask_incremental};
 use operator::file_path;
 pub use operator::{PlannedRead, ReadKind, StoredOperator, StoredSubtask, SubtaskReadPlan};
 use regions::{Region, RegionKind, check_tiling, collect_regions};
@@ -115,10 +117,18 @@ use crate::storage::{CheckpointStorage, FileRef, MANIFEST_NAME, checkpoint_folde
 pub fn referenced_files(checkpoint_id: u64, manifest: &[u8]) -> Result<Vec<FileRef>, StateError> {
     let path = format!("{}/{MANIFEST_NAME}", checkpoint_folder_name(checkpoint_id));
     let m = Manifest::decode(manifest, &path)?;
+    // Its own files, and the earlier layers of incremental keyed sections.
     Ok(m.operators
         .iter()
         .flat_map(|o| &o.subtasks)
-        .map(|s| FileRef::new(checkpoint_id, s.file.as_str()))
+        .flat_map(|s| {
+            std::iter::once(FileRef::new(checkpoint_id, s.file.as_str())).chain(
+                s.layers
+                    .earlier
+                    .iter()
+                    .map(|l| FileRef::new(l.checkpoint_id, l.file.as_str())),
+            )
+        })
         .collect())
 }
 

@@ -3,19 +3,20 @@
 //! checked byte ranges it serves.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::Mutex;
 
 use super::super::restore::StateBytes;
 use super::super::{
-    Checkpoint, KeyedSection, KeyedStateMeta, StateMeta, SubtaskSnapshot, validate_keyed,
-    validate_states,
+    Checkpoint, KeyedSection, KeyedStateMeta, StateMeta, SubtaskSnapshot, check_layers,
+    validate_keyed, validate_states,
 };
 use super::format::{self, DATA_HEADER_LEN, OperatorManifest};
 use super::regions::{Region, RegionKind, check_regions, check_tiling, collect_regions};
 use crate::checkpoint::plan::RestorePlan;
 use crate::error::StateError;
-use crate::keygroup::{KeyGroupAssigner, KeyGroupRange};
+use crate::keygroup::{KeyGroup, KeyGroupAssigner, KeyGroupRange};
 use crate::storage::{CheckpointStorage, FileRef, validate_file_name};
 
 /// One subtask's data file, as the manifest describes it.
@@ -185,7 +186,22 @@ impl<'a> StoredOperator<'a> {
 
     /// Reads every data file whole, checks every checksum, and gives the
     /// operator's checkpoint in memory.
+    ///
+    /// An incremental checkpoint's keyed sections are deltas on top of
+    /// other checkpoints' files, which a snapshot in memory cannot hold:
+    /// loading one is [`StateError::IncrementalCheckpoint`] (restore it from
+    /// storage instead, with [`Restore`](crate::checkpoint::Restore)).
     pub fn load(&self) -> Result<Checkpoint, StateError> {
+        if self
+            .subtasks
+            .iter()
+            .any(|s| s.keyed.as_ref().is_some_and(|k| k.is_delta()))
+        {
+            return Err(StateError::IncrementalCheckpoint {
+                checkpoint_id: self.checkpoint_id,
+                operator: self.name.clone(),
+            });
+        }
         let mut snapshots = Vec::with_capacity(self.subtasks.len());
         for i in 0..self.subtasks.len() {
             let data = self.read_verified(i)?;
@@ -202,9 +218,23 @@ impl<'a> StoredOperator<'a> {
     /// Reads subtask `subtask`'s data file whole and checks its length,
     /// header, payload CRC and every item's and key group's CRC. Returns
     /// the bytes read.
+    ///
+    /// For an incremental checkpoint it also reads the keyed sections of
+    /// every earlier layer the subtask builds on and checks their lengths
+    /// and key groups' CRCs (those bytes count too).
     pub fn verify_subtask(&self, subtask: usize) -> Result<u64, StateError> {
         let payload = self.read_verified(subtask)?;
-        Ok(payload.len() as u64 + DATA_HEADER_LEN)
+        let mut bytes = payload.len() as u64 + DATA_HEADER_LEN;
+        if let Some(keyed) = self.subtasks[subtask].keyed.as_ref() {
+            let checked = Mutex::default();
+            let mut buf = Vec::new();
+            for (i, layer) in keyed.earlier_layers().iter().enumerate() {
+                let all = layer.bounds[0]..layer.bounds[layer.bounds.len() - 1];
+                read_layer(self.storage, keyed, i, all, &mut buf, &checked)?;
+                bytes += buf.len() as u64;
+            }
+        }
+        Ok(bytes)
     }
 
     /// The payload of a subtask's file, every check passed.
@@ -381,9 +411,18 @@ impl<'a> StoredOperator<'a> {
                         *range,
                         m.keyed_states.clone(),
                         bounds.clone(),
-                    );
+                    )
+                    .with_layers(sub.layers.clone());
                     validate_keyed(&k, payload_len, i, parallelism)
                         .map_err(|e| inconsistent(e.to_string()))?;
+                    check_layers(
+                        &sub.layers,
+                        checkpoint_id,
+                        *range,
+                        m.keyed_states.len(),
+                        DATA_HEADER_LEN,
+                    )
+                    .map_err(|e| inconsistent(format!("subtask {i}: {e}")))?;
                     if let Some(s) = k
                         .states()
                         .iter()
@@ -458,6 +497,8 @@ pub(super) struct StoredBytes<'s> {
     pub(super) op: &'s StoredOperator<'s>,
     /// Old subtasks whose file length was checked against the manifest.
     pub(super) length_checked: Mutex<Vec<bool>>,
+    /// Earlier layers' files whose length was checked.
+    pub(super) layers_checked: Mutex<HashSet<FileRef>>,
 }
 
 impl StateBytes for StoredBytes<'_> {
@@ -537,6 +578,126 @@ impl StateBytes for StoredBytes<'_> {
         }
         check_regions(regions, &sub.states, buf, range.start, &path)
     }
+
+    fn read_layer_into(
+        &self,
+        state: &str,
+        old_subtask: usize,
+        layer: usize,
+        range: Range<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StateError> {
+        let missing = || StateError::CorruptSnapshot {
+            state: state.to_owned(),
+            subtask: old_subtask,
+            message: format!("no earlier layer {layer}"),
+        };
+        let keyed = self
+            .op
+            .subtasks
+            .get(old_subtask)
+            .and_then(|s| s.keyed.as_ref())
+            .ok_or_else(missing)?;
+        if layer >= keyed.earlier_layers().len() {
+            return Err(missing());
+        }
+        read_layer(
+            self.op.storage,
+            keyed,
+            layer,
+            range,
+            buf,
+            &self.layers_checked,
+        )
+    }
+}
+
+/// Reads `range` (payload offsets, on key-group boundaries) of earlier
+/// layer `index` (which exists) of `keyed` into `buf`, checking the file's
+/// length (once per file, recorded in `checked`) and each key group's
+/// CRC-32C.
+pub(super) fn read_layer(
+    storage: &dyn CheckpointStorage,
+    keyed: &KeyedSection,
+    index: usize,
+    range: Range<u64>,
+    buf: &mut Vec<u8>,
+    checked: &Mutex<HashSet<FileRef>>,
+) -> Result<(), StateError> {
+    let layer = &keyed.earlier_layers()[index];
+    let view = keyed.view(Some(index)).expect("an earlier layer");
+    let file = FileRef::new(layer.checkpoint_id, layer.file.as_str());
+    let path = format!("{}/{file}", storage.location());
+    // The key groups the range covers, whole.
+    let groups: Vec<(KeyGroup, Range<u64>)> = keyed
+        .key_groups()
+        .iter()
+        .filter_map(|kg| view.key_group_range(kg).map(|r| (kg, r)))
+        .filter(|(_, r)| r.start >= range.start && r.end <= range.end && !r.is_empty())
+        .collect();
+    let covered: u64 = groups.iter().map(|(_, r)| r.end - r.start).sum();
+    if covered != range.end - range.start {
+        return Err(StateError::Corrupt {
+            path,
+            offset: DATA_HEADER_LEN + range.start,
+            expected: "a read of whole key groups".into(),
+            found: format!("bytes {}..{}", range.start, range.end),
+        });
+    }
+    buf.clear();
+    if range.is_empty() {
+        return Ok(());
+    }
+    let first_check = checked
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(file.clone());
+    if first_check {
+        let len = storage.file_len(layer.checkpoint_id, &layer.file)?;
+        if len != layer.file_len {
+            return Err(StateError::Corrupt {
+                path,
+                offset: len.min(layer.file_len),
+                expected: format!("a file of {} bytes", layer.file_len),
+                found: format!("{len} bytes"),
+            });
+        }
+    }
+    storage
+        .read_range_into(
+            layer.checkpoint_id,
+            &layer.file,
+            range.start + DATA_HEADER_LEN..range.end + DATA_HEADER_LEN,
+            buf,
+        )
+        .map_err(|e| truncated(e, &path, layer.file_len))?;
+    if buf.len() as u64 != range.end - range.start {
+        return Err(StateError::Corrupt {
+            path,
+            offset: DATA_HEADER_LEN + range.start,
+            expected: format!("{} bytes", range.end - range.start),
+            found: format!("{} bytes", buf.len()),
+        });
+    }
+    for (kg, r) in groups {
+        let g = keyed.key_groups().index_of(kg).expect("an owned key group");
+        let bytes = &buf[(r.start - range.start) as usize..(r.end - range.start) as usize];
+        let crc = crc32c::crc32c(bytes);
+        if crc != layer.crcs[g] {
+            return Err(StateError::Corrupt {
+                path,
+                offset: DATA_HEADER_LEN + r.start,
+                expected: format!(
+                    "CRC-32C {:#010x} of key group {kg} (bytes {}..{} of the file)",
+                    layer.crcs[g],
+                    DATA_HEADER_LEN + r.start,
+                    DATA_HEADER_LEN + r.end
+                ),
+                found: format!("{crc:#010x}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A stored operator restores through [`Restore`](crate::checkpoint::Restore),
@@ -554,6 +715,7 @@ impl crate::checkpoint::source::sealed::Source for StoredOperator<'_> {
         let bytes = StoredBytes {
             op: self,
             length_checked: Mutex::new(vec![false; self.subtasks.len()]),
+            layers_checked: Mutex::default(),
         };
         f(crate::checkpoint::source::sealed::RestoreSource {
             checkpoint_id: self.checkpoint_id,

@@ -289,6 +289,7 @@ impl SubtaskFile {
             states,
             keyed,
             key_group_crcs,
+            positions: Vec::new(),
         })
     }
 }

@@ -26,6 +26,7 @@ use crate::checkpoint::{
     check_same_states, validate_keyed,
 };
 use crate::error::StateError;
+use crate::keyed::SnapshotPosition;
 use crate::schema::StateType;
 use crate::storage::{CheckpointStorage, FileSink};
 
@@ -72,6 +73,10 @@ pub struct SubtaskFile {
     pub(super) keyed: Option<KeyedSection>,
     pub(super) item_crcs: Vec<Vec<u32>>,
     pub(super) key_group_crcs: Vec<u32>,
+    /// Per keyed state, where the snapshot written sits in its state's
+    /// chain (empty if it was not written from a captured snapshot): an
+    /// incremental checkpoint's next delta must continue it.
+    pub(super) positions: Vec<Option<SnapshotPosition>>,
 }
 
 impl SubtaskFile {
@@ -123,6 +128,11 @@ impl SubtaskFile {
                     self.key_group_crcs.clone(),
                 )
             }),
+            layers: self
+                .keyed
+                .as_ref()
+                .map(|k| k.layers.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -249,6 +259,7 @@ impl Target<'_> {
             keyed: payload.keyed,
             item_crcs: payload.item_crcs,
             key_group_crcs: payload.key_group_crcs,
+            positions: Vec::new(),
         }
     }
 }

@@ -1,0 +1,413 @@
+//! Incremental checkpoints: delta files on top of earlier checkpoints'
+//! files, restored at other parallelisms, kept by retention, checked for
+//! corruption.
+
+use std::collections::BTreeMap;
+
+use state_runtime::checkpoint::durable::{
+    IncrementalPolicy, StoredCheckpoint, SubtaskFile, commit_checkpoint, referenced_files,
+    write_subtask_incremental,
+};
+use state_runtime::prelude::*;
+use state_runtime::storage::{CheckpointStorage, LocalStorage};
+
+#[derive(Checkpointed, Default)]
+struct Op {
+    #[state(split)]
+    offsets: Vec<u64>,
+    #[state(keyed)]
+    totals: KeyedValue<u64, i64>,
+    #[state(keyed)]
+    tags: KeyedMap<u64, u8, String>,
+}
+
+const KEYS: u64 = 20_000;
+
+fn assigner() -> KeyGroupAssigner {
+    KeyGroupAssigner::native(MaxParallelism::new(32).unwrap())
+}
+
+/// What the job's state should be: totals and tags per key.
+#[derive(Default, Clone, PartialEq, Debug)]
+struct Model {
+    totals: BTreeMap<u64, i64>,
+    tags: BTreeMap<(u64, u8), String>,
+}
+
+/// A job of `parallelism` instances whose state changes a little between
+/// checkpoints, checkpointed incrementally into `storage`.
+struct Job {
+    ops: Vec<Op>,
+    previous: Vec<Option<SubtaskFile>>,
+    model: Model,
+    step: u64,
+}
+
+impl Job {
+    fn new(parallelism: usize) -> Self {
+        let a = assigner();
+        let ops = (0..parallelism)
+            .map(|i| {
+                let mut op = Op::default();
+                op.bind_keyed(a, a.range_for_subtask(parallelism, i).unwrap())
+                    .unwrap();
+                op
+            })
+            .collect();
+        Self {
+            ops,
+            previous: vec![None; parallelism],
+            model: Model::default(),
+            step: 0,
+        }
+    }
+
+    fn owner(&mut self, key: u64) -> &mut Op {
+        let n = self.ops.len();
+        let kg = assigner().key_group(&key).unwrap();
+        let i = (0..n)
+            .find(|&i| assigner().range_for_subtask(n, i).unwrap().contains(kg))
+            .unwrap();
+        &mut self.ops[i]
+    }
+
+    /// Writes about `percent`% of the keys: updates, inserts, removals.
+    fn change(&mut self, percent: u64) {
+        self.step += 1;
+        let step = self.step;
+        for i in 0..KEYS * percent / 100 {
+            let key = (i * 7919 + step * 104_729) % (KEYS * 2);
+            let op = self.owner(key);
+            match (key + step) % 5 {
+                0 => {
+                    op.totals.remove(&key).unwrap();
+                    self.model.totals.remove(&key);
+                }
+                1 => {
+                    let tag = (step % 4) as u8;
+                    let text = format!("s{step}");
+                    op.tags.insert(key, tag, text.clone()).unwrap();
+                    self.model.tags.insert((key, tag), text);
+                }
+                2 => {
+                    let tag = ((step + 1) % 4) as u8;
+                    op.tags.remove(&key, &tag).unwrap();
+                    self.model.tags.remove(&(key, tag));
+                }
+                _ => {
+                    *op.totals.get_or_insert_with(key, || 0).unwrap() += step as i64;
+                    *self.model.totals.entry(key).or_insert(0) += step as i64;
+                }
+            }
+        }
+        for op in &mut self.ops {
+            op.offsets = vec![step];
+        }
+    }
+
+    /// Captures every instance and writes checkpoint `id` incrementally;
+    /// returns whether every keyed section is a delta.
+    fn checkpoint(&mut self, storage: &dyn CheckpointStorage, id: u64) -> Vec<SubtaskFile> {
+        storage.begin(id).unwrap();
+        let policy = IncrementalPolicy::default();
+        let mut files = Vec::new();
+        for (i, op) in self.ops.iter().enumerate() {
+            let captured = op.capture().unwrap();
+            let file = write_subtask_incremental(
+                storage,
+                id,
+                0,
+                "op",
+                i,
+                &captured,
+                self.previous[i].as_ref(),
+                &policy,
+            )
+            .unwrap();
+            self.previous[i] = Some(file.clone());
+            files.push(file);
+        }
+        commit_checkpoint(storage, id, &[("op", &files)]).unwrap();
+        files
+    }
+}
+
+/// The state of checkpoint `id`, restored from storage into `parallelism`
+/// instances.
+fn restored(storage: &dyn CheckpointStorage, id: u64, parallelism: usize) -> Model {
+    let stored = StoredCheckpoint::open(storage, id).unwrap();
+    let op = stored.operator("op").unwrap();
+    let mut model = Model::default();
+    for j in 0..parallelism {
+        let mut restored = Op::default();
+        op.restore_into(&mut restored, j, parallelism).unwrap();
+        model
+            .totals
+            .extend(restored.totals.iter().map(|(k, v)| (*k, *v)));
+        for (k, tags) in restored.tags.iter() {
+            model
+                .tags
+                .extend(tags.iter().map(|(t, v)| ((*k, *t), v.clone())));
+        }
+    }
+    model
+}
+
+fn is_delta(storage: &dyn CheckpointStorage, id: u64) -> Vec<bool> {
+    let stored = StoredCheckpoint::open(storage, id).unwrap();
+    let op = stored.operator("op").unwrap();
+    op.subtasks()
+        .iter()
+        .map(|s| s.keyed().unwrap().is_delta())
+        .collect()
+}
+
+#[test]
+fn deltas_restore_exactly_the_state_at_every_checkpoint_and_parallelism() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(dir.path()).unwrap();
+    let mut job = Job::new(2);
+    let mut models = BTreeMap::new();
+    let mut full_bytes = 0;
+    let mut delta_bytes = 0;
+    let mut delta_count = 0;
+    job.change(100);
+    for id in 1..=12 {
+        if id > 1 {
+            job.change(5);
+        }
+        let files = job.checkpoint(&storage, id);
+        let bytes: u64 = files.iter().map(|f| f.payload_len()).sum();
+        let deltas = is_delta(&storage, id);
+        match id {
+            1 => {
+                assert_eq!(deltas, [false, false], "the first checkpoint is full");
+                full_bytes = bytes;
+            }
+            2 => assert_eq!(deltas, [true, true], "checkpoint {id} is a delta"),
+            _ => {}
+        }
+        // Later ones are deltas until their chain outgrows the policy.
+        if deltas == [true, true] {
+            delta_bytes += bytes;
+            delta_count += 1;
+        }
+        models.insert(id, job.model.clone());
+        for parallelism in [1, 2, 3] {
+            assert_eq!(
+                restored(&storage, id, parallelism),
+                job.model,
+                "checkpoint {id} restored at {parallelism}"
+            );
+        }
+    }
+    // 5% of the keys written per checkpoint: each delta is a small part of
+    // a full checkpoint.
+    assert!(delta_count >= 6, "{delta_count} deltas");
+    let per_delta = delta_bytes as f64 / delta_count as f64 / full_bytes as f64;
+    assert!(
+        per_delta < 0.15,
+        "a delta is {per_delta:.3} of a full checkpoint"
+    );
+    // Every checkpoint still restores, each its own state.
+    for (id, model) in &models {
+        assert_eq!(&restored(&storage, *id, 2), model, "checkpoint {id}");
+    }
+}
+
+#[test]
+fn a_chain_starts_over_with_a_full_file_under_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(dir.path()).unwrap();
+    let mut job = Job::new(1);
+    job.change(100);
+    let mut kinds = Vec::new();
+    for id in 1..=40 {
+        if id > 1 {
+            job.change(5);
+        }
+        job.checkpoint(&storage, id);
+        kinds.push(is_delta(&storage, id)[0]);
+        let stored = StoredCheckpoint::open(&storage, id).unwrap();
+        let sub = &stored.operator("op").unwrap().subtasks()[0];
+        let keyed = sub.keyed().unwrap();
+        let layers = keyed.earlier_layers();
+        assert!(layers.len() <= IncrementalPolicy::default().max_deltas);
+        if let Some(base) = layers.first() {
+            // Checked before this delta was written: the earlier deltas.
+            let deltas: u64 = layers[1..].iter().map(|l| l.bytes()).sum();
+            assert!(
+                deltas as f64 <= 0.5 * base.bytes() as f64,
+                "checkpoint {id}: {deltas} delta bytes on a base of {}",
+                base.bytes()
+            );
+        }
+    }
+    let fulls = kinds.iter().filter(|d| !**d).count();
+    assert!(
+        fulls >= 2,
+        "the chain started over at least once: {kinds:?}"
+    );
+    assert!(fulls <= 10, "most checkpoints are deltas: {kinds:?}");
+    assert_eq!(restored(&storage, 40, 3), job.model);
+}
+
+#[test]
+fn retention_keeps_what_retained_checkpoints_build_on_and_deletes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(dir.path()).unwrap();
+    let mut job = Job::new(2);
+    job.change(100);
+    let mut models = BTreeMap::new();
+    for id in 1..=45 {
+        if id > 1 {
+            job.change(5);
+        }
+        job.checkpoint(&storage, id);
+        models.insert(id, job.model.clone());
+        storage.retain_last(3, &referenced_files).unwrap();
+        let listed = storage.list().unwrap();
+        assert_eq!(listed.len(), id.min(3) as usize);
+        // The oldest retained checkpoint restores, whatever was deleted.
+        let oldest = listed[0];
+        assert_eq!(
+            restored(&storage, oldest, 3),
+            models[&oldest],
+            "checkpoint {oldest}"
+        );
+    }
+    // What remains on disk: the retained checkpoints' files and those they
+    // reference, nothing else.
+    let mut needed = std::collections::BTreeSet::new();
+    for id in storage.list().unwrap() {
+        needed.extend(referenced_files(id, &storage.read_manifest(id).unwrap()).unwrap());
+    }
+    let mut on_disk = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let folder = entry.file_name().into_string().unwrap();
+        let Some(id) = state_runtime::storage::parse_checkpoint_folder_name(&folder) else {
+            continue;
+        };
+        for file in std::fs::read_dir(entry.path()).unwrap() {
+            let name = file.unwrap().file_name().into_string().unwrap();
+            if !name.starts_with('_') {
+                on_disk.insert(state_runtime::storage::FileRef::new(id, name));
+            }
+        }
+    }
+    assert_eq!(on_disk, needed);
+}
+
+#[test]
+fn a_damaged_earlier_file_fails_the_restore_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(dir.path()).unwrap();
+    let mut job = Job::new(1);
+    job.change(100);
+    job.checkpoint(&storage, 1);
+    job.change(5);
+    job.checkpoint(&storage, 2);
+    job.change(5);
+    job.checkpoint(&storage, 3);
+    let stored = StoredCheckpoint::open(&storage, 3).unwrap();
+    let layers = stored.operator("op").unwrap().subtasks()[0]
+        .keyed()
+        .unwrap()
+        .earlier_layers()
+        .to_vec();
+    assert_eq!(layers.len(), 2);
+    for layer in &layers {
+        let path = dir
+            .path()
+            .join(format!("chk-{}", layer.checkpoint_id()))
+            .join(layer.file());
+        let original = std::fs::read(&path).unwrap();
+        let len = original.len();
+        // Every byte of its keyed sections flipped in turn, a sample of them.
+        for at in (len - layer.bytes() as usize..len).step_by(97) {
+            let mut damaged = original.clone();
+            damaged[at] ^= 0x20;
+            std::fs::write(&path, &damaged).unwrap();
+            let mut op = Op::default();
+            let err = StoredCheckpoint::open(&storage, 3)
+                .unwrap()
+                .operator("op")
+                .unwrap()
+                .restore_into(&mut op, 0, 1)
+                .unwrap_err();
+            match err {
+                StateError::Corrupt { path: p, .. } => {
+                    assert!(
+                        p.ends_with(&format!("chk-{}/{}", layer.checkpoint_id(), layer.file())),
+                        "{p}"
+                    )
+                }
+                other => panic!("byte {at}: {other}"),
+            }
+        }
+        // Truncated: refused before anything is decoded.
+        std::fs::write(&path, &original[..len - 1]).unwrap();
+        let verify = StoredCheckpoint::open(&storage, 3).unwrap().verify();
+        assert!(
+            matches!(verify, Err(StateError::Corrupt { .. })),
+            "{verify:?}"
+        );
+        std::fs::write(&path, &original).unwrap();
+    }
+    StoredCheckpoint::open(&storage, 3)
+        .unwrap()
+        .verify()
+        .unwrap();
+    assert_eq!(restored(&storage, 3, 2), job.model);
+}
+
+#[test]
+fn a_snapshot_that_does_not_continue_the_chain_is_written_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(dir.path()).unwrap();
+    let mut job = Job::new(1);
+    job.change(100);
+    job.checkpoint(&storage, 1);
+    // A capture that is never written: the next one's changes do not
+    // start where the chain's file ends.
+    drop(job.ops[0].capture().unwrap());
+    job.change(5);
+    job.checkpoint(&storage, 2);
+    assert_eq!(is_delta(&storage, 2), [false]);
+    // A restored state starts a new chain too.
+    let mut op = Op::default();
+    StoredCheckpoint::open(&storage, 2)
+        .unwrap()
+        .operator("op")
+        .unwrap()
+        .restore_into(&mut op, 0, 1)
+        .unwrap();
+    job.ops[0] = op;
+    job.change(5);
+    job.checkpoint(&storage, 3);
+    assert_eq!(is_delta(&storage, 3), [false]);
+    job.change(5);
+    job.checkpoint(&storage, 4);
+    assert_eq!(is_delta(&storage, 4), [true]);
+    assert_eq!(restored(&storage, 4, 1), job.model);
+}
+
+#[test]
+fn an_incremental_checkpoint_cannot_be_loaded_into_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(dir.path()).unwrap();
+    let mut job = Job::new(1);
+    job.change(100);
+    job.checkpoint(&storage, 1);
+    job.change(5);
+    job.checkpoint(&storage, 2);
+    let stored = StoredCheckpoint::open(&storage, 2).unwrap();
+    assert!(matches!(
+        stored.operator("op").unwrap().load(),
+        Err(StateError::IncrementalCheckpoint {
+            checkpoint_id: 2,
+            ..
+        })
+    ));
+}
