@@ -123,11 +123,7 @@ fn rescale_sequence_gives_the_single_threaded_totals() {
     // one checkpoint per 4,000) takes periodic ones; how many the earlier
     // phases take depends on when their stop lands.
     let all = store.checkpoints();
-    assert!(
-        all.len() >= phases.len() + 2,
-        "{} checkpoints",
-        all.len()
-    );
+    assert!(all.len() >= phases.len() + 2, "{} checkpoints", all.len());
     assert!(
         all.windows(2)
             .all(|w| w[0].id < w[1].id && w[0].events <= w[1].events)

@@ -213,3 +213,57 @@ fn a_job_that_fails_mid_checkpoint_gives_the_checkpoint_up() {
         "its files are deleted"
     );
 }
+
+/// Incremental checkpoints through a stop, a kill and two rescales: every
+/// retained checkpoint verifies (its files and the earlier files its deltas
+/// build on), some are deltas, and the final state is the single-threaded
+/// computation's.
+#[test]
+fn incremental_checkpoints_survive_kills_and_rescales() {
+    use state_runtime::checkpoint::durable::{IncrementalPolicy, referenced_files};
+    let dir = TempDir::new("incremental");
+    let log = dir.0.join("log");
+    spec().write_log(&log).unwrap();
+    let storage = Arc::new(LocalStorage::open(dir.0.join("checkpoints")).unwrap());
+    let store =
+        DurableCheckpointStore::new(storage.clone(), 3).incremental(IncrementalPolicy::default());
+    let mut deltas = 0;
+    let mut count_deltas = |storage: &LocalStorage| {
+        for id in storage.list().unwrap() {
+            let stored = StoredCheckpoint::open(storage, id).unwrap();
+            stored.verify().unwrap();
+            let keyed = stored.operator("keyed").unwrap();
+            deltas += keyed
+                .subtasks()
+                .iter()
+                .filter(|s| s.keyed().is_some_and(|k| k.is_delta()))
+                .count();
+            // Retention kept every file the checkpoint references.
+            for file in referenced_files(id, &storage.read_manifest(id).unwrap()).unwrap() {
+                storage.file_len(file.checkpoint_id, &file.name).unwrap();
+            }
+        }
+    };
+    let job = start(&log, &store, 2, 2);
+    run_until(&job, 12_000);
+    job.stop().unwrap();
+    count_deltas(&storage);
+    let job = start(&log, &store, 3, 3);
+    run_until(&job, 10_000);
+    job.kill().unwrap();
+    count_deltas(&storage);
+    let done = start(&log, &store, 1, 1).wait().unwrap();
+    assert_eq!(done.report.end, JobEnd::Finished);
+    count_deltas(&storage);
+    assert!(deltas > 0, "some checkpoints were deltas");
+    compare_totals(&totals_of(&done.operators), &reference_totals(&spec())).unwrap();
+    let fin = DurableCheckpointStore::new(storage, 3)
+        .latest()
+        .unwrap()
+        .unwrap();
+    let mut op = RunningSum::default();
+    fin.keyed.restore_into(&mut op, 0, 2).unwrap();
+    let mut other = RunningSum::default();
+    fin.keyed.restore_into(&mut other, 1, 2).unwrap();
+    compare_totals(&totals_of(&[op, other]), &reference_totals(&spec())).unwrap();
+}

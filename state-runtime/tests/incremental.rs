@@ -80,7 +80,7 @@ impl Job {
             let op = self.owner(key);
             match (key + step) % 5 {
                 0 => {
-                    op.totals.remove(&key).unwrap();
+                    op.totals.remove(key).unwrap();
                     self.model.totals.remove(&key);
                 }
                 1 => {
@@ -91,7 +91,7 @@ impl Job {
                 }
                 2 => {
                     let tag = ((step + 1) % 4) as u8;
-                    op.tags.remove(&key, &tag).unwrap();
+                    op.tags.remove(key, &tag).unwrap();
                     self.model.tags.remove(&(key, tag));
                 }
                 _ => {

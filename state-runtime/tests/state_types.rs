@@ -534,15 +534,32 @@ mod format_v1 {
 
 #[test]
 fn a_format_v1_checkpoint_restores_unchecked_at_a_rescale() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format-v1");
+    restores_the_fixture("tests/data/format-v1", 1);
+}
+
+#[test]
+fn a_format_v2_checkpoint_restores_checked_at_a_rescale() {
+    restores_the_fixture("tests/data/format-v2", 2);
+}
+
+/// The checkpoint of `tests/data/format-v1/README.md`, written in format
+/// `version`, restores at parallelism 3 to the values it was written with.
+fn restores_the_fixture(dir: &str, version: u32) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let storage = LocalStorage::open(&dir).unwrap();
     let stored = StoredCheckpoint::latest(&storage).unwrap().unwrap();
+    assert_eq!(stored.format_version(), version);
     let job = stored.operator("job").unwrap();
-    assert!(job.states().iter().all(|s| s.recorded_type().is_none()));
+    let recorded = version >= 2;
+    assert!(
+        job.states()
+            .iter()
+            .all(|s| s.recorded_type().is_some() == recorded)
+    );
     assert!(
         job.keyed_states()
             .iter()
-            .all(|s| s.recorded_type().is_none())
+            .all(|s| s.recorded_type().is_some() == recorded)
     );
     let mut offsets = Vec::new();
     let mut totals = BTreeMap::new();

@@ -383,8 +383,30 @@ fn inspect(dir: &Path, checkpoint: Option<u64>, buckets: usize, json: bool) -> R
                     range_str(k.key_groups()),
                     k.total_bytes()
                 );
+                if k.is_delta() {
+                    let layers = k.earlier_layers();
+                    let shared: u64 = layers.iter().map(|l| l.bytes()).sum();
+                    print!(
+                        ", a delta adding {} bytes to {} bytes in {} earlier files (chain of {} deltas)",
+                        k.total_bytes(),
+                        shared,
+                        layers.len(),
+                        layers.len()
+                    );
+                }
             }
             println!();
+            if let Some(k) = t.keyed() {
+                for l in k.earlier_layers() {
+                    println!(
+                        "    builds on chk-{}/{} ({} bytes keyed, {})",
+                        l.checkpoint_id(),
+                        l.file(),
+                        l.bytes(),
+                        if l.is_delta() { "delta" } else { "full" }
+                    );
+                }
+            }
             if let Some(k) = t.keyed() {
                 let h = histogram(k, buckets);
                 let max = h.iter().map(|b| b.1).max().unwrap_or(0).max(1);
@@ -478,6 +500,13 @@ fn operator_json(op: &StoredOperator<'_>, buckets: usize) -> Value {
                 json!({
                     "key_groups": [k.key_groups().start(), k.key_groups().end_exclusive()],
                     "bytes": k.total_bytes(),
+                    "delta": k.is_delta(),
+                    "builds_on": k.earlier_layers().iter().map(|l| json!({
+                        "checkpoint": l.checkpoint_id(),
+                        "file": l.file(),
+                        "bytes": l.bytes(),
+                        "delta": l.is_delta(),
+                    })).collect::<Vec<_>>(),
                     "histogram": histogram(k, buckets)
                         .into_iter()
                         .map(|(r, b)| json!({ "key_groups": [r.start(), r.end_exclusive()], "bytes": b }))

@@ -540,7 +540,7 @@ impl DurableCheckpointStore {
     /// let store = DurableCheckpointStore::new(Arc::new(LocalStorage::open(dir.path())?), 3)
     ///     .incremental(IncrementalPolicy::default());
     /// # let _ = store;
-    /// # Ok::<(), state_runtime::StateError>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn incremental(mut self, policy: IncrementalPolicy) -> Self {
         self.incremental = Some(policy);
