@@ -3,12 +3,13 @@
 //! ([`FrozenKeyGroups::write_key_group_delta`](crate::keyed::FrozenKeyGroups::write_key_group_delta)).
 //!
 //! Delta section layout (varints through [`codec`]): empty if nothing
-//! changed; otherwise `records`, then per record, by ascending hash: the
-//! stable hash as tables keep it (lowest bit set, 8 bytes little-endian),
-//! `count`, and `count` entries encoded as in a full section (key, then the
-//! container's encoding of the value). A record replaces every entry whose
-//! kept hash is the record's by its entries; a record of no entries is a
-//! removal.
+//! changed; otherwise `removed`, then `removed` stable hashes as tables keep
+//! them (lowest bit set, 8 bytes little-endian, ascending): keys removed,
+//! whose hash has no entry left; then `count`, and `count` entries encoded
+//! as in a full section (key, then the container's encoding of the value),
+//! by ascending kept hash. Applying it removes every entry of each removed
+//! hash, and for each run of entries of one kept hash replaces every entry
+//! of that hash by the run.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,9 +19,6 @@ use crate::codec;
 use crate::error::StateError;
 use crate::hash::StateKey;
 use crate::keygroup::{AssignerKind, KeyGroup, native_key_group_for_hash};
-
-/// Bytes a record takes at least: its hash and a one-byte count.
-const MIN_RECORD: usize = 9;
 
 impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
     /// Applies a delta section written for `key_group` of the checkpoint to
@@ -43,100 +41,129 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         }
         let name = self.name.clone();
         let ctx = |pos: usize, e: StateError| decode_context(e, &name, key_group, pos);
-        let (records, mut pos) =
+        let (removed, mut pos) =
             codec::decode_prefix::<u64>(bytes, &name).map_err(|e| ctx(0, e))?;
         let left = (bytes.len() - pos) as u64;
-        if records == 0 || records > left / MIN_RECORD as u64 {
+        if removed > left / 8 {
             return Err(self.decode_error(
                 key_group,
                 0,
-                format!("delta record count {records} does not fit the {left} bytes left"),
+                format!("{removed} removed keys do not fit the {left} bytes left"),
             ));
         }
-        let mut inserted = 0;
         let mut previous = None;
-        for _ in 0..records {
-            let record_pos = pos;
-            let Some(hash) = bytes
-                .get(pos..pos + 8)
-                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            else {
-                return Err(self.decode_error(key_group, pos, "a truncated record".into()));
-            };
+        for _ in 0..removed {
+            let at = pos;
+            let hash = u64::from_le_bytes(bytes[pos..pos + 8].try_into().expect("8 bytes"));
             pos += 8;
             if hash & 1 == 0 || previous.is_some_and(|p| p >= hash) {
                 return Err(self.decode_error(
                     key_group,
-                    record_pos,
-                    format!("record hash {hash:#018x} is not a kept hash in ascending order"),
+                    at,
+                    format!("removed hash {hash:#018x} is not a kept hash in ascending order"),
                 ));
             }
             previous = Some(hash);
-            let (count, used) =
-                codec::decode_prefix::<u64>(&bytes[pos..], &name).map_err(|e| ctx(pos, e))?;
+            if let Some(g) = self.delta_target(key_group, hash, filter)? {
+                let p = self.groups[g].page_of(hash);
+                self.page_mut(g, p).remove_kept_run(hash);
+            }
+        }
+        let (count, used) =
+            codec::decode_prefix::<u64>(&bytes[pos..], &name).map_err(|e| ctx(pos, e))?;
+        pos += used;
+        let left = (bytes.len() - pos) as u64;
+        if count > left + 1 || (removed == 0 && count == 0) {
+            return Err(self.decode_error(
+                key_group,
+                pos,
+                format!("entry count {count} of a delta with {left} bytes left"),
+            ));
+        }
+        let mut inserted = 0;
+        let mut run: Option<u64> = None;
+        for _ in 0..count {
+            let entry_pos = pos;
+            let (key, used) =
+                codec::decode_prefix::<K>(&bytes[pos..], &name).map_err(|e| ctx(pos, e))?;
             pos += used;
-            let left = (bytes.len() - pos) as u64;
-            if count > left + 1 {
+            let (value, used) = read_value(&bytes[pos..], &name).map_err(|e| ctx(pos, e))?;
+            pos += used;
+            let hash = key.stable_hash();
+            let kept = hash | 1;
+            if run.is_some_and(|r| r > kept) {
                 return Err(self.decode_error(
                     key_group,
-                    pos,
-                    format!("entry count {count} exceeds the {left} bytes left"),
+                    entry_pos,
+                    "entries out of hash order".to_owned(),
                 ));
             }
-            // The record's key group: by its hash in native mode; in Flink
-            // mode the max parallelism never changes, so it is the section's.
-            let target = match self.assigner.kind() {
-                AssignerKind::Native => {
-                    native_key_group_for_hash(hash, self.assigner.max_parallelism())
-                }
-                AssignerKind::Flink => key_group,
-            };
-            let keep = filter.is_none_or(|f| f(target));
-            let idx = match self.range.index_of(target) {
-                Some(idx) if keep => {
-                    let p = self.groups[idx].page_of(hash);
-                    self.page_mut(idx, p).remove_kept_run(hash);
-                    Some(idx)
-                }
-                None if keep => return Err(self.outside(target)),
-                _ => None,
-            };
-            for _ in 0..count {
-                let entry_pos = pos;
-                let (key, used) =
-                    codec::decode_prefix::<K>(&bytes[pos..], &name).map_err(|e| ctx(pos, e))?;
-                pos += used;
-                let (value, used) = read_value(&bytes[pos..], &name).map_err(|e| ctx(pos, e))?;
-                pos += used;
-                let key_hash = key.stable_hash();
-                if key_hash | 1 != hash || key_group_of(&self.assigner, key_hash, &key)? != target {
-                    return Err(self.decode_error(
-                        key_group,
-                        entry_pos,
-                        format!("an entry whose key does not belong to record {hash:#018x}"),
-                    ));
-                }
-                let Some(idx) = idx else { continue };
-                if !self
-                    .page_to_insert(idx, key_hash)
-                    .insert_if_absent(key_hash, key, value)
-                {
-                    return Err(self.decode_error(
-                        key_group,
-                        entry_pos,
-                        "duplicate key in a delta record".to_owned(),
-                    ));
-                }
-                inserted += 1;
+            let kg = key_group_of(&self.assigner, hash, &key)?;
+            if kg != self.delta_key_group(key_group, kept) {
+                return Err(self.decode_error(
+                    key_group,
+                    entry_pos,
+                    format!("an entry of key group {kg} in key group {key_group}'s delta"),
+                ));
             }
+            let Some(g) = self.delta_target(key_group, kept, filter)? else {
+                run = Some(kept);
+                continue;
+            };
+            if run != Some(kept) {
+                // The first entry of its hash: the hash's entries so far go.
+                let p = self.groups[g].page_of(kept);
+                self.page_mut(g, p).remove_kept_run(kept);
+                run = Some(kept);
+            }
+            if !self
+                .page_to_insert(g, hash)
+                .insert_if_absent(hash, key, value)
+            {
+                return Err(self.decode_error(
+                    key_group,
+                    entry_pos,
+                    "duplicate key in a delta".to_owned(),
+                ));
+            }
+            inserted += 1;
         }
         if pos != bytes.len() {
             return Err(self.decode_error(
                 key_group,
                 pos,
-                format!("{} trailing bytes after the last record", bytes.len() - pos),
+                format!("{} trailing bytes after the last entry", bytes.len() - pos),
             ));
         }
         Ok(inserted)
+    }
+
+    /// The key group a delta's hash belongs to under the bound assigner: by
+    /// the hash in native mode; in Flink mode the max parallelism never
+    /// changes, so it is the section's.
+    fn delta_key_group(&self, key_group: KeyGroup, kept: u64) -> KeyGroup {
+        match self.assigner.kind() {
+            AssignerKind::Native => native_key_group_for_hash(kept, self.assigner.max_parallelism()),
+            AssignerKind::Flink => key_group,
+        }
+    }
+
+    /// The owned key group (its index) a delta's hash applies to, `None` if
+    /// `filter` rejects it; a key group outside the owned range that the
+    /// filter keeps is an error, as in a full section.
+    fn delta_target(
+        &self,
+        key_group: KeyGroup,
+        kept: u64,
+        filter: Option<&dyn Fn(KeyGroup) -> bool>,
+    ) -> Result<Option<usize>, StateError> {
+        let target = self.delta_key_group(key_group, kept);
+        if filter.is_some_and(|f| !f(target)) {
+            return Ok(None);
+        }
+        match self.range.index_of(target) {
+            Some(g) => Ok(Some(g)),
+            None => Err(self.outside(target)),
+        }
     }
 }

@@ -89,8 +89,9 @@ pub trait FrozenKeyGroups: Send + Sync {
 
     /// Appends the delta section of `key_group`: for each stable hash
     /// changed since the previous snapshot of the chain, every entry of that
-    /// hash when this one was frozen (none for a removed key). Empty if
-    /// nothing changed. Each key group is written once, either way.
+    /// hash when this one was frozen, or the hash as removed if none is
+    /// left. Empty if nothing changed. Each key group is written once,
+    /// either way.
     fn write_key_group_delta(
         &self,
         key_group: KeyGroup,
@@ -317,35 +318,35 @@ where
         hashes.sort_unstable();
         hashes.dedup();
         let pages = &self.pages[g.first_page..g.first_page + g.pages];
-        if !hashes.is_empty() {
-            codec::encode_into(&(hashes.len() as u64), out, &self.name)?;
-        }
+        // Per changed hash: its entries now, or (none left) a removal.
+        let mut removed: Vec<u64> = Vec::new();
+        let mut entries = Vec::new();
+        let mut count = 0u64;
         for &hash in &hashes {
-            out.extend_from_slice(&hash.to_le_bytes());
             let slot = pages[g.layout.page_of(hash)]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
+            let before = count;
             match &*slot {
                 FrozenPage::Shared(table) => {
-                    let entries: Vec<_> = table.kept_run(hash).collect();
-                    codec::encode_into(&(entries.len() as u64), out, &self.name)?;
                     let mut run = Vec::new();
-                    for (_, key, value) in entries {
-                        run.push((key.stable_hash(), out.len()));
-                        (self.encode.key)(key, out, &self.name)?;
-                        (self.encode.value)(value, out, &self.name)?;
+                    for (_, key, value) in table.kept_run(hash) {
+                        run.push((key.stable_hash(), entries.len()));
+                        (self.encode.key)(key, &mut entries, &self.name)?;
+                        (self.encode.value)(value, &mut entries, &self.name)?;
+                        count += 1;
                     }
                     if run.len() > 1 {
-                        sort_equal_hash_run(out, &run);
+                        sort_equal_hash_run(&mut entries, &run);
                     }
                 }
                 FrozenPage::Encoded(Ok(page)) => {
                     let first = page.starts.partition_point(|&(h, _)| h < hash);
                     let end = page.starts.partition_point(|&(h, _)| h <= hash);
-                    codec::encode_into(&((end - first) as u64), out, &self.name)?;
                     if end > first {
                         let to = page.starts.get(end).map_or(page.bytes.len(), |&(_, at)| at);
-                        out.extend_from_slice(&page.bytes[page.starts[first].1..to]);
+                        entries.extend_from_slice(&page.bytes[page.starts[first].1..to]);
+                        count += (end - first) as u64;
                     }
                 }
                 FrozenPage::Encoded(Err(e)) => {
@@ -363,6 +364,17 @@ where
                     });
                 }
             }
+            if count == before {
+                removed.push(hash);
+            }
+        }
+        if count > 0 || !removed.is_empty() {
+            codec::encode_into(&(removed.len() as u64), out, &self.name)?;
+            for hash in &removed {
+                out.extend_from_slice(&hash.to_le_bytes());
+            }
+            codec::encode_into(&count, out, &self.name)?;
+            out.extend_from_slice(&entries);
         }
         // Done with the key group: its pages are the live state's alone again.
         for slot in pages {

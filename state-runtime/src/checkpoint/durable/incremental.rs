@@ -18,9 +18,11 @@ use super::DATA_HEADER_LEN;
 
 /// When an incremental checkpoint writes a full data file instead of a
 /// delta: the chain of a subtask's keyed state (one full file, then deltas)
-/// is bounded in length and in the bytes its deltas add to the full file,
-/// so that a restore reads at most `1 + max_delta_ratio` times a full
-/// checkpoint's keyed bytes.
+/// is bounded in length and in the bytes its deltas add to the full file:
+/// a delta is written only if the deltas so far, plus one more the size of
+/// the last, stay within `max_delta_ratio` of the full file's keyed bytes,
+/// so that a restore reads about `1 + max_delta_ratio` times a full
+/// checkpoint's keyed bytes (more only if a delta outgrows the one before).
 ///
 /// ```
 /// use state_runtime::checkpoint::durable::IncrementalPolicy;
@@ -70,13 +72,14 @@ fn continues_chain(
     if !follows || !snapshot.knows_changes() {
         return false;
     }
+    // The deltas so far, and this one estimated as the size of the last.
     let (deltas, base_bytes, delta_bytes) = if prev.layers.delta {
         let base = &prev.layers.earlier[0];
         let earlier: u64 = prev.layers.earlier[1..].iter().map(KeyedLayer::bytes).sum();
         (
             prev.layers.earlier.len(),
             base.bytes(),
-            earlier + prev.total_bytes(),
+            earlier + 2 * prev.total_bytes(),
         )
     } else {
         (0, prev.total_bytes(), 0)
