@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+mod common;
+
 use state_runtime::checkpoint::durable::{
     IncrementalPolicy, StoredCheckpoint, SubtaskFile, commit_checkpoint, referenced_files,
     write_subtask_incremental,
@@ -21,6 +23,7 @@ struct Op {
     tags: KeyedMap<u64, u8, String>,
 }
 
+/// Keys in the jobs' state (up to twice as many over time).
 const KEYS: u64 = 20_000;
 
 fn assigner() -> KeyGroupAssigner {
@@ -41,10 +44,15 @@ struct Job {
     previous: Vec<Option<SubtaskFile>>,
     model: Model,
     step: u64,
+    keys: u64,
 }
 
 impl Job {
     fn new(parallelism: usize) -> Self {
+        Self::with_keys(parallelism, KEYS)
+    }
+
+    fn with_keys(parallelism: usize, keys: u64) -> Self {
         let a = assigner();
         let ops = (0..parallelism)
             .map(|i| {
@@ -59,6 +67,7 @@ impl Job {
             previous: vec![None; parallelism],
             model: Model::default(),
             step: 0,
+            keys,
         }
     }
 
@@ -75,8 +84,9 @@ impl Job {
     fn change(&mut self, percent: u64) {
         self.step += 1;
         let step = self.step;
-        for i in 0..KEYS * percent / 100 {
-            let key = (i * 7919 + step * 104_729) % (KEYS * 2);
+        let keys = self.keys;
+        for i in 0..keys * percent / 100 {
+            let key = (i * 7919 + step * 104_729) % (keys * 2);
             let op = self.owner(key);
             match (key + step) % 5 {
                 0 => {
@@ -165,7 +175,11 @@ fn is_delta(storage: &dyn CheckpointStorage, id: u64) -> Vec<bool> {
 #[test]
 fn deltas_restore_exactly_the_state_at_every_checkpoint_and_parallelism() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = LocalStorage::open(dir.path()).unwrap();
+    deltas_restore_exactly(&LocalStorage::open(dir.path()).unwrap());
+}
+
+/// Twelve checkpoints, each restored at parallelism 1, 2 and 3.
+fn deltas_restore_exactly(storage: &dyn CheckpointStorage) {
     let mut job = Job::new(2);
     let mut models = BTreeMap::new();
     let mut full_bytes = 0;
@@ -176,9 +190,9 @@ fn deltas_restore_exactly_the_state_at_every_checkpoint_and_parallelism() {
         if id > 1 {
             job.change(5);
         }
-        let files = job.checkpoint(&storage, id);
+        let files = job.checkpoint(storage, id);
         let bytes: u64 = files.iter().map(|f| f.payload_len()).sum();
-        let deltas = is_delta(&storage, id);
+        let deltas = is_delta(storage, id);
         match id {
             1 => {
                 assert_eq!(deltas, [false, false], "the first checkpoint is full");
@@ -195,7 +209,7 @@ fn deltas_restore_exactly_the_state_at_every_checkpoint_and_parallelism() {
         models.insert(id, job.model.clone());
         for parallelism in [1, 2, 3] {
             assert_eq!(
-                restored(&storage, id, parallelism),
+                restored(storage, id, parallelism),
                 job.model,
                 "checkpoint {id} restored at {parallelism}"
             );
@@ -211,7 +225,7 @@ fn deltas_restore_exactly_the_state_at_every_checkpoint_and_parallelism() {
     );
     // Every checkpoint still restores, each its own state.
     for (id, model) in &models {
-        assert_eq!(&restored(&storage, *id, 2), model, "checkpoint {id}");
+        assert_eq!(&restored(storage, *id, 2), model, "checkpoint {id}");
     }
 }
 
@@ -256,26 +270,7 @@ fn a_chain_starts_over_with_a_full_file_under_the_policy() {
 fn retention_keeps_what_retained_checkpoints_build_on_and_deletes_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let storage = LocalStorage::open(dir.path()).unwrap();
-    let mut job = Job::new(2);
-    job.change(100);
-    let mut models = BTreeMap::new();
-    for id in 1..=45 {
-        if id > 1 {
-            job.change(5);
-        }
-        job.checkpoint(&storage, id);
-        models.insert(id, job.model.clone());
-        storage.retain_last(3, &referenced_files).unwrap();
-        let listed = storage.list().unwrap();
-        assert_eq!(listed.len(), id.min(3) as usize);
-        // The oldest retained checkpoint restores, whatever was deleted.
-        let oldest = listed[0];
-        assert_eq!(
-            restored(&storage, oldest, 3),
-            models[&oldest],
-            "checkpoint {oldest}"
-        );
-    }
+    retention_keeps_what_is_referenced(&storage);
     // What remains on disk: the retained checkpoints' files and those they
     // reference, nothing else.
     let mut needed = std::collections::BTreeSet::new();
@@ -299,66 +294,117 @@ fn retention_keeps_what_retained_checkpoints_build_on_and_deletes_the_rest() {
     assert_eq!(on_disk, needed);
 }
 
+/// 45 checkpoints keeping 3: after each retention the oldest retained one
+/// restores.
+fn retention_keeps_what_is_referenced(storage: &dyn CheckpointStorage) {
+    let mut job = Job::new(2);
+    job.change(100);
+    let mut models = BTreeMap::new();
+    for id in 1..=45 {
+        if id > 1 {
+            job.change(5);
+        }
+        job.checkpoint(storage, id);
+        models.insert(id, job.model.clone());
+        storage.retain_last(3, &referenced_files).unwrap();
+        let listed = storage.list().unwrap();
+        assert_eq!(listed.len(), id.min(3) as usize);
+        // The oldest retained checkpoint restores, whatever was deleted.
+        let oldest = listed[0];
+        assert_eq!(
+            restored(storage, oldest, 3),
+            models[&oldest],
+            "checkpoint {oldest}"
+        );
+    }
+}
+
+/// Restores checkpoint 3 of `storage` into one instance.
+fn restore_latest(storage: &dyn CheckpointStorage) -> Result<Op, StateError> {
+    let mut op = Op::default();
+    StoredCheckpoint::open(storage, 3)?
+        .operator("op")?
+        .restore_into(&mut op, 0, 1)?;
+    Ok(op)
+}
+
 #[test]
-fn a_damaged_earlier_file_fails_the_restore_naming_it() {
+fn every_damaged_byte_of_a_delta_or_an_earlier_file_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let storage = LocalStorage::open(dir.path()).unwrap();
-    let mut job = Job::new(1);
+    let mut job = Job::with_keys(1, 150);
     job.change(100);
-    job.checkpoint(&storage, 1);
-    job.change(5);
-    job.checkpoint(&storage, 2);
-    job.change(5);
-    job.checkpoint(&storage, 3);
+    for id in 1..=3 {
+        if id > 1 {
+            job.change(5);
+        }
+        job.checkpoint(&storage, id);
+    }
     let stored = StoredCheckpoint::open(&storage, 3).unwrap();
-    let layers = stored.operator("op").unwrap().subtasks()[0]
-        .keyed()
-        .unwrap()
-        .earlier_layers()
-        .to_vec();
+    let sub = stored.operator("op").unwrap().subtasks()[0].clone();
+    let keyed = sub.keyed().unwrap();
+    assert!(keyed.is_delta());
+    let layers = keyed.earlier_layers().to_vec();
     assert_eq!(layers.len(), 2);
+    let path_of = |id: u64, file: &str| dir.path().join(format!("chk-{id}")).join(file);
+    // The earlier files: a restore reads their keyed sections and checks
+    // every byte of them; so does verify.
     for layer in &layers {
-        let path = dir
-            .path()
-            .join(format!("chk-{}", layer.checkpoint_id()))
-            .join(layer.file());
+        let path = path_of(layer.checkpoint_id(), layer.file());
         let original = std::fs::read(&path).unwrap();
         let len = original.len();
-        // Every byte of its keyed sections flipped in turn, a sample of them.
-        for at in (len - layer.bytes() as usize..len).step_by(97) {
+        let keyed_start = len - layer.bytes() as usize;
+        for at in keyed_start..len {
             let mut damaged = original.clone();
-            damaged[at] ^= 0x20;
+            damaged[at] ^= 0x01;
             std::fs::write(&path, &damaged).unwrap();
-            let mut op = Op::default();
-            let err = StoredCheckpoint::open(&storage, 3)
-                .unwrap()
-                .operator("op")
-                .unwrap()
-                .restore_into(&mut op, 0, 1)
-                .unwrap_err();
-            match err {
-                StateError::Corrupt { path: p, .. } => {
-                    assert!(
-                        p.ends_with(&format!("chk-{}/{}", layer.checkpoint_id(), layer.file())),
-                        "{p}"
-                    )
-                }
-                other => panic!("byte {at}: {other}"),
+            match restore_latest(&storage) {
+                Err(StateError::Corrupt { path: p, .. }) => assert!(
+                    p.ends_with(&format!("chk-{}/{}", layer.checkpoint_id(), layer.file())),
+                    "byte {at}: {p}"
+                ),
+                other => panic!("byte {at} of {}: {:?}", layer.file(), other.map(|_| ())),
             }
+            assert!(
+                StoredCheckpoint::open(&storage, 3)
+                    .unwrap()
+                    .verify()
+                    .is_err()
+            );
         }
-        // Truncated: refused before anything is decoded.
-        std::fs::write(&path, &original[..len - 1]).unwrap();
-        let verify = StoredCheckpoint::open(&storage, 3).unwrap().verify();
-        assert!(
-            matches!(verify, Err(StateError::Corrupt { .. })),
-            "{verify:?}"
-        );
+        // Truncated at every length: refused before anything is decoded.
+        for cut in (0..len).rev().step_by(7) {
+            std::fs::write(&path, &original[..cut]).unwrap();
+            assert!(
+                matches!(restore_latest(&storage), Err(StateError::Corrupt { .. })),
+                "{} cut at {cut}",
+                layer.file()
+            );
+        }
         std::fs::write(&path, &original).unwrap();
     }
+    // The delta file itself: verify finds every flipped byte.
+    let path = path_of(3, sub.file());
+    let original = std::fs::read(&path).unwrap();
+    for at in 0..original.len() {
+        let mut damaged = original.clone();
+        damaged[at] ^= 0x01;
+        std::fs::write(&path, &damaged).unwrap();
+        assert!(
+            matches!(
+                StoredCheckpoint::open(&storage, 3).unwrap().verify(),
+                Err(StateError::Corrupt { .. } | StateError::UnsupportedFormatVersion { .. })
+            ),
+            "byte {at} of the delta file"
+        );
+    }
+    std::fs::write(&path, &original).unwrap();
     StoredCheckpoint::open(&storage, 3)
         .unwrap()
         .verify()
         .unwrap();
+    let op = restore_latest(&storage).unwrap();
+    assert_eq!(op.totals.len(), job.model.totals.len());
     assert_eq!(restored(&storage, 3, 2), job.model);
 }
 
@@ -410,4 +456,24 @@ fn an_incremental_checkpoint_cannot_be_loaded_into_memory() {
             ..
         })
     ));
+}
+
+#[cfg(feature = "object-store")]
+mod object {
+    use super::common::s3::{config, s3_server, unique_prefix};
+    use super::*;
+    use state_runtime::storage::ObjectStorage;
+
+    #[test]
+    fn s3_deltas_restore_exactly_and_retention_keeps_what_is_referenced() {
+        let Some((endpoint, bucket)) = s3_server("s3_incremental") else {
+            return;
+        };
+        let prefix = unique_prefix("incremental");
+        let storage = ObjectStorage::s3(&config(&endpoint, &bucket, &prefix)).unwrap();
+        deltas_restore_exactly(&storage);
+        let storage =
+            ObjectStorage::s3(&config(&endpoint, &bucket, &format!("{prefix}-retention"))).unwrap();
+        retention_keeps_what_is_referenced(&storage);
+    }
 }

@@ -8,6 +8,8 @@
 //! tests say on stderr that they were skipped, unless
 //! `RESCALE_S3_REQUIRED=1` is set (as CI does), in which case they fail.
 
+mod common;
+
 use state_runtime::StateError;
 use state_runtime::storage::{CheckpointStorage, FileRef, LocalStorage, ReadStats};
 
@@ -297,58 +299,20 @@ fn storage_handle_is_shareable_across_threads() {
 
 #[cfg(feature = "object-store")]
 mod object {
+    use super::common::s3::{config, s3_server, unique_prefix};
     use super::*;
-    use std::io::Write;
     use std::sync::Arc;
 
+    use state_runtime::storage::ObjectStorage;
     use state_runtime::storage::object_store::aws::AmazonS3Builder;
     use state_runtime::storage::object_store::memory::InMemory;
     use state_runtime::storage::object_store::path::Path;
     use state_runtime::storage::object_store::{ObjectStoreExt, PutPayload};
-    use state_runtime::storage::{ObjectStorage, S3Config};
 
     #[test]
     fn in_memory_object_storage_conformance() {
         let storage = ObjectStorage::new(Arc::new(InMemory::new()), "job/op", "memory://").unwrap();
         conformance(&storage);
-    }
-
-    /// The S3 server from the environment, or `None` after saying why.
-    fn s3_server(test: &str) -> Option<(String, String)> {
-        let endpoint = std::env::var("RESCALE_S3_ENDPOINT")
-            .ok()
-            .filter(|s| !s.is_empty());
-        let bucket = std::env::var("RESCALE_S3_BUCKET")
-            .ok()
-            .filter(|s| !s.is_empty());
-        match (endpoint, bucket) {
-            (Some(e), Some(b)) => Some((e, b)),
-            _ => {
-                let why = "RESCALE_S3_ENDPOINT and RESCALE_S3_BUCKET are not both set \
-                           (start a server with `source .ci/s3-server.sh`)";
-                if std::env::var_os("RESCALE_S3_REQUIRED").is_some() {
-                    panic!("{test}: RESCALE_S3_REQUIRED is set but {why}");
-                }
-                // Straight to stderr, past the test harness's output capture.
-                let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-                None
-            }
-        }
-    }
-
-    fn unique_prefix(test: &str) -> String {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!("tests/{test}-{}-{nanos}", std::process::id())
-    }
-
-    fn config(endpoint: &str, bucket: &str, prefix: &str) -> S3Config {
-        S3Config::new(bucket, prefix)
-            .with_endpoint(endpoint)
-            .with_region("us-east-1")
-            .with_credentials("testing", "testing")
     }
 
     #[test]

@@ -143,7 +143,9 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
     /// changes, so it is the section's.
     fn delta_key_group(&self, key_group: KeyGroup, kept: u64) -> KeyGroup {
         match self.assigner.kind() {
-            AssignerKind::Native => native_key_group_for_hash(kept, self.assigner.max_parallelism()),
+            AssignerKind::Native => {
+                native_key_group_for_hash(kept, self.assigner.max_parallelism())
+            }
             AssignerKind::Flink => key_group,
         }
     }

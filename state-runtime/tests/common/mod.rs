@@ -1,7 +1,11 @@
-//! Shared by the crash tests: a test binary that re-runs one of its own tests
-//! as a child process, which writes checkpoints until the parent kills it.
+//! Shared by the crash tests (a test binary that re-runs one of its own tests
+//! as a child process, which writes checkpoints until the parent kills it)
+//! and the object-store tests (the S3 server they use).
 
 #![allow(dead_code)] // each test binary uses what it needs
+
+#[cfg(feature = "object-store")]
+pub mod s3;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
