@@ -437,3 +437,83 @@ fn inspect_plan_and_verify_checkpoints_in_s3() {
     let out = run(&["inspect", &format!("s3://{bucket}/{prefix}-none")]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
 }
+
+#[test]
+fn inspect_shows_what_an_incremental_checkpoint_adds_and_builds_on() {
+    use state_runtime::checkpoint::durable::{
+        IncrementalPolicy, commit_checkpoint, write_subtask_incremental,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(tmp.path()).unwrap();
+    let a = KeyGroupAssigner::native(MaxParallelism::new(16).unwrap());
+    let mut op = Sum::default();
+    op.bind_keyed(a, a.range_for_subtask(1, 0).unwrap())
+        .unwrap();
+    let mut previous = None;
+    for id in 1..=3u64 {
+        for k in 0..(if id == 1 { 1000 } else { 30 }) {
+            op.totals.insert(k, (k * id) as i64).unwrap();
+        }
+        storage.begin(id).unwrap();
+        let captured = op.capture().unwrap();
+        let file = write_subtask_incremental(
+            &storage,
+            id,
+            0,
+            "sum",
+            0,
+            &captured,
+            previous.as_ref(),
+            &IncrementalPolicy::default(),
+        )
+        .unwrap();
+        previous = Some(file.clone());
+        commit_checkpoint(&storage, id, &[("sum", &[file])]).unwrap();
+    }
+    let dir = tmp.path().to_str().unwrap();
+    let out = statectl(&["inspect", dir]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("a delta adding"), "{text}");
+    assert!(text.contains("in 2 earlier files"), "{text}");
+    assert!(text.contains("builds on chk-1/0.sum.0.data"), "{text}");
+    assert!(text.contains("builds on chk-2/0.sum.0.data"), "{text}");
+    let v = json(&statectl(&["inspect", dir, "--json"]));
+    let keyed = &v["operators"][0]["subtasks"][0]["keyed"];
+    assert_eq!(keyed["delta"], true);
+    let builds_on = keyed["builds_on"].as_array().unwrap();
+    assert_eq!(builds_on.len(), 2);
+    assert_eq!(builds_on[0]["checkpoint"], 1);
+    assert_eq!(builds_on[0]["delta"], false);
+    assert_eq!(builds_on[1]["delta"], true);
+    assert!(builds_on[0]["bytes"].as_u64().unwrap() > keyed["bytes"].as_u64().unwrap());
+    // verify reads the earlier files too.
+    let out = statectl(&["verify", dir]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // A restore plan reads every layer, and its amplification says so.
+    let out = statectl(&["plan", dir, "--operator", "sum", "--parallelism", "2"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("chk-1/0.sum.0.data"), "{text}");
+    assert!(text.contains("chk-2/0.sum.0.data"), "{text}");
+    let v = json(&statectl(&[
+        "plan",
+        dir,
+        "--operator",
+        "sum",
+        "--parallelism",
+        "2",
+        "--json",
+    ]));
+    let reads = v["subtasks"][0]["reads"].as_array().unwrap();
+    assert_eq!(reads[0]["checkpoint"], 1);
+    assert!(v["read_amplification"].as_f64().unwrap() > 1.0);
+    // The plan is what a restore reads.
+    let stored = StoredCheckpoint::open(&storage, 3).unwrap();
+    let sum = stored.operator("sum").unwrap();
+    for (j, plan) in sum.plan_reads(2, None).unwrap().iter().enumerate() {
+        let mut restored = Sum::default();
+        let report = sum.restore_into(&mut restored, j, 2).unwrap();
+        assert_eq!(report.bytes_read, plan.bytes(), "subtask {j}");
+    }
+}

@@ -577,6 +577,7 @@ fn plan(
                     "bytes": p.bytes(),
                     "reads": p.reads.iter().map(|r| json!({
                         "old_subtask": r.old_subtask,
+                        "checkpoint": r.checkpoint_id,
                         "file": r.file,
                         "range": [r.range.start, r.range.end],
                         "bytes": r.range.end - r.range.start,
@@ -633,9 +634,14 @@ fn plan(
                 }
                 ReadKind::KeyGroups(kg) => format!("key groups {}", range_str(*kg)),
             };
+            let file = if r.checkpoint_id == cp.checkpoint_id() {
+                r.file.clone()
+            } else {
+                format!("chk-{}/{}", r.checkpoint_id, r.file)
+            };
             println!(
                 "  {:<24} bytes {:>8}..{:<8} {:>9} bytes  {what}",
-                r.file,
+                file,
                 r.range.start,
                 r.range.end,
                 r.range.end - r.range.start

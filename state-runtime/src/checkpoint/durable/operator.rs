@@ -102,7 +102,10 @@ pub struct StoredOperator<'a> {
 pub struct PlannedRead {
     /// The old subtask whose file is read.
     pub old_subtask: usize,
-    /// Its data file.
+    /// The checkpoint whose folder holds the file: this one, or (for the
+    /// earlier layers of an incremental keyed section) an older one.
+    pub checkpoint_id: u64,
+    /// The data file.
     pub file: String,
     /// The byte range read, as an offset range in the file.
     pub range: Range<u64>,
@@ -329,6 +332,7 @@ impl<'a> StoredOperator<'a> {
                     }
                     reads.push(PlannedRead {
                         old_subtask: run.old_subtask,
+                        checkpoint_id: self.checkpoint_id,
                         file: sub.file.clone(),
                         range: r.start + DATA_HEADER_LEN..r.end + DATA_HEADER_LEN,
                         what: ReadKind::Items {
@@ -345,18 +349,29 @@ impl<'a> StoredOperator<'a> {
                     let old = read.old_subtask;
                     let sub = &self.subtasks[old];
                     let k = sub.keyed.as_ref().expect("every subtask has keyed state");
-                    let Some(r) = k.key_groups_bytes(read.key_groups) else {
-                        continue;
-                    };
-                    if r.is_empty() {
-                        continue;
+                    // Every layer, in the order a restore applies them.
+                    for view in k.views() {
+                        let Some(r) = view.key_groups_bytes(read.key_groups) else {
+                            continue;
+                        };
+                        if r.is_empty() {
+                            continue;
+                        }
+                        let (checkpoint_id, file) = match view.layer {
+                            None => (self.checkpoint_id, sub.file.clone()),
+                            Some(i) => {
+                                let l = &k.earlier_layers()[i];
+                                (l.checkpoint_id, l.file.clone())
+                            }
+                        };
+                        reads.push(PlannedRead {
+                            old_subtask: old,
+                            checkpoint_id,
+                            file,
+                            range: r.start + DATA_HEADER_LEN..r.end + DATA_HEADER_LEN,
+                            what: ReadKind::KeyGroups(read.key_groups),
+                        });
                     }
-                    reads.push(PlannedRead {
-                        old_subtask: old,
-                        file: sub.file.clone(),
-                        range: r.start + DATA_HEADER_LEN..r.end + DATA_HEADER_LEN,
-                        what: ReadKind::KeyGroups(read.key_groups),
-                    });
                 }
             }
             out.push(SubtaskReadPlan {
