@@ -565,8 +565,8 @@ fn corrupt_errors_name_file_offset_and_expectation() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
-    /// What the `sections` fuzz target runs: the keyed section decoders on
-    /// arbitrary bytes give errors, never panics.
+    /// What the `sections` fuzz target runs: the keyed section decoders,
+    /// full and delta, on arbitrary bytes give errors, never panics.
     #[test]
     fn keyed_section_decoders_never_panic(
         bytes in proptest::collection::vec(any::<u8>(), 0..300),
@@ -587,20 +587,73 @@ proptest! {
             0 | 1 => {
                 let mut s = KeyedValue::<i64, String>::new(assigner, range).unwrap();
                 let _ = s.read_key_group(kg, &bytes, filter);
+                let _ = s.read_key_group_delta(kg, &bytes, filter);
             }
             2 | 3 => {
                 let mut s = KeyedList::<i32, Vec<u8>>::new(assigner, range).unwrap();
                 let _ = s.read_key_group(kg, &bytes, filter);
+                let _ = s.read_key_group_delta(kg, &bytes, filter);
             }
             4 | 5 => {
                 let mut s = KeyedMap::<String, u64, (u8, i64)>::new(assigner, range).unwrap();
                 let _ = s.read_key_group(kg, &bytes, filter);
+                let _ = s.read_key_group_delta(kg, &bytes, filter);
             }
             _ => {
                 let mut s = KeyedValue::<i64, Vec<u128>>::new(assigner, range).unwrap();
                 let _ = s.read_key_group(kg, &bytes, filter);
+                let _ = s.read_key_group_delta(kg, &bytes, filter);
             }
         }
+    }
+}
+
+/// A valid delta section of a `KeyedValue<i64, String>`: one removed hash,
+/// and key 42's entry `"abc"`.
+fn delta_of_42() -> Vec<u8> {
+    use state_runtime::hash::StableHash;
+    let hash = 42i64.stable_hash() | 1;
+    let removed = hash.wrapping_add(2) | 1;
+    let mut bytes = vec![1u8];
+    bytes.extend_from_slice(&removed.to_le_bytes());
+    bytes.push(1); // one entry
+    bytes.push(84); // 42, zigzag
+    bytes.push(3);
+    bytes.extend_from_slice(b"abc");
+    bytes
+}
+
+#[test]
+fn a_delta_section_replaces_and_removes_entries() {
+    let a = KeyGroupAssigner::native(MaxParallelism::new(8).unwrap());
+    let mut s = KeyedValue::<i64, String>::new(a, a.range_for_subtask(1, 0).unwrap()).unwrap();
+    s.insert(42i64, "old".to_string()).unwrap();
+    let kg = a.key_group(&42i64).unwrap();
+    assert_eq!(s.read_key_group_delta(kg, &delta_of_42(), None).unwrap(), 1);
+    assert_eq!(s.get(&42i64).unwrap().map(String::as_str), Some("abc"));
+    assert_eq!(s.len(), 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// A damaged delta section (bytes changed, the section cut short) is an
+    /// error or applies, never a panic.
+    #[test]
+    fn delta_decoder_never_panics_on_damaged_deltas(
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        cut in any::<usize>(),
+    ) {
+        let a = KeyGroupAssigner::native(MaxParallelism::new(8).unwrap());
+        let mut s = KeyedValue::<i64, String>::new(a, a.range_for_subtask(1, 0).unwrap()).unwrap();
+        let mut bytes = delta_of_42();
+        for (at, x) in flips {
+            let n = bytes.len();
+            bytes[at % n] ^= x;
+        }
+        bytes.truncate(cut % (bytes.len() + 1));
+        let kg = a.key_group(&42i64).unwrap();
+        let _ = s.read_key_group_delta(kg, &bytes, None);
     }
 }
 

@@ -40,6 +40,7 @@ struct Model {
 /// A job of `parallelism` instances whose state changes a little between
 /// checkpoints, checkpointed incrementally into `storage`.
 struct Job {
+    assigner: KeyGroupAssigner,
     ops: Vec<Op>,
     previous: Vec<Option<SubtaskFile>>,
     model: Model,
@@ -63,6 +64,7 @@ impl Job {
             })
             .collect();
         Self {
+            assigner: a,
             ops,
             previous: vec![None; parallelism],
             model: Model::default(),
@@ -73,9 +75,10 @@ impl Job {
 
     fn owner(&mut self, key: u64) -> &mut Op {
         let n = self.ops.len();
-        let kg = assigner().key_group(&key).unwrap();
+        let a = self.assigner;
+        let kg = a.key_group(&key).unwrap();
         let i = (0..n)
-            .find(|&i| assigner().range_for_subtask(n, i).unwrap().contains(kg))
+            .find(|&i| a.range_for_subtask(n, i).unwrap().contains(kg))
             .unwrap();
         &mut self.ops[i]
     }
@@ -145,12 +148,23 @@ impl Job {
 /// The state of checkpoint `id`, restored from storage into `parallelism`
 /// instances.
 fn restored(storage: &dyn CheckpointStorage, id: u64, parallelism: usize) -> Model {
+    restored_with(storage, id, parallelism, &RestoreOptions::default())
+}
+
+/// [`restored`] with `options` (another max parallelism, say).
+fn restored_with(
+    storage: &dyn CheckpointStorage,
+    id: u64,
+    parallelism: usize,
+    options: &RestoreOptions,
+) -> Model {
     let stored = StoredCheckpoint::open(storage, id).unwrap();
     let op = stored.operator("op").unwrap();
     let mut model = Model::default();
     for j in 0..parallelism {
         let mut restored = Op::default();
-        op.restore_into(&mut restored, j, parallelism).unwrap();
+        op.restore_into_with(&mut restored, j, parallelism, options)
+            .unwrap();
         model
             .totals
             .extend(restored.totals.iter().map(|(k, v)| (*k, *v)));
@@ -476,4 +490,122 @@ mod object {
             ObjectStorage::s3(&config(&endpoint, &bucket, &format!("{prefix}-retention"))).unwrap();
         retention_keeps_what_is_referenced(&storage);
     }
+}
+
+#[test]
+fn deltas_restore_at_another_max_parallelism_and_under_the_flink_assigner() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(dir.path()).unwrap();
+    let mut job = Job::new(2);
+    job.change(100);
+    for id in 1..=4 {
+        if id > 1 {
+            job.change(5);
+        }
+        job.checkpoint(&storage, id);
+    }
+    assert_eq!(is_delta(&storage, 4), [true, true]);
+    // Native: 32 key groups re-bucketed into 48 and into 7 (boundary key
+    // groups filtered, deltas routed by their hashes).
+    for max in [48, 7] {
+        let options = RestoreOptions::default()
+            .assigner(KeyGroupAssigner::native(MaxParallelism::new(max).unwrap()));
+        for parallelism in [1, 3] {
+            assert_eq!(
+                restored_with(&storage, 4, parallelism, &options),
+                job.model,
+                "max parallelism {max}, parallelism {parallelism}"
+            );
+        }
+    }
+    // Flink's assigner (Java hash codes): deltas stay in their key group.
+    #[derive(Checkpointed, Default)]
+    struct Flinkish {
+        #[state(keyed)]
+        totals: KeyedValue<i64, i64>,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(dir.path()).unwrap();
+    let flink = KeyGroupAssigner::flink(MaxParallelism::new(32).unwrap());
+    let mut op = Flinkish::default();
+    op.bind_keyed(flink, flink.range_for_subtask(1, 0).unwrap())
+        .unwrap();
+    let mut model = BTreeMap::new();
+    let mut previous = None;
+    for id in 1..=4i64 {
+        for k in 0..3_000i64 {
+            if id == 1 || (k * 13 + id) % 20 == 0 {
+                op.totals.insert(k, k * id).unwrap();
+                model.insert(k, k * id);
+            }
+            if id > 1 && (k + id) % 97 == 0 {
+                op.totals.remove(k).unwrap();
+                model.remove(&k);
+            }
+        }
+        let id = id as u64;
+        storage.begin(id).unwrap();
+        let captured = op.capture().unwrap();
+        let file = write_subtask_incremental(
+            &storage,
+            id,
+            0,
+            "op",
+            0,
+            &captured,
+            previous.as_ref(),
+            &IncrementalPolicy::default(),
+        )
+        .unwrap();
+        previous = Some(file.clone());
+        commit_checkpoint(&storage, id, &[("op", &[file])]).unwrap();
+    }
+    assert_eq!(is_delta(&storage, 4), [true]);
+    let stored = StoredCheckpoint::open(&storage, 4).unwrap();
+    for parallelism in [1, 3] {
+        let mut got = BTreeMap::new();
+        for j in 0..parallelism {
+            let mut restored = Flinkish::default();
+            stored
+                .operator("op")
+                .unwrap()
+                .restore_into(&mut restored, j, parallelism)
+                .unwrap();
+            got.extend(restored.totals.iter().map(|(k, v)| (*k, *v)));
+        }
+        assert_eq!(got, model, "parallelism {parallelism}");
+    }
+}
+
+#[test]
+fn a_delta_written_while_the_state_changes_holds_the_state_at_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(dir.path()).unwrap();
+    let mut job = Job::new(1);
+    job.change(100);
+    job.checkpoint(&storage, 1);
+    job.change(5);
+    let at_capture = job.model.clone();
+    let captured = job.ops[0].capture().unwrap();
+    // The live state changes every page before the delta is written: each
+    // page is encoded for the snapshot first, and the delta comes from
+    // those bytes.
+    for _ in 0..3 {
+        job.change(30);
+    }
+    storage.begin(2).unwrap();
+    let file = write_subtask_incremental(
+        &storage,
+        2,
+        0,
+        "op",
+        0,
+        &captured,
+        job.previous[0].as_ref(),
+        &IncrementalPolicy::default(),
+    )
+    .unwrap();
+    commit_checkpoint(&storage, 2, &[("op", &[file])]).unwrap();
+    assert_eq!(is_delta(&storage, 2), [true]);
+    assert_eq!(restored(&storage, 2, 2), at_capture);
 }

@@ -29,18 +29,22 @@ fuzz_target!(|data: &[u8]| {
         0 | 1 => {
             let mut s = KeyedValue::<i64, String>::new(assigner, range).expect("bind");
             let _ = s.read_key_group(key_group, bytes, filter);
+            let _ = s.read_key_group_delta(key_group, bytes, filter);
         }
         2 | 3 => {
             let mut s = KeyedList::<i32, Vec<u8>>::new(assigner, range).expect("bind");
             let _ = s.read_key_group(key_group, bytes, filter);
+            let _ = s.read_key_group_delta(key_group, bytes, filter);
         }
         4 | 5 => {
             let mut s = KeyedMap::<String, u64, (u8, i64)>::new(assigner, range).expect("bind");
             let _ = s.read_key_group(key_group, bytes, filter);
+            let _ = s.read_key_group_delta(key_group, bytes, filter);
         }
         _ => {
             let mut s = KeyedValue::<i64, Vec<u128>>::new(assigner, range).expect("bind");
             let _ = s.read_key_group(key_group, bytes, filter);
+            let _ = s.read_key_group_delta(key_group, bytes, filter);
         }
     }
 });
