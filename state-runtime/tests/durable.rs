@@ -630,7 +630,7 @@ fn a_delta_section_replaces_and_removes_entries() {
     s.insert(42i64, "old".to_string()).unwrap();
     let kg = a.key_group(&42i64).unwrap();
     assert_eq!(s.read_key_group_delta(kg, &delta_of_42(), None).unwrap(), 1);
-    assert_eq!(s.get(&42i64).unwrap().map(String::as_str), Some("abc"));
+    assert_eq!(s.get(42i64).unwrap().map(String::as_str), Some("abc"));
     assert_eq!(s.len(), 1);
 }
 
