@@ -11,10 +11,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 mod common;
-use common::{Rng, START_MARKER, crash_seed, run_and_kill_writer};
+use common::{Rng, crash_seed, run_and_kill_writer, write_until_killed};
 
 use state_runtime::checkpoint::durable::{StoredCheckpoint, referenced_files, write_checkpoint};
 use state_runtime::prelude::*;
@@ -106,21 +106,14 @@ fn restored(
 }
 
 fn child(dir: &Path) -> ! {
-    let storage = LocalStorage::open(dir).expect("open storage");
-    let start = storage.latest().expect("latest").map_or(1, |l| l + 1);
-    println!("\n{START_MARKER}{start}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut id = start;
-    while Instant::now() < deadline {
+    write_until_killed(dir, |storage, _, id| {
         let (source, sum) = job(id);
-        write_checkpoint(&storage, id, &[("source", &source), ("sum", &sum)])
+        write_checkpoint(storage, id, &[("source", &source), ("sum", &sum)])
             .expect("write checkpoint");
         storage
             .retain_last(2, &referenced_files)
             .expect("retention");
-        id += 1;
-    }
-    std::process::exit(0);
+    })
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 mod common;
 
+use state_runtime::checkpoint::CapturedSnapshot;
 use state_runtime::checkpoint::durable::{
     IncrementalPolicy, StoredCheckpoint, SubtaskFile, commit_checkpoint, referenced_files,
     write_subtask_incremental,
@@ -122,27 +123,45 @@ impl Job {
     /// returns whether every keyed section is a delta.
     fn checkpoint(&mut self, storage: &dyn CheckpointStorage, id: u64) -> Vec<SubtaskFile> {
         storage.begin(id).unwrap();
-        let policy = IncrementalPolicy::default();
         let mut files = Vec::new();
         for (i, op) in self.ops.iter().enumerate() {
             let captured = op.capture().unwrap();
-            let file = write_subtask_incremental(
+            files.push(write_incremental(
                 storage,
                 id,
-                0,
-                "op",
                 i,
                 &captured,
-                self.previous[i].as_ref(),
-                &policy,
-            )
-            .unwrap();
-            self.previous[i] = Some(file.clone());
-            files.push(file);
+                &mut self.previous[i],
+            ));
         }
         commit_checkpoint(storage, id, &[("op", &files)]).unwrap();
         files
     }
+}
+
+/// Writes captured subtask `subtask` of checkpoint `id` incrementally on
+/// top of `previous`, which becomes the file written.
+fn write_incremental(
+    storage: &dyn CheckpointStorage,
+    id: u64,
+    subtask: usize,
+    captured: &CapturedSnapshot,
+    previous: &mut Option<SubtaskFile>,
+) -> SubtaskFile {
+    let policy = IncrementalPolicy::default();
+    let file = write_subtask_incremental(
+        storage,
+        id,
+        0,
+        "op",
+        subtask,
+        captured,
+        previous.as_ref(),
+        &policy,
+    )
+    .unwrap();
+    *previous = Some(file.clone());
+    file
 }
 
 /// The state of checkpoint `id`, restored from storage into `parallelism`
@@ -546,18 +565,7 @@ fn deltas_restore_at_another_max_parallelism_and_under_the_flink_assigner() {
         let id = id as u64;
         storage.begin(id).unwrap();
         let captured = op.capture().unwrap();
-        let file = write_subtask_incremental(
-            &storage,
-            id,
-            0,
-            "op",
-            0,
-            &captured,
-            previous.as_ref(),
-            &IncrementalPolicy::default(),
-        )
-        .unwrap();
-        previous = Some(file.clone());
+        let file = write_incremental(&storage, id, 0, &captured, &mut previous);
         commit_checkpoint(&storage, id, &[("op", &[file])]).unwrap();
     }
     assert_eq!(is_delta(&storage, 4), [true]);
@@ -594,17 +602,7 @@ fn a_delta_written_while_the_state_changes_holds_the_state_at_capture() {
         job.change(30);
     }
     storage.begin(2).unwrap();
-    let file = write_subtask_incremental(
-        &storage,
-        2,
-        0,
-        "op",
-        0,
-        &captured,
-        job.previous[0].as_ref(),
-        &IncrementalPolicy::default(),
-    )
-    .unwrap();
+    let file = write_incremental(&storage, 2, 0, &captured, &mut job.previous[0]);
     commit_checkpoint(&storage, 2, &[("op", &[file])]).unwrap();
     assert_eq!(is_delta(&storage, 2), [true]);
     assert_eq!(restored(&storage, 2, 2), at_capture);

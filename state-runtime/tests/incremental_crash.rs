@@ -12,10 +12,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 mod common;
-use common::{Rng, START_MARKER, crash_seed, run_and_kill_writer};
+use common::{Rng, crash_seed, run_and_kill_writer, write_until_killed};
 
 use state_runtime::checkpoint::durable::{
     IncrementalPolicy, StoredCheckpoint, SubtaskFile, commit_checkpoint, referenced_files,
@@ -65,35 +64,35 @@ fn model(id: u64) -> BTreeMap<u64, i64> {
 }
 
 fn child(dir: &Path) -> ! {
-    let storage = LocalStorage::open(dir).expect("open storage");
-    let start = storage.latest().expect("latest").map_or(1, |l| l + 1);
-    println!("\n{START_MARKER}{start}");
     let a = assigner();
-    let mut ops: Vec<Sum> = (0..PARALLELISM)
-        .map(|i| {
-            let mut op = Sum::default();
-            op.bind_keyed(a, a.range_for_subtask(PARALLELISM, i).unwrap())
-                .unwrap();
-            op
-        })
-        .collect();
-    let owner = |k: u64| {
+    let owner = move |k: u64| {
         let kg = a.key_group(&k).unwrap();
         (0..PARALLELISM)
             .find(|&i| a.range_for_subtask(PARALLELISM, i).unwrap().contains(kg))
             .unwrap()
     };
-    for (k, v) in model(start - 1) {
-        ops[owner(k)].totals.insert(k, v).unwrap();
-    }
+    let mut ops: Option<Vec<Sum>> = None;
+    let mut previous: Vec<Option<SubtaskFile>> = vec![None; PARALLELISM];
     let policy = IncrementalPolicy {
         max_deltas: 4,
         max_delta_ratio: 0.5,
     };
-    let mut previous: Vec<Option<SubtaskFile>> = vec![None; PARALLELISM];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut id = start;
-    while Instant::now() < deadline {
+    write_until_killed(dir, |storage, start, id| {
+        // The state of the checkpoint before the first one this run writes.
+        let ops = ops.get_or_insert_with(|| {
+            let mut ops: Vec<Sum> = (0..PARALLELISM)
+                .map(|i| {
+                    let mut op = Sum::default();
+                    op.bind_keyed(a, a.range_for_subtask(PARALLELISM, i).unwrap())
+                        .unwrap();
+                    op
+                })
+                .collect();
+            for (k, v) in model(start - 1) {
+                ops[owner(k)].totals.insert(k, v).unwrap();
+            }
+            ops
+        });
         for (k, change) in changes(id) {
             let op = &mut ops[owner(k)];
             match change {
@@ -110,7 +109,7 @@ fn child(dir: &Path) -> ! {
             .map(|(i, op)| {
                 let captured = op.capture().expect("capture");
                 let file = write_subtask_incremental(
-                    &storage,
+                    storage,
                     id,
                     0,
                     "sum",
@@ -124,13 +123,11 @@ fn child(dir: &Path) -> ! {
                 file
             })
             .collect();
-        commit_checkpoint(&storage, id, &[("sum", &files)]).expect("commit");
+        commit_checkpoint(storage, id, &[("sum", &files)]).expect("commit");
         storage
             .retain_last(2, &referenced_files)
             .expect("retention");
-        id += 1;
-    }
-    std::process::exit(0);
+    })
 }
 
 #[test]

@@ -11,10 +11,10 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 mod common;
-use common::{Rng, START_MARKER, crash_seed, run_and_kill_writer};
+use common::{Rng, crash_seed, run_and_kill_writer, write_until_killed};
 
 use state_runtime::StateError;
 use state_runtime::storage::{CheckpointStorage, FileRef, LocalStorage, MANIFEST_NAME};
@@ -105,13 +105,7 @@ fn referenced(_id: u64, manifest: &[u8]) -> Result<Vec<FileRef>, StateError> {
 
 /// The child: write checkpoints from `latest() + 1` on until killed.
 fn child(dir: &Path) -> ! {
-    let storage = LocalStorage::open(dir).expect("open storage");
-    let start = storage.latest().expect("latest").map_or(1, |l| l + 1);
-    // On its own line: the harness has printed `test <name> ... ` before.
-    println!("\n{START_MARKER}{start}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut id = start;
-    while Instant::now() < deadline {
+    write_until_killed(dir, |storage, _, id| {
         storage.begin(id).expect("begin");
         for (name, len) in own_files(id) {
             storage
@@ -120,10 +114,7 @@ fn child(dir: &Path) -> ! {
         }
         storage.commit(id, manifest(id).as_bytes()).expect("commit");
         storage.retain_last(RETAIN, &referenced).expect("retention");
-        id += 1;
-    }
-    // Never reached when the parent is alive: it kills us well before.
-    std::process::exit(0);
+    })
 }
 
 /// Everything listed is complete and exact; returns the newest id.

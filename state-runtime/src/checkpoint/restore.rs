@@ -476,11 +476,8 @@ impl RestoredState<'_> {
                     let part = view.state_range(kg, index).expect("key group in the chunk");
                     let at = |p: u64| (p - chunk.bytes.start) as usize;
                     let slice = &bytes[at(part.start)..at(part.end)];
-                    entries += if view.delta {
-                        plan.decode_key_group_delta(read, kg, slice, &mut **state)?
-                    } else {
-                        plan.decode_key_group(read, kg, slice, &mut **state)?
-                    } as u64;
+                    entries +=
+                        plan.decode_key_group(read, kg, slice, &mut **state, view.delta)? as u64;
                 }
             }
             Ok(entries)

@@ -21,6 +21,23 @@ use crate::hash::StateKey;
 use crate::keygroup::{AssignerKind, KeyGroup, native_key_group_for_hash};
 
 impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
+    /// [`read_key_group_delta`](Self::read_key_group_delta) if `delta`,
+    /// else [`read_key_group`](Self::read_key_group).
+    pub(crate) fn read_section(
+        &mut self,
+        delta: bool,
+        key_group: KeyGroup,
+        bytes: &[u8],
+        filter: Option<&dyn Fn(KeyGroup) -> bool>,
+        read_value: impl FnMut(&[u8], &str) -> Result<(T, usize), StateError>,
+    ) -> Result<usize, StateError> {
+        if delta {
+            self.read_key_group_delta(key_group, bytes, filter, read_value)
+        } else {
+            self.read_key_group(key_group, bytes, filter, read_value)
+        }
+    }
+
     /// Applies a delta section written for `key_group` of the checkpoint to
     /// the entries restored so far: each record's hash loses its entries and
     /// gets the record's. Records and entries whose new key group `filter`
@@ -84,11 +101,7 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         let mut run: Option<u64> = None;
         for _ in 0..count {
             let entry_pos = pos;
-            let (key, used) =
-                codec::decode_prefix::<K>(&bytes[pos..], &name).map_err(|e| ctx(pos, e))?;
-            pos += used;
-            let (value, used) = read_value(&bytes[pos..], &name).map_err(|e| ctx(pos, e))?;
-            pos += used;
+            let (key, value) = self.decode_entry(key_group, bytes, &mut pos, &mut read_value)?;
             let hash = key.stable_hash();
             let kept = hash | 1;
             if run.is_some_and(|r| r > kept) {
@@ -128,13 +141,7 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             }
             inserted += 1;
         }
-        if pos != bytes.len() {
-            return Err(self.decode_error(
-                key_group,
-                pos,
-                format!("{} trailing bytes after the last entry", bytes.len() - pos),
-            ));
-        }
+        self.check_consumed(key_group, bytes, pos)?;
         Ok(inserted)
     }
 

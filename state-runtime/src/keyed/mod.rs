@@ -451,6 +451,35 @@ macro_rules! keyed_common {
             }
         }
 
+        impl<$($p),+> $ty<$($p),+>
+        where
+            K: $crate::hash::StateKey + Eq + ::serde::Serialize + ::serde::de::DeserializeOwned,
+            $($p: Send + Sync + 'static,)+
+            $($bounds)*
+        {
+            /// Decodes a full (`delta == false`) or delta section of
+            /// `key_group` into the tables, values as the current type or
+            /// as the older version a restore prepared.
+            fn read_section(
+                &mut self,
+                delta: bool,
+                key_group: $crate::keygroup::KeyGroup,
+                bytes: &[u8],
+                filter: Option<&dyn Fn($crate::keygroup::KeyGroup) -> bool>,
+            ) -> Result<usize, $crate::StateError> {
+                let versions = &self.versions;
+                let tables = &mut self.tables;
+                if versions.decoding.is_none() {
+                    // The current type: decoded inline.
+                    let elem = |b: &[u8], n: &str| $crate::codec::decode_prefix::<$elem>(b, n);
+                    tables.read_section(delta, key_group, bytes, filter, |b, n| $read(b, n, &elem))
+                } else {
+                    let elem = |b: &[u8], n: &str| versions.decode_prefix(b, n);
+                    tables.read_section(delta, key_group, bytes, filter, |b, n| $read(b, n, &elem))
+                }
+            }
+        }
+
         impl<$($p),+> $crate::keyed::KeyedState for $ty<$($p),+>
         where
             K: $crate::hash::StateKey + Eq + ::serde::Serialize + ::serde::de::DeserializeOwned,
@@ -508,15 +537,7 @@ macro_rules! keyed_common {
                 bytes: &[u8],
                 filter: Option<&dyn Fn($crate::keygroup::KeyGroup) -> bool>,
             ) -> Result<usize, $crate::StateError> {
-                let versions = &self.versions;
-                if versions.decoding.is_none() {
-                    // The current type: decoded inline.
-                    let elem = |b: &[u8], n: &str| $crate::codec::decode_prefix::<$elem>(b, n);
-                    self.tables.read_key_group(key_group, bytes, filter, |b, n| $read(b, n, &elem))
-                } else {
-                    let elem = |b: &[u8], n: &str| versions.decode_prefix(b, n);
-                    self.tables.read_key_group(key_group, bytes, filter, |b, n| $read(b, n, &elem))
-                }
+                self.read_section(false, key_group, bytes, filter)
             }
 
             fn read_key_group_delta(
@@ -525,16 +546,7 @@ macro_rules! keyed_common {
                 bytes: &[u8],
                 filter: Option<&dyn Fn($crate::keygroup::KeyGroup) -> bool>,
             ) -> Result<usize, $crate::StateError> {
-                let versions = &self.versions;
-                if versions.decoding.is_none() {
-                    let elem = |b: &[u8], n: &str| $crate::codec::decode_prefix::<$elem>(b, n);
-                    self.tables
-                        .read_key_group_delta(key_group, bytes, filter, |b, n| $read(b, n, &elem))
-                } else {
-                    let elem = |b: &[u8], n: &str| versions.decode_prefix(b, n);
-                    self.tables
-                        .read_key_group_delta(key_group, bytes, filter, |b, n| $read(b, n, &elem))
-                }
+                self.read_section(true, key_group, bytes, filter)
             }
 
             fn clear_state(&mut self) {

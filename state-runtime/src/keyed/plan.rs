@@ -107,15 +107,17 @@ impl SubtaskRestore {
 
     /// Decodes `bytes`, the section of one keyed state in old key group
     /// `key_group` of `read` (one of this plan's reads), into `state`,
-    /// filtering its entries key by key if the plan marks the key group.
-    /// Every keyed restore decodes through here. Returns the entries
-    /// inserted.
+    /// filtering its entries key by key if the plan marks the key group; a
+    /// `delta` section (an incremental checkpoint's) is applied on top of
+    /// the key group's earlier layers. Every keyed restore decodes through
+    /// here. Returns the entries inserted.
     pub(crate) fn decode_key_group(
         &self,
         read: &KeyGroupRead,
         key_group: KeyGroup,
         bytes: &[u8],
         state: &mut dyn KeyedState,
+        delta: bool,
     ) -> Result<usize, StateError> {
         if bytes.is_empty() {
             return Ok(0);
@@ -126,29 +128,11 @@ impl SubtaskRestore {
         } else {
             None
         };
-        state.read_key_group(key_group, bytes, filter)
-    }
-
-    /// [`decode_key_group`](Self::decode_key_group) for a delta section of
-    /// an incremental checkpoint, applied on top of the key group's earlier
-    /// layers.
-    pub(crate) fn decode_key_group_delta(
-        &self,
-        read: &KeyGroupRead,
-        key_group: KeyGroup,
-        bytes: &[u8],
-        state: &mut dyn KeyedState,
-    ) -> Result<usize, StateError> {
-        if bytes.is_empty() {
-            return Ok(0);
-        }
-        let keep = |new_kg: KeyGroup| self.owns(new_kg);
-        let filter: Option<&dyn Fn(KeyGroup) -> bool> = if read.needs_filter(key_group) {
-            Some(&keep)
+        if delta {
+            state.read_key_group_delta(key_group, bytes, filter)
         } else {
-            None
-        };
-        state.read_key_group_delta(key_group, bytes, filter)
+            state.read_key_group(key_group, bytes, filter)
+        }
     }
 }
 
@@ -367,7 +351,7 @@ impl KeyedRescalePlan {
             for kg in read.key_groups {
                 buf.clear();
                 read_section(read.old_subtask, kg, &mut buf)?;
-                restored += plan.decode_key_group(read, kg, &buf, state)?;
+                restored += plan.decode_key_group(read, kg, &buf, state, false)?;
             }
         }
         Ok(restored)

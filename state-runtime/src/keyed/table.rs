@@ -600,11 +600,7 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         let mut inserted_count = 0;
         for i in 0..count {
             let entry_pos = pos;
-            let (key, used) =
-                codec::decode_prefix::<K>(&bytes[pos..], &name).map_err(|e| ctx(pos, e))?;
-            pos += used;
-            let (value, used) = read_value(&bytes[pos..], &name).map_err(|e| ctx(pos, e))?;
-            pos += used;
+            let (key, value) = self.decode_entry(key_group, bytes, &mut pos, &mut read_value)?;
             let hash = key.stable_hash();
             let kg = key_group_of(&self.assigner, hash, &key)?;
             if let Some(f) = filter {
@@ -640,13 +636,7 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             }
             inserted_count += 1;
         }
-        if pos != bytes.len() {
-            return Err(self.decode_error(
-                key_group,
-                pos,
-                format!("{} trailing bytes after the last entry", bytes.len() - pos),
-            ));
-        }
+        self.check_consumed(key_group, bytes, pos)?;
         Ok(inserted_count)
     }
 
@@ -662,6 +652,41 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         for p in 0..pages {
             self.page_mut(g, p).reserve(entries.div_ceil(pages));
         }
+    }
+
+    /// Decodes the entry at `*pos` of a section of `key_group` (its key,
+    /// then its value by `read_value`), moving `*pos` past it.
+    fn decode_entry(
+        &self,
+        key_group: KeyGroup,
+        bytes: &[u8],
+        pos: &mut usize,
+        read_value: &mut impl FnMut(&[u8], &str) -> Result<(T, usize), StateError>,
+    ) -> Result<(K, T), StateError> {
+        let ctx = |at: usize, e: StateError| decode_context(e, &self.name, key_group, at);
+        let (key, used) =
+            codec::decode_prefix::<K>(&bytes[*pos..], &self.name).map_err(|e| ctx(*pos, e))?;
+        *pos += used;
+        let (value, used) = read_value(&bytes[*pos..], &self.name).map_err(|e| ctx(*pos, e))?;
+        *pos += used;
+        Ok((key, value))
+    }
+
+    /// A section of `key_group` decoded up to `pos` must end there.
+    fn check_consumed(
+        &self,
+        key_group: KeyGroup,
+        bytes: &[u8],
+        pos: usize,
+    ) -> Result<(), StateError> {
+        if pos == bytes.len() {
+            return Ok(());
+        }
+        Err(self.decode_error(
+            key_group,
+            pos,
+            format!("{} trailing bytes after the last entry", bytes.len() - pos),
+        ))
     }
 
     fn decode_error(&self, key_group: KeyGroup, pos: usize, message: String) -> StateError {

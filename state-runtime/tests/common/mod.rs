@@ -98,3 +98,25 @@ pub fn run_and_kill_writer(
         "{context}: child was not killed: {status}"
     );
 }
+
+/// The child's side of a crash test: opens the storage at `dir`, prints
+/// where it starts (right after the newest complete checkpoint), and calls
+/// `write` for each checkpoint id from there on, for 30 seconds; the parent
+/// kills it long before.
+pub fn write_until_killed(
+    dir: &Path,
+    mut write: impl FnMut(&state_runtime::storage::LocalStorage, u64, u64),
+) -> ! {
+    use state_runtime::storage::CheckpointStorage;
+    let storage = state_runtime::storage::LocalStorage::open(dir).expect("open storage");
+    let start = storage.latest().expect("latest").map_or(1, |l| l + 1);
+    // On its own line: the harness has printed `test <name> ... ` before.
+    println!("\n{START_MARKER}{start}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut id = start;
+    while std::time::Instant::now() < deadline {
+        write(&storage, start, id);
+        id += 1;
+    }
+    std::process::exit(0);
+}

@@ -271,16 +271,8 @@ impl<'a> StoredOperator<'a> {
     }
 
     pub(super) fn check_len(&self, sub: &StoredSubtask) -> Result<(), StateError> {
-        let len = self.storage.file_len(self.checkpoint_id, &sub.file)?;
-        if len != sub.file_len {
-            return Err(StateError::Corrupt {
-                path: self.path(&sub.file),
-                offset: len.min(sub.file_len),
-                expected: format!("a file of {} bytes", sub.file_len),
-                found: format!("{len} bytes"),
-            });
-        }
-        Ok(())
+        let file = FileRef::new(self.checkpoint_id, sub.file.as_str());
+        check_file_len(self.storage, &file, sub.file_len, &self.path(&sub.file))
     }
 
     /// The range reads that restoring each of `parallelism` new subtasks
@@ -574,23 +566,15 @@ impl StateBytes for StoredBytes<'_> {
                 checked[old_subtask] = true;
             }
         }
-        self.op
-            .storage
-            .read_range_into(
-                self.op.checkpoint_id,
-                &sub.file,
-                range.start + DATA_HEADER_LEN..range.end + DATA_HEADER_LEN,
-                buf,
-            )
-            .map_err(|e| truncated(e, &path, sub.file_len))?;
-        if buf.len() as u64 != range.end - range.start {
-            return Err(StateError::Corrupt {
-                path,
-                offset: DATA_HEADER_LEN + range.start,
-                expected: format!("{} bytes", range.end - range.start),
-                found: format!("{} bytes", buf.len()),
-            });
-        }
+        let file = FileRef::new(self.op.checkpoint_id, sub.file.as_str());
+        read_payload_range(
+            self.op.storage,
+            &file,
+            sub.file_len,
+            range.clone(),
+            buf,
+            &path,
+        )?;
         check_regions(regions, &sub.states, buf, range.start, &path)
     }
 
@@ -627,6 +611,55 @@ impl StateBytes for StoredBytes<'_> {
     }
 }
 
+/// Checks that `file` (at `path`, for messages) is `expected` bytes long:
+/// a data file the manifest describes, neither truncated nor extended.
+fn check_file_len(
+    storage: &dyn CheckpointStorage,
+    file: &FileRef,
+    expected: u64,
+    path: &str,
+) -> Result<(), StateError> {
+    let len = storage.file_len(file.checkpoint_id, &file.name)?;
+    if len != expected {
+        return Err(StateError::Corrupt {
+            path: path.to_owned(),
+            offset: len.min(expected),
+            expected: format!("a file of {expected} bytes"),
+            found: format!("{len} bytes"),
+        });
+    }
+    Ok(())
+}
+
+/// Reads payload bytes `range` of `file` (at `path`, for messages; the
+/// manifest says it is `file_len` bytes) into `buf`, exactly.
+fn read_payload_range(
+    storage: &dyn CheckpointStorage,
+    file: &FileRef,
+    file_len: u64,
+    range: Range<u64>,
+    buf: &mut Vec<u8>,
+    path: &str,
+) -> Result<(), StateError> {
+    storage
+        .read_range_into(
+            file.checkpoint_id,
+            &file.name,
+            range.start + DATA_HEADER_LEN..range.end + DATA_HEADER_LEN,
+            buf,
+        )
+        .map_err(|e| truncated(e, path, file_len))?;
+    if buf.len() as u64 != range.end - range.start {
+        return Err(StateError::Corrupt {
+            path: path.to_owned(),
+            offset: DATA_HEADER_LEN + range.start,
+            expected: format!("{} bytes", range.end - range.start),
+            found: format!("{} bytes", buf.len()),
+        });
+    }
+    Ok(())
+}
+
 /// Reads `range` (payload offsets, on key-group boundaries) of earlier
 /// layer `index` (which exists) of `keyed` into `buf`, checking the file's
 /// length (once per file, recorded in `checked`) and each key group's
@@ -642,7 +675,7 @@ pub(super) fn read_layer(
     let layer = &keyed.earlier_layers()[index];
     let view = keyed.view(Some(index)).expect("an earlier layer");
     let file = FileRef::new(layer.checkpoint_id, layer.file.as_str());
-    let path = format!("{}/{file}", storage.location());
+    let path = file_path(storage, layer.checkpoint_id, &layer.file);
     // The key groups the range covers, whole.
     let groups: Vec<(KeyGroup, Range<u64>)> = keyed
         .key_groups()
@@ -668,32 +701,9 @@ pub(super) fn read_layer(
         .unwrap_or_else(|e| e.into_inner())
         .insert(file.clone());
     if first_check {
-        let len = storage.file_len(layer.checkpoint_id, &layer.file)?;
-        if len != layer.file_len {
-            return Err(StateError::Corrupt {
-                path,
-                offset: len.min(layer.file_len),
-                expected: format!("a file of {} bytes", layer.file_len),
-                found: format!("{len} bytes"),
-            });
-        }
+        check_file_len(storage, &file, layer.file_len, &path)?;
     }
-    storage
-        .read_range_into(
-            layer.checkpoint_id,
-            &layer.file,
-            range.start + DATA_HEADER_LEN..range.end + DATA_HEADER_LEN,
-            buf,
-        )
-        .map_err(|e| truncated(e, &path, layer.file_len))?;
-    if buf.len() as u64 != range.end - range.start {
-        return Err(StateError::Corrupt {
-            path,
-            offset: DATA_HEADER_LEN + range.start,
-            expected: format!("{} bytes", range.end - range.start),
-            found: format!("{} bytes", buf.len()),
-        });
-    }
+    read_payload_range(storage, &file, layer.file_len, range.clone(), buf, &path)?;
     for (kg, r) in groups {
         let g = keyed.key_groups().index_of(kg).expect("an owned key group");
         let bytes = &buf[(r.start - range.start) as usize..(r.end - range.start) as usize];
