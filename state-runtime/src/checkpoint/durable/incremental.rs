@@ -10,7 +10,7 @@
 //! a new chain.
 
 use super::write::{SubtaskFile, Target};
-use crate::checkpoint::{CapturedSnapshot, KeyedLayer, Layers, SnapshotWriter};
+use crate::checkpoint::{CapturedSnapshot, KeyedLayer, Layers};
 use crate::error::StateError;
 use crate::storage::CheckpointStorage;
 
@@ -117,13 +117,9 @@ pub fn write_subtask_incremental(
         subtask,
         staged: None,
     };
-    let mut file = target.write(storage, |sink| {
-        let mut writer = SnapshotWriter::streaming(sink);
-        match previous {
-            Some(_) => snapshot.write_delta_to(&mut writer)?,
-            None => crate::checkpoint::WriteSnapshot::write_to(snapshot, &mut writer)?,
-        }
-        writer.finish_streaming()
+    let mut file = target.write_states(storage, |writer| match previous {
+        Some(_) => snapshot.write_delta_to(writer),
+        None => crate::checkpoint::WriteSnapshot::write_to(snapshot, writer),
     })?;
     file.positions = snapshot.positions();
     if let (Some(prev), Some(keyed)) = (previous, file.keyed.as_mut()) {

@@ -54,7 +54,6 @@
 use super::format::{Manifest, OperatorManifest};
 use super::regions::{check_tiling, collect_regions};
 use super::write::{SubtaskFile, Target, WriteReport, commit_checkpoint_at, now_unix_ms};
-use crate::checkpoint::writer::SnapshotWriter;
 use crate::checkpoint::{Checkpointed, KeyedSection, StateMeta, validate_states};
 use crate::error::StateError;
 use crate::storage::{CheckpointStorage, validate_file_name};
@@ -114,11 +113,7 @@ pub fn write_subtask_staged<T: Checkpointed + ?Sized>(
         subtask,
         staged: Some(run_id),
     };
-    target.write(storage, |sink| {
-        let mut writer = SnapshotWriter::streaming(sink);
-        op.write_snapshot(&mut writer)?;
-        writer.finish_streaming()
-    })
+    target.write_states(storage, |writer| op.write_snapshot(writer))
 }
 
 /// [`commit_checkpoint`](super::commit_checkpoint) for staged files: the

@@ -194,11 +194,7 @@ pub fn write_subtask<T: WriteSnapshot + ?Sized>(
         subtask,
         staged: None,
     };
-    target.write(storage, |sink| {
-        let mut writer = SnapshotWriter::streaming(sink);
-        op.write_to(&mut writer)?;
-        writer.finish_streaming()
-    })
+    target.write_states(storage, |writer| op.write_to(writer))
 }
 
 /// Where one subtask's data file goes.
@@ -214,6 +210,20 @@ pub(super) struct Target<'a> {
 }
 
 impl Target<'_> {
+    /// [`write`](Self::write) of the states `states` writes into a
+    /// streaming [`SnapshotWriter`].
+    pub(super) fn write_states(
+        &self,
+        storage: &dyn CheckpointStorage,
+        states: impl FnOnce(&mut SnapshotWriter<'_>) -> Result<(), StateError>,
+    ) -> Result<SubtaskFile, StateError> {
+        self.write(storage, |sink| {
+            let mut writer = SnapshotWriter::streaming(sink);
+            states(&mut writer)?;
+            writer.finish_streaming()
+        })
+    }
+
     /// Creates the data file, writes its header, lets `payload` write the
     /// rest and finish it, and describes the file.
     pub(super) fn write(
