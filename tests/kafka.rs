@@ -224,12 +224,13 @@ fn more_source_instances_than_partitions_still_checkpoint_and_finish() {
     produce(&cluster.bootstrap_servers(), "one", records.iter().copied()).unwrap();
     // Three instances, one partition: two read nothing, yet every
     // checkpoint completes (they snapshot empty offsets) and the bounded
-    // job ends.
+    // job ends. At least one periodic checkpoint and the final one: more
+    // if the coordinator polls before the source has read everything.
     let done = start(input(&cluster).topic("one").bounded(true), &store, 3, 2)
         .wait()
         .unwrap();
     assert!(
-        done.report.checkpoints.len() >= 3,
+        done.report.checkpoints.len() >= 2,
         "{:?}",
         done.report.checkpoints.len()
     );
