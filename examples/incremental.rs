@@ -225,7 +225,7 @@ fn run(args: &Args, incremental: bool, dir: &Path) -> Result<Figures, StateError
         for (i, op) in job.ops.iter().enumerate() {
             let file = if incremental {
                 let t = Instant::now();
-                let captured = op.capture()?;
+                let captured = op.capture_tracking_changes()?;
                 pause = pause.max(t.elapsed());
                 write_subtask_incremental(
                     &storage,

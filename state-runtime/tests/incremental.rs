@@ -125,7 +125,7 @@ impl Job {
         storage.begin(id).unwrap();
         let mut files = Vec::new();
         for (i, op) in self.ops.iter().enumerate() {
-            let captured = op.capture().unwrap();
+            let captured = op.capture_tracking_changes().unwrap();
             files.push(write_incremental(
                 storage,
                 id,
@@ -450,13 +450,29 @@ fn a_snapshot_that_does_not_continue_the_chain_is_written_full() {
     job.checkpoint(&storage, 1);
     // A capture that is never written: the next one's changes do not
     // start where the chain's file ends.
-    drop(job.ops[0].capture().unwrap());
+    drop(job.ops[0].capture_tracking_changes().unwrap());
     job.change(5);
     job.checkpoint(&storage, 2);
     assert_eq!(is_delta(&storage, 2), [false]);
+    // A capture that does not track changes: the one after knows none.
+    job.change(5);
+    job.checkpoint(&storage, 3);
+    assert_eq!(is_delta(&storage, 3), [true]);
+    let untracked = job.ops[0].capture().unwrap();
+    storage.begin(4).unwrap();
+    let file = write_incremental(&storage, 4, 0, &untracked, &mut job.previous[0]);
+    commit_checkpoint(&storage, 4, &[("op", &[file])]).unwrap();
+    assert_eq!(is_delta(&storage, 4), [true], "it knows its own changes");
+    job.change(5);
+    job.checkpoint(&storage, 5);
+    assert_eq!(
+        is_delta(&storage, 5),
+        [false],
+        "nothing was recorded after it"
+    );
     // A restored state starts a new chain too.
     let mut op = Op::default();
-    StoredCheckpoint::open(&storage, 2)
+    StoredCheckpoint::open(&storage, 5)
         .unwrap()
         .operator("op")
         .unwrap()
@@ -464,12 +480,12 @@ fn a_snapshot_that_does_not_continue_the_chain_is_written_full() {
         .unwrap();
     job.ops[0] = op;
     job.change(5);
-    job.checkpoint(&storage, 3);
-    assert_eq!(is_delta(&storage, 3), [false]);
+    job.checkpoint(&storage, 6);
+    assert_eq!(is_delta(&storage, 6), [false]);
     job.change(5);
-    job.checkpoint(&storage, 4);
-    assert_eq!(is_delta(&storage, 4), [true]);
-    assert_eq!(restored(&storage, 4, 1), job.model);
+    job.checkpoint(&storage, 7);
+    assert_eq!(is_delta(&storage, 7), [true]);
+    assert_eq!(restored(&storage, 7, 1), job.model);
 }
 
 #[test]
@@ -564,7 +580,7 @@ fn deltas_restore_at_another_max_parallelism_and_under_the_flink_assigner() {
         }
         let id = id as u64;
         storage.begin(id).unwrap();
-        let captured = op.capture().unwrap();
+        let captured = op.capture_tracking_changes().unwrap();
         let file = write_incremental(&storage, id, 0, &captured, &mut previous);
         commit_checkpoint(&storage, id, &[("op", &[file])]).unwrap();
     }
@@ -594,7 +610,7 @@ fn a_delta_written_while_the_state_changes_holds_the_state_at_capture() {
     job.checkpoint(&storage, 1);
     job.change(5);
     let at_capture = job.model.clone();
-    let captured = job.ops[0].capture().unwrap();
+    let captured = job.ops[0].capture_tracking_changes().unwrap();
     // The live state changes every page before the delta is written: each
     // page is encoded for the snapshot first, and the delta comes from
     // those bytes.

@@ -107,7 +107,7 @@ fn child(dir: &Path) -> ! {
             .iter()
             .enumerate()
             .map(|(i, op)| {
-                let captured = op.capture().expect("capture");
+                let captured = op.capture_tracking_changes().expect("capture");
                 let file = write_subtask_incremental(
                     storage,
                     id,

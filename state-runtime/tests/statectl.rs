@@ -455,7 +455,7 @@ fn inspect_shows_what_an_incremental_checkpoint_adds_and_builds_on() {
             op.totals.insert(k, (k * id) as i64).unwrap();
         }
         storage.begin(id).unwrap();
-        let captured = op.capture().unwrap();
+        let captured = op.capture_tracking_changes().unwrap();
         let file = write_subtask_incremental(
             &storage,
             id,

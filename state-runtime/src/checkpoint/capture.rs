@@ -62,8 +62,11 @@ impl std::fmt::Debug for CapturedSnapshot {
 }
 
 impl CapturedSnapshot {
-    pub(crate) fn capture<T: Checkpointed + ?Sized>(op: &T) -> Result<Self, StateError> {
-        let mut writer = SnapshotWriter::capturing();
+    pub(crate) fn capture<T: Checkpointed + ?Sized>(
+        op: &T,
+        track_changes: bool,
+    ) -> Result<Self, StateError> {
+        let mut writer = SnapshotWriter::capturing(track_changes);
         op.write_snapshot(&mut writer)?;
         let (snapshot, keyed) = writer.finish_capture()?;
         Ok(Self { snapshot, keyed })

@@ -122,7 +122,36 @@ pub trait Checkpointed {
     /// does not grow with the keyed state (see
     /// [`CapturedSnapshot`](crate::checkpoint::CapturedSnapshot)).
     fn capture(&self) -> Result<super::CapturedSnapshot, StateError> {
-        super::CapturedSnapshot::capture(self)
+        super::CapturedSnapshot::capture(self, false)
+    }
+
+    /// [`capture`](Checkpointed::capture), and from now on the keyed states
+    /// record which keys change (a hash per write), so that the next such
+    /// capture can be written as a delta of this one by
+    /// [`write_subtask_incremental`](crate::checkpoint::durable::write_subtask_incremental).
+    /// A plain `capture` stops the recording.
+    ///
+    /// ```
+    /// use state_runtime::prelude::*;
+    ///
+    /// #[derive(Checkpointed, Default)]
+    /// struct Counts {
+    ///     #[state(keyed)]
+    ///     counts: KeyedValue<u64, u64>,
+    /// }
+    ///
+    /// let a = KeyGroupAssigner::native(MaxParallelism::new(8)?);
+    /// let mut op = Counts::default();
+    /// op.bind_keyed(a, a.range_for_subtask(1, 0)?)?;
+    /// op.counts.insert(1u64, 1)?;
+    /// let first = op.capture_tracking_changes()?;
+    /// op.counts.insert(2u64, 1)?;
+    /// let second = op.capture_tracking_changes()?; // knows that key 2 changed
+    /// # drop((first, second));
+    /// # Ok::<(), StateError>(())
+    /// ```
+    fn capture_tracking_changes(&self) -> Result<super::CapturedSnapshot, StateError> {
+        super::CapturedSnapshot::capture(self, true)
     }
 
     /// Replaces the state fields with the restored ones. Everything else (the

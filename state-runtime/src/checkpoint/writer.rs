@@ -55,9 +55,10 @@ pub struct SnapshotWriter<'a> {
     capture: Option<FrozenStates>,
 }
 
-/// The keyed states a capturing writer froze.
+/// The keyed states a capturing writer froze, and whether they record
+/// their changes from now on.
 #[derive(Default)]
-struct FrozenStates(Vec<Arc<dyn FrozenKeyGroups>>);
+struct FrozenStates(Vec<Arc<dyn FrozenKeyGroups>>, bool);
 
 impl std::fmt::Debug for FrozenStates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -187,9 +188,9 @@ impl<'a> SnapshotWriter<'a> {
     /// A writer that encodes the operator states at once and freezes the
     /// keyed states ([`KeyedState::freeze`]), for
     /// [`Checkpointed::capture`](crate::checkpoint::Checkpointed::capture).
-    pub(crate) fn capturing() -> Self {
+    pub(crate) fn capturing(track_changes: bool) -> Self {
         Self {
-            capture: Some(FrozenStates::default()),
+            capture: Some(FrozenStates(Vec::new(), track_changes)),
             ..Self::default()
         }
     }
@@ -418,7 +419,7 @@ impl<'a> SnapshotWriter<'a> {
             Some(frozen) => {
                 // Captured: frozen now, written later (see write_captured).
                 for &(_, s) in states {
-                    frozen.0.push(match s.freeze() {
+                    frozen.0.push(match s.freeze(frozen.1) {
                         Some(f) => f,
                         None => Arc::new(PreEncoded::of(s, key_groups)?),
                     });

@@ -1,6 +1,8 @@
 //! What changed in a keyed state since its last frozen snapshot, for
 //! incremental checkpoints: per key group, the stable hashes (as tables keep
-//! them, lowest bit set) of the keys written or removed.
+//! them, lowest bit set) of the keys written or removed. Recorded only
+//! after a snapshot that asks for it
+//! ([`Checkpointed::capture_tracking_changes`](crate::checkpoint::Checkpointed::capture_tracking_changes)).
 //!
 //! A delta written from these hashes replaces, for each hash, every entry
 //! of that hash by the entries the state holds now (none: the key was
@@ -110,14 +112,20 @@ impl Changes {
     }
 
     /// Hands the changes since the last frozen snapshot to a new one, of
-    /// a state of `groups` key groups, and starts recording afresh.
-    pub(crate) fn freeze(&mut self, groups: usize) -> FrozenChanges {
+    /// a state of `groups` key groups, and records afresh from now on if
+    /// `track` (else stops recording: a snapshot that does not write deltas
+    /// pays nothing for them).
+    pub(crate) fn freeze(&mut self, groups: usize, track: bool) -> FrozenChanges {
         let hashes = std::mem::take(&mut self.hashes);
         let hashes = (self.complete && hashes.len() == groups).then_some(hashes);
         self.seq += 1;
-        self.complete = true;
-        self.hashes = vec![Vec::new(); groups];
-        self.compact_at = vec![MIN_COMPACT; groups];
+        if track {
+            self.complete = true;
+            self.hashes = vec![Vec::new(); groups];
+            self.compact_at = vec![MIN_COMPACT; groups];
+        } else {
+            self.forget();
+        }
         FrozenChanges {
             position: SnapshotPosition {
                 lineage: self.lineage,
@@ -136,23 +144,23 @@ mod tests {
     fn the_first_snapshot_and_one_after_an_untracked_change_know_no_changes() {
         let mut c = Changes::default();
         c.note(0, 7, || 1);
-        let first = c.freeze(2);
+        let first = c.freeze(2, true);
         assert!(first.hashes.is_none());
         c.note(1, 8, || 1);
-        let second = c.freeze(2);
+        let second = c.freeze(2, true);
         assert_eq!(second.hashes, Some(vec![vec![], vec![9]]));
         assert_eq!(second.position.seq, first.position.seq + 1);
         assert_eq!(second.position.lineage, first.position.lineage);
         c.note(0, 4, || 1);
         c.forget();
         c.note(0, 6, || 1);
-        assert!(c.freeze(2).hashes.is_none());
+        assert!(c.freeze(2, true).hashes.is_none());
     }
 
     #[test]
     fn repeated_changes_of_few_keys_stay_few_and_too_many_give_up() {
         let mut c = Changes::default();
-        c.freeze(1);
+        c.freeze(1, true);
         for i in 0..100_000u64 {
             c.note(0, i % 10, || 10);
         }
@@ -161,14 +169,33 @@ mod tests {
             c.note(0, i * 2, || 10);
         }
         assert!(
-            c.freeze(1).hashes.is_none(),
+            c.freeze(1, true).hashes.is_none(),
             "gave up: more changes than entries"
         );
     }
 
     #[test]
+    fn a_snapshot_that_does_not_track_stops_recording() {
+        let mut c = Changes::default();
+        c.freeze(1, true);
+        c.note(0, 3, || 1);
+        let untracked = c.freeze(1, false);
+        assert_eq!(
+            untracked.hashes,
+            Some(vec![vec![3]]),
+            "it knows its own changes"
+        );
+        c.note(0, 5, || 1);
+        assert!(c.hashes.is_empty(), "nothing recorded after it");
+        assert!(c.freeze(1, true).hashes.is_none());
+    }
+
+    #[test]
     fn lineages_differ_between_states() {
         let (mut a, mut b) = (Changes::default(), Changes::default());
-        assert_ne!(a.freeze(1).position.lineage, b.freeze(1).position.lineage);
+        assert_ne!(
+            a.freeze(1, true).position.lineage,
+            b.freeze(1, true).position.lineage
+        );
     }
 }

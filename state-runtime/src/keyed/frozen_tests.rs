@@ -98,7 +98,7 @@ proptest! {
             apply(&mut t, o);
         }
         let expected = live_sections(&t, 4);
-        let frozen = t.freeze(encoders());
+        let frozen = t.freeze(encoders(), false);
         let writer = std::thread::spawn(move || {
             (0..4)
                 .map(|kg| {
@@ -153,7 +153,7 @@ fn capture_encodes_nothing_and_a_write_encodes_only_its_page() {
     let here = || ON_THIS_THREAD.with(Cell::get);
     ENCODED.store(0, Ordering::Relaxed);
     let start = here();
-    let frozen = t.freeze(encoders);
+    let frozen = t.freeze(encoders, false);
     assert_eq!(here() - start, 0, "capture encoded entries");
 
     // Changing one key encodes its page for the snapshot, and no more.
@@ -188,7 +188,7 @@ fn a_dropped_capture_releases_its_pages_without_encoding() {
     for k in 0..50_000u64 {
         t.insert(k, 1).unwrap();
     }
-    let frozen = t.freeze(encoders());
+    let frozen = t.freeze(encoders(), false);
     drop(frozen);
     // Every page is the live state's own again, so inserts split pages as
     // they grow (splitting needs unshared pages).

@@ -211,8 +211,13 @@ pub trait KeyedState {
     /// `None` if the container cannot share its entries, in which case the
     /// snapshot encodes them at once. The containers of this crate share
     /// their pages, copying no entry.
+    ///
+    /// With `track_changes`, the state records from now on which keys
+    /// change, so that the next snapshot can be written as a delta of this
+    /// one (incremental checkpoints); without, it stops recording.
     #[doc(hidden)]
-    fn freeze(&self) -> Option<std::sync::Arc<dyn FrozenKeyGroups>> {
+    fn freeze(&self, track_changes: bool) -> Option<std::sync::Arc<dyn FrozenKeyGroups>> {
+        let _ = track_changes;
         None
     }
 
@@ -553,12 +558,16 @@ macro_rules! keyed_common {
                 self.tables.clear()
             }
 
-            fn freeze(&self) -> Option<::std::sync::Arc<dyn $crate::keyed::FrozenKeyGroups>> {
+            fn freeze(
+                &self,
+                track_changes: bool,
+            ) -> Option<::std::sync::Arc<dyn $crate::keyed::FrozenKeyGroups>> {
                 let value: fn(&$val, &mut Vec<u8>, &str) -> Result<(), $crate::StateError> = $write;
-                Some(self.tables.freeze($crate::keyed::frozen::Encoders {
+                let encode = $crate::keyed::frozen::Encoders {
                     key: $crate::keyed::frozen::encode_key::<K>,
                     value,
-                }))
+                };
+                Some(self.tables.freeze(encode, track_changes))
             }
 
             fn value_type(&self) -> Result<$crate::schema::StateType, $crate::StateError> {

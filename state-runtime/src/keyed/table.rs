@@ -435,7 +435,9 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
 
     /// The state as it is now, for a snapshot written later, on another
     /// thread, while this state changes: see [`Frozen`]. Copies no entry.
-    pub(crate) fn freeze(&self, encode: Encoders<K, T>) -> Arc<dyn FrozenKeyGroups>
+    /// With `track`, the keys changed from now on are recorded for the next
+    /// snapshot (see [`Changes`]).
+    pub(crate) fn freeze(&self, encode: Encoders<K, T>, track: bool) -> Arc<dyn FrozenKeyGroups>
     where
         K: Send + Sync + 'static,
         T: Send + Sync + 'static,
@@ -444,7 +446,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
             .changes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .freeze(self.groups.len());
+            .freeze(self.groups.len(), track);
         let frozen = Arc::new(Frozen::new(
             &self.name,
             self.range,

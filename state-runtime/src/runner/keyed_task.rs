@@ -214,7 +214,11 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                 let t = Instant::now();
                 if let Some(writer) = writer {
                     // Asynchronous: only the capture pauses the instance.
-                    let captured = op.capture()?;
+                    let captured = if self.store.writes_deltas() {
+                        op.capture_tracking_changes()?
+                    } else {
+                        op.capture()?
+                    };
                     writer.write(id, captured, alignment, t.elapsed())?;
                     return Ok(Flow::Aligned);
                 }

@@ -283,6 +283,16 @@ pub trait JobCheckpointStore: Send + Sync {
         Ok(())
     }
 
+    /// Whether keyed snapshots may be written as deltas of the previous
+    /// ones ([`DurableCheckpointStore::incremental`]): keyed instances then
+    /// capture their state with
+    /// [`capture_tracking_changes`](crate::checkpoint::Checkpointed::capture_tracking_changes),
+    /// recording which keys change between checkpoints. The default is
+    /// false: nothing is recorded.
+    fn writes_deltas(&self) -> bool {
+        false
+    }
+
     /// Completes checkpoint `id` from every instance's snapshot (in subtask
     /// order) and returns it. The default gathers in-memory snapshots into a
     /// [`JobCheckpoint`] and [`store`](Self::store)s it.
@@ -354,6 +364,10 @@ impl<S: JobCheckpointStore + ?Sized> JobCheckpointStore for Arc<S> {
 
     fn abort(&self, id: u64) -> Result<(), StateError> {
         (**self).abort(id)
+    }
+
+    fn writes_deltas(&self) -> bool {
+        (**self).writes_deltas()
     }
 }
 
@@ -687,6 +701,10 @@ impl JobCheckpointStore for DurableCheckpointStore {
     /// Deletes what the instances wrote for checkpoint `id`.
     fn abort(&self, id: u64) -> Result<(), StateError> {
         self.storage.abort(id)
+    }
+
+    fn writes_deltas(&self) -> bool {
+        self.incremental.is_some()
     }
 
     /// Streams the instance's state into its data file: the snapshot never

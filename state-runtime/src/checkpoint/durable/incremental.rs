@@ -88,7 +88,10 @@ fn continues_chain(
 }
 
 /// [`write_subtask`](super::write_subtask) for an incremental checkpoint:
-/// writes `snapshot`'s keyed states as delta sections on top of `previous`
+/// writes `snapshot`'s keyed states (captured with
+/// [`capture_tracking_changes`](crate::checkpoint::Checkpointed::capture_tracking_changes),
+/// as was the snapshot `previous` was written from) as delta sections on
+/// top of `previous`
 /// (the same subtask's data file of the previous checkpoint, which must be
 /// committed before this one) when that continues its chain under
 /// `policy`, and as a full file otherwise. The file's manifest entry lists
