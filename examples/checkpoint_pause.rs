@@ -1,9 +1,12 @@
 //! The pause checkpoints cause, seen from outside: the longest gap between
-//! two outputs reaching the sink, in three runs of the running-sum job over
+//! two outputs reaching the sink, in four runs of the running-sum job over
 //! the same log, in the same process: without checkpoints, with synchronous
-//! checkpoints (each keyed instance writes its snapshot itself), and with
-//! asynchronous ones (it captures its state and a writer thread writes it).
-//! Checkpoints are durable, into a temporary folder.
+//! checkpoints (each keyed instance writes its snapshot itself), with
+//! asynchronous ones (it captures its state and a writer thread writes it),
+//! and with asynchronous incremental ones (the writer writes the keys
+//! changed since the previous checkpoint). Checkpoints are durable, into a
+//! temporary folder; the table also gives the bytes the periodic
+//! checkpoints wrote.
 //!
 //! ```sh
 //! cargo run --release --example checkpoint_pause
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rescale::{LogSpec, RunningSum, compare_totals, reference_totals, totals_of};
+use state_runtime::checkpoint::durable::IncrementalPolicy;
 use state_runtime::runner::{CheckpointStats, DurableCheckpointStore, Job, JobOutcome};
 use state_runtime::storage::LocalStorage;
 
@@ -53,9 +57,13 @@ fn run(
     log: &std::path::Path,
     args: &Args,
     checkpoints: Option<bool>,
+    incremental: bool,
 ) -> Result<Run, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let store = DurableCheckpointStore::new(Arc::new(LocalStorage::open(dir.path())?), 2);
+    let mut store = DurableCheckpointStore::new(Arc::new(LocalStorage::open(dir.path())?), 2);
+    if incremental {
+        store = store.incremental(IncrementalPolicy::default());
+    }
     let gap = Arc::new(Mutex::new((None::<Instant>, Duration::ZERO)));
     let sink_gap = Arc::clone(&gap);
     let mut job = Job::new(log, store, |_| RunningSum::default())
@@ -110,21 +118,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.parallelism
     );
     let runs = [
-        run("no checkpoints", log.path(), &args, None)?,
-        run("synchronous", log.path(), &args, Some(false))?,
-        run("asynchronous", log.path(), &args, Some(true))?,
+        run("no checkpoints", log.path(), &args, None, false)?,
+        run("synchronous", log.path(), &args, Some(false), false)?,
+        run("asynchronous", log.path(), &args, Some(true), false)?,
+        run("incremental", log.path(), &args, Some(true), true)?,
     ];
     let base = runs[0].max_gap;
     println!(
-        "{:<16} {:>9} {:>12} {:>10} {:>12} {:>12} {:>11}",
-        "run", "elapsed", "longest gap", "x no-cp", "checkpoints", "max pause", "max write"
+        "{:<16} {:>9} {:>12} {:>10} {:>12} {:>12} {:>11} {:>12}",
+        "run", "elapsed", "longest gap", "x no-cp", "checkpoints", "max pause", "max write", "written"
     );
     for r in &runs {
         compare_totals(&totals_of(&r.outcome.operators), &expected)?;
         let pause = r.checkpoints.iter().map(|c| c.max_snapshot).max();
         let write = r.checkpoints.iter().map(|c| c.max_async).max();
+        let written: u64 = r.checkpoints.iter().map(|c| c.bytes).sum();
         println!(
-            "{:<16} {:>8.2}s {:>10.1}ms {:>9.1}x {:>12} {:>10.1}ms {:>9.1}ms",
+            "{:<16} {:>8.2}s {:>10.1}ms {:>9.1}x {:>12} {:>10.1}ms {:>9.1}ms {:>9.1} MB",
             r.name,
             r.elapsed.as_secs_f64(),
             r.max_gap.as_secs_f64() * 1e3,
@@ -132,6 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.checkpoints.len(),
             pause.unwrap_or_default().as_secs_f64() * 1e3,
             write.unwrap_or_default().as_secs_f64() * 1e3,
+            written as f64 / 1e6,
         );
     }
     println!(
