@@ -126,7 +126,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = runs[0].max_gap;
     println!(
         "{:<16} {:>9} {:>12} {:>10} {:>12} {:>12} {:>11} {:>12}",
-        "run", "elapsed", "longest gap", "x no-cp", "checkpoints", "max pause", "max write", "written"
+        "run",
+        "elapsed",
+        "longest gap",
+        "x no-cp",
+        "checkpoints",
+        "max pause",
+        "max write",
+        "written"
     );
     for r in &runs {
         compare_totals(&totals_of(&r.outcome.operators), &expected)?;
