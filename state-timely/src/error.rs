@@ -1,7 +1,7 @@
 //! What can go wrong in a timely job with rescalable state.
 
 use state_runtime::StateError;
-use state_runtime::runner::log::LogError;
+use state_runtime::runner::TaskError;
 
 /// An error of a timely job with rescalable state, naming the worker and
 /// what it was doing.
@@ -20,14 +20,15 @@ pub enum TimelyError {
         source: StateError,
     },
 
-    /// The input log could not be read.
-    #[error("worker {worker}: reading the input log: {source}")]
-    Log {
+    /// The source failed: the input log could not be read, a broker
+    /// refused, a record did not decode.
+    #[error("worker {worker}: reading the input: {source}")]
+    Source {
         /// The worker.
         worker: usize,
         /// The error.
         #[source]
-        source: LogError,
+        source: TaskError,
     },
 
     /// The committer did not receive one data file from every worker for

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use state_runtime::checkpoint::Restore;
 use state_runtime::checkpoint::durable::{StoredCheckpoint, validate_run_id};
+use state_runtime::checkpoint::{Checkpointed, Restore};
 use state_runtime::keygroup::{KeyGroupAssigner, KeyGroupRange, MaxParallelism};
 use state_runtime::runner::KeyedProcessor;
+use state_runtime::runner::source::{LogInput, Source, SourceFactory};
 use state_runtime::storage::CheckpointStorage;
 use timely::ExchangeData;
 use timely::container::CapacityContainerBuilder;
@@ -26,19 +27,23 @@ use crate::fault::Fault;
 use crate::keyed::keyed_stage;
 use crate::routing::KeyGroupRouter;
 use crate::shared::Shared;
-use crate::source::LogInput;
+use crate::source::open_source;
 use crate::startup::agree_on_restore_point;
 
-/// A job `log source -> keyed operator` on timely, checkpointed at epoch
+/// A job `source -> keyed operator` on timely, checkpointed at epoch
 /// boundaries into a [`CheckpointStorage`] all processes share, restartable
 /// at any number of processes and workers.
 ///
-/// Every process of a run builds the same `TimelyJob` (same log, storage
-/// location, run id and settings) and runs [`execute`](Self::execute), or
-/// [`run_worker`](Self::run_worker) in its own `timely::execute`.
+/// Every process of a run builds the same `TimelyJob` (same input, storage
+/// location, run id and settings) and runs [`execute`](Self::execute) (the
+/// file log of [`new`](Self::new)) or
+/// [`execute_with_input`](Self::execute_with_input) (any runner source:
+/// the Kafka source, say), or [`run_worker`](Self::run_worker) in its own
+/// `timely::execute`.
 #[derive(Debug, Clone)]
 pub struct TimelyJob {
-    log_dir: PathBuf,
+    /// The file log [`execute`](Self::execute) reads.
+    log_dir: Option<PathBuf>,
     storage: Arc<dyn CheckpointStorage>,
     run_id: String,
     operator: String,
@@ -118,7 +123,17 @@ impl TimelyJob {
         run_id: impl Into<String>,
     ) -> Self {
         TimelyJob {
-            log_dir: log_dir.into(),
+            log_dir: Some(log_dir.into()),
+            ..Self::with_storage(storage, run_id)
+        }
+    }
+
+    /// A job whose input is given to
+    /// [`execute_with_input`](Self::execute_with_input), checkpointing into
+    /// `storage` as run `run_id`, with the defaults of [`new`](Self::new).
+    pub fn with_storage(storage: Arc<dyn CheckpointStorage>, run_id: impl Into<String>) -> Self {
+        TimelyJob {
+            log_dir: None,
             storage,
             run_id: run_id.into(),
             operator: "keyed".into(),
@@ -217,7 +232,30 @@ impl TimelyJob {
     ) -> Result<Vec<WorkerReport>, TimelyError>
     where
         P: KeyedProcessor,
+        P::Event: ExchangeData + Clone + serde::de::DeserializeOwned,
+        F: Fn(&WorkerInfo) -> P + Send + Sync + 'static,
+        O: Fn(&WorkerInfo) -> Box<dyn FnMut(P::Output)> + Send + Sync + 'static,
+    {
+        let input = LogInput::<P::Event>::new(self.log()?);
+        self.execute_with_input(config, input, factory, on_output)
+    }
+
+    /// [`execute`](Self::execute) reading `input` instead of the file log:
+    /// each worker builds its source instance with it (worker `w` of `W` is
+    /// instance `w` of `W`), and its partition offsets are the checkpoint's
+    /// `source` operator, as in the local runner.
+    pub fn execute_with_input<P, I, F, O>(
+        &self,
+        config: timely::Config,
+        input: I,
+        factory: F,
+        on_output: O,
+    ) -> Result<Vec<WorkerReport>, TimelyError>
+    where
+        P: KeyedProcessor,
         P::Event: ExchangeData + Clone,
+        I: SourceFactory,
+        I::Source: Source<Event = P::Event>,
         F: Fn(&WorkerInfo) -> P + Send + Sync + 'static,
         O: Fn(&WorkerInfo) -> Box<dyn FnMut(P::Output)> + Send + Sync + 'static,
     {
@@ -226,7 +264,7 @@ impl TimelyJob {
         let failed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failed);
         let guards = timely::execute(config, move |worker| {
-            let result = job.run_worker_inner(worker, &factory, &on_output, &flag);
+            let result = job.run_worker_inner(worker, &input, &factory, &on_output, &flag);
             if result.is_err() {
                 flag.store(true, Ordering::SeqCst);
             }
@@ -266,10 +304,11 @@ impl TimelyJob {
     ) -> Result<WorkerReport, TimelyError>
     where
         P: KeyedProcessor,
-        P::Event: ExchangeData + Clone,
+        P::Event: ExchangeData + Clone + serde::de::DeserializeOwned,
         F: Fn(&WorkerInfo) -> P,
     {
         self.check()?;
+        let input = LogInput::<P::Event>::new(self.log()?);
         let mut on_output = Some(on_output);
         let output = |_: &WorkerInfo| -> Box<dyn FnMut(P::Output)> {
             match on_output.take() {
@@ -278,12 +317,21 @@ impl TimelyJob {
             }
         };
         let never = AtomicBool::new(false);
-        self.run_worker_inner(worker, &factory, output, &never)
+        self.run_worker_inner(worker, &input, &factory, output, &never)
     }
 
-    fn run_worker_inner<P, F>(
+    /// The file log of [`new`](Self::new).
+    fn log(&self) -> Result<&PathBuf, TimelyError> {
+        self.log_dir.as_ref().ok_or_else(|| TimelyError::InvalidConfig {
+            reason: "a job made with `with_storage` has no file log: run it with `execute_with_input`"
+                .into(),
+        })
+    }
+
+    fn run_worker_inner<P, I, F>(
         &self,
         worker: &mut Worker,
+        input: &I,
         factory: &F,
         mut on_output: impl FnMut(&WorkerInfo) -> Box<dyn FnMut(P::Output)>,
         stop: &AtomicBool,
@@ -291,10 +339,15 @@ impl TimelyJob {
     where
         P: KeyedProcessor,
         P::Event: ExchangeData + Clone,
+        I: SourceFactory,
+        I::Source: Source<Event = P::Event>,
         F: Fn(&WorkerInfo) -> P,
     {
         let started = Instant::now();
         let me = worker.index();
+        input
+            .check()
+            .map_err(|source| TimelyError::Source { worker: me, source })?;
         let workers = worker.peers();
         let stopped = || stop.load(Ordering::SeqCst);
         let point = agree_on_restore_point(worker, &*self.storage, self.retain, &stopped)?;
@@ -310,7 +363,7 @@ impl TimelyJob {
         };
 
         let (processor, mut source, mut report) =
-            self.restore(info, point.checkpoint_id, factory)?;
+            self.restore(info, point.checkpoint_id, input, factory)?;
 
         let resume = report.epochs.0;
         let shared = Rc::new(Shared {
@@ -321,14 +374,22 @@ impl TimelyJob {
             retain: self.retain,
             worker: me,
             workers,
-            offsets: Default::default(),
+            sources: Default::default(),
             exhausted: Default::default(),
             final_boundary: Default::default(),
             failure: Default::default(),
             committed: Default::default(),
             events: Default::default(),
         });
-        shared.offsets.borrow_mut().insert(resume, source.offsets());
+        let capture = |source: &I::Source| {
+            source
+                .capture()
+                .map_err(TimelyError::state(me, "capturing the source's offsets"))
+        };
+        shared
+            .sources
+            .borrow_mut()
+            .insert(resume, capture(&source)?);
         let router = KeyGroupRouter::new(self.assigner, workers)
             .map_err(TimelyError::state(me, "routing key groups"))?;
 
@@ -411,11 +472,13 @@ impl TimelyJob {
             {
                 wait(worker, &|| !committed.less_equal(&gate))?;
             }
-            source.poll(self.records_per_epoch, |e| records.send(e))?;
+            source
+                .poll(self.records_per_epoch, &mut |e| records.send(e))
+                .map_err(|source| TimelyError::Source { worker: me, source })?;
             shared
-                .offsets
+                .sources
                 .borrow_mut()
-                .insert(epoch + 1, source.offsets());
+                .insert(epoch + 1, capture(&source)?);
             let exhausted = source.is_exhausted();
             for w in 0..workers {
                 status.send((w as u64, exhausted));
@@ -443,15 +506,16 @@ impl TimelyJob {
     /// checkpoint `checkpoint_id` (its key groups, its share of the source
     /// offsets), or bound to its key groups and given its initial
     /// partitions on a fresh start.
-    fn restore<P, F>(
+    fn restore<P, I, F>(
         &self,
         info: WorkerInfo,
         checkpoint_id: Option<u64>,
+        input: &I,
         factory: &F,
-    ) -> Result<(P, LogInput<P::Event>, WorkerReport), TimelyError>
+    ) -> Result<(P, I::Source, WorkerReport), TimelyError>
     where
         P: KeyedProcessor,
-        P::Event: serde::de::DeserializeOwned,
+        I: SourceFactory,
         F: Fn(&WorkerInfo) -> P,
     {
         let (me, workers, key_groups) = (info.worker, info.workers, info.key_groups);
@@ -489,8 +553,7 @@ impl TimelyJob {
                 .bind_keyed(self.assigner, key_groups)
                 .map_err(TimelyError::state(me, "binding the keyed state"))?,
         }
-        let (source, source_bytes) =
-            LogInput::<P::Event>::open(&self.log_dir, stored.as_ref(), me, workers)?;
+        let (source, source_bytes) = open_source(input, stored.as_ref(), me, workers)?;
         report.bytes_restored += source_bytes;
         Ok((processor, source, report))
     }

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use state_runtime::StateError;
 use state_runtime::checkpoint::durable::write_subtask_staged;
 use state_runtime::runner::KeyedProcessor;
 use timely::ExchangeData;
@@ -28,7 +29,7 @@ use crate::error::TimelyError;
 use crate::fault::{Fault, FaultPoint};
 use crate::routing::KeyGroupRouter;
 use crate::shared::Shared;
-use crate::source::{SOURCE_OPERATOR, offsets_state};
+use crate::source::SOURCE_OPERATOR;
 
 /// Position of the source in the job's checkpoints.
 pub(crate) const SOURCE_INDEX: usize = 0;
@@ -172,18 +173,23 @@ fn snapshot<P: KeyedProcessor>(
     let worker = shared.worker;
     Fault::check(&shared.fault, FaultPoint::BeforeDataFiles, b, worker);
     let storage = &*shared.storage;
-    let offsets = offsets_state(shared.offsets_at(b));
     let during = |what: &str| format!("writing the {what} data file of checkpoint {b}");
-    let source = write_subtask_staged(
-        storage,
-        b,
-        SOURCE_INDEX,
-        SOURCE_OPERATOR,
-        worker,
-        &shared.run_id,
-        &offsets,
-    )
-    .map_err(TimelyError::state(worker, during("source")))?;
+    let source = shared
+        .source_at(b, |captured| {
+            let captured = captured.ok_or_else(|| StateError::InvalidOperators {
+                reason: format!("no capture of the source for boundary {b}"),
+            })?;
+            write_subtask_staged(
+                storage,
+                b,
+                SOURCE_INDEX,
+                SOURCE_OPERATOR,
+                worker,
+                &shared.run_id,
+                captured,
+            )
+        })
+        .map_err(TimelyError::state(worker, during("source")))?;
     let keyed = write_subtask_staged(
         storage,
         b,
@@ -194,7 +200,7 @@ fn snapshot<P: KeyedProcessor>(
         processor,
     )
     .map_err(TimelyError::state(worker, during("keyed")))?;
-    shared.prune_offsets(b);
+    shared.prune_sources(b);
     Fault::check(&shared.fault, FaultPoint::AfterDataFiles, b, worker);
     tracing::debug!(worker, checkpoint_id = b, "data files written");
     Ok([source.to_bytes(), keyed.to_bytes()])

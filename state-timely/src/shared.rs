@@ -1,11 +1,12 @@
 //! What one worker's operators and its driving loop share (they run on the
-//! worker's thread): the storage, the run's identity, the source offsets at
+//! worker's thread): the storage, the run's identity, the source's state at
 //! each boundary, the end of the run, and the first error.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use state_runtime::checkpoint::CapturedSnapshot;
 use state_runtime::storage::CheckpointStorage;
 
 use crate::error::TimelyError;
@@ -21,10 +22,10 @@ pub(crate) struct Shared {
     pub(crate) retain: usize,
     pub(crate) worker: usize,
     pub(crate) workers: usize,
-    /// Per boundary `b`: the worker's source offsets once it had read every
-    /// record of times `< b`. A boundary without an entry takes the newest
-    /// earlier one.
-    pub(crate) offsets: RefCell<BTreeMap<u64, Vec<(u32, u64)>>>,
+    /// Per boundary `b`: the worker's source, captured once it had read
+    /// every record of times `< b`. A boundary without an entry takes the
+    /// newest earlier one.
+    pub(crate) sources: RefCell<BTreeMap<u64, CapturedSnapshot>>,
     /// Per epoch: how many workers reported their source exhausted.
     pub(crate) exhausted: RefCell<BTreeMap<u64, usize>>,
     /// The run's last checkpoint boundary, once the driving loop has
@@ -52,22 +53,23 @@ impl Shared {
         self.failure.borrow().is_some()
     }
 
-    /// The source offsets for boundary `b`.
-    pub(crate) fn offsets_at(&self, b: u64) -> Vec<(u32, u64)> {
-        self.offsets
+    /// Runs `f` on the source's capture for boundary `b` (`None` before
+    /// the first).
+    pub(crate) fn source_at<R>(&self, b: u64, f: impl FnOnce(Option<&CapturedSnapshot>) -> R) -> R {
+        f(self
+            .sources
             .borrow()
             .range(..=b)
             .next_back()
-            .map(|(_, o)| o.clone())
-            .unwrap_or_default()
+            .map(|(_, s)| s))
     }
 
-    /// Forgets the offsets of boundaries before `b` (keeping the one `b`
-    /// would use).
-    pub(crate) fn prune_offsets(&self, b: u64) {
-        let mut offsets = self.offsets.borrow_mut();
-        if let Some((&keep, _)) = offsets.range(..=b).next_back() {
-            *offsets = offsets.split_off(&keep);
+    /// Forgets the source's captures for boundaries before `b` (keeping the
+    /// one `b` would use).
+    pub(crate) fn prune_sources(&self, b: u64) {
+        let mut sources = self.sources.borrow_mut();
+        if let Some((&keep, _)) = sources.range(..=b).next_back() {
+            *sources = sources.split_off(&keep);
         }
     }
 }

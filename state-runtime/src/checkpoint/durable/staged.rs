@@ -54,7 +54,7 @@
 use super::format::{Manifest, OperatorManifest};
 use super::regions::{check_tiling, collect_regions};
 use super::write::{SubtaskFile, Target, WriteReport, commit_checkpoint_at, now_unix_ms};
-use crate::checkpoint::{Checkpointed, KeyedSection, StateMeta, validate_states};
+use crate::checkpoint::{KeyedSection, StateMeta, WriteSnapshot, validate_states};
 use crate::error::StateError;
 use crate::storage::{CheckpointStorage, validate_file_name};
 
@@ -96,7 +96,7 @@ pub fn validate_run_id(run_id: &str) -> Result<(), StateError> {
 /// `begin`, nothing deleted, nothing overwritten). The file is durable when
 /// this returns. Send [`SubtaskFile::to_bytes`] to the committer, which
 /// calls [`commit_checkpoint_create_only`].
-pub fn write_subtask_staged<T: Checkpointed + ?Sized>(
+pub fn write_subtask_staged<T: WriteSnapshot + ?Sized>(
     storage: &dyn CheckpointStorage,
     checkpoint_id: u64,
     operator_index: usize,
@@ -113,7 +113,7 @@ pub fn write_subtask_staged<T: Checkpointed + ?Sized>(
         subtask,
         staged: Some(run_id),
     };
-    target.write_states(storage, |writer| op.write_snapshot(writer))
+    target.write_states(storage, |writer| op.write_to(writer))
 }
 
 /// [`commit_checkpoint`](super::commit_checkpoint) for staged files: the
