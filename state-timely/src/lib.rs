@@ -1,6 +1,8 @@
 //! Rescalable state on [timely-dataflow](https://github.com/TimelyDataflow/timely-dataflow):
 //! a keyed operator with `#[derive(Checkpointed)]` state, fed from a
-//! partitioned log, checkpointed at epoch boundaries into storage that all
+//! partitioned source (the runner's file log, Kafka, or any
+//! `state_runtime::runner::source::SourceFactory`), checkpointed at epoch
+//! boundaries into storage that all
 //! processes share, and restartable at any number of processes and worker
 //! threads; each worker then reads only its own key groups.
 //!
