@@ -1,6 +1,7 @@
-//! The keyed section decoders (`KeyedState::read_key_group`) on arbitrary
-//! bytes, for a value, a list and a map state, with and without a filter:
-//! errors are fine, panics and large allocations are not.
+//! The keyed section decoders, full and delta (`KeyedState::read_key_group`
+//! and `read_key_group_delta`), on arbitrary bytes, for a value, a list and
+//! a map state, with and without a filter: errors are fine, panics and large
+//! allocations are not.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

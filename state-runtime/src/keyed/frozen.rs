@@ -171,7 +171,7 @@ impl<K, T> Frozen<K, T> {
     ) -> Self {
         let knows_changes = changes.hashes.is_some();
         let mut changed = changes.hashes.unwrap_or_default().into_iter();
-        let mut pages = Vec::new();
+        let mut pages = Vec::with_capacity(groups.iter().map(|g| g.pages.len()).sum());
         let groups = groups
             .iter()
             .map(|g| {
