@@ -11,20 +11,28 @@
 //! ```sh
 //! cargo run --release --example checkpoint_pause
 //! cargo run --release --example checkpoint_pause -- --customers 8000000 --events 24000000
+//! cargo run --release --example checkpoint_pause -- --customers 16000000 --events 48000000 \
+//!     --checkpoint-every 8000000 --note-bytes 56
 //! ```
+//!
+//! With `--note-bytes N` each customer's state also holds an N-byte note
+//! rewritten by every purchase (the last one about 1 GiB of checkpoint).
 //!
 //! Not a test: run it on a quiet machine.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use rescale::{LogSpec, RunningSum, compare_totals, reference_totals, totals_of};
+use rescale::{LogSpec, Purchase, RunningSum, Total, compare_totals, reference_totals, totals_of};
+use serde_bytes::ByteBuf;
 use state_runtime::checkpoint::durable::IncrementalPolicy;
-use state_runtime::runner::{CheckpointStats, DurableCheckpointStore, Job, JobOutcome};
+use state_runtime::prelude::*;
+use state_runtime::runner::{CheckpointStats, DurableCheckpointStore, Job, KeyedProcessor};
 use state_runtime::storage::LocalStorage;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone, Copy)]
 #[command(about = "Longest sink gap with synchronous vs asynchronous checkpoints")]
 struct Args {
     /// Purchases in the log.
@@ -39,6 +47,76 @@ struct Args {
     /// Sources and keyed instances.
     #[arg(long, default_value_t = 1)]
     parallelism: usize,
+    /// Bytes of a note kept beside each customer's total and rewritten by
+    /// every purchase (0: the demo's running sum alone).
+    #[arg(long, default_value_t = 0)]
+    note_bytes: usize,
+}
+
+/// The running sum with a note of `note_bytes` per customer: the same job
+/// with larger values.
+#[derive(Checkpointed)]
+struct NotedSum {
+    #[state(keyed)]
+    sums: KeyedValue<u32, (Total, ByteBuf)>,
+    #[state(skip)]
+    note_bytes: usize,
+}
+
+impl KeyedProcessor for NotedSum {
+    type Event = Purchase;
+    type Output = (u32, i64);
+
+    fn process(
+        &mut self,
+        event: Purchase,
+        out: &mut impl FnMut((u32, i64)),
+    ) -> Result<(), StateError> {
+        let n = self.note_bytes;
+        let (total, note) = self.sums.get_or_insert_with(event.key(), || {
+            (Total::default(), ByteBuf::from(vec![0; n]))
+        })?;
+        total.cents += event.cents;
+        total.purchases += 1;
+        let stamp = total.cents.to_le_bytes();
+        for (i, b) in note.iter_mut().enumerate() {
+            *b = stamp[i % 8] ^ i as u8;
+        }
+        out((event.customer, total.cents));
+        Ok(())
+    }
+}
+
+/// The job's operator: what it is built from and what its totals are.
+trait Operator: KeyedProcessor<Event = Purchase, Output = (u32, i64)> + Sized {
+    fn build(args: &Args) -> Self;
+    fn totals(operators: &[Self]) -> HashMap<u32, Total>;
+}
+
+impl Operator for RunningSum {
+    fn build(_: &Args) -> Self {
+        RunningSum::default()
+    }
+
+    fn totals(operators: &[Self]) -> HashMap<u32, Total> {
+        totals_of(operators)
+    }
+}
+
+impl Operator for NotedSum {
+    fn build(args: &Args) -> Self {
+        NotedSum {
+            sums: KeyedValue::default(),
+            note_bytes: args.note_bytes,
+        }
+    }
+
+    fn totals(operators: &[Self]) -> HashMap<u32, Total> {
+        operators
+            .iter()
+            .flat_map(|op| op.sums.iter().map(|(k, (t, _))| (*k, *t)))
+            .collect()
+    }
 }
 
 /// What one run showed.
@@ -49,10 +127,10 @@ struct Run {
     checkpoints: Vec<CheckpointStats>,
     /// Bytes of the final checkpoint (the whole input).
     final_bytes: u64,
-    outcome: JobOutcome<RunningSum>,
+    totals: HashMap<u32, Total>,
 }
 
-fn run(
+fn run<P: Operator>(
     name: &'static str,
     log: &std::path::Path,
     args: &Args,
@@ -66,7 +144,8 @@ fn run(
     }
     let gap = Arc::new(Mutex::new((None::<Instant>, Duration::ZERO)));
     let sink_gap = Arc::clone(&gap);
-    let mut job = Job::new(log, store, |_| RunningSum::default())
+    let built = *args;
+    let mut job = Job::new(log, store, move |_| P::build(&built))
         .parallelism(args.parallelism, args.parallelism)
         .sink(move |_| {
             let now = Instant::now();
@@ -95,7 +174,7 @@ fn run(
         max_gap,
         checkpoints,
         final_bytes: last.map_or(0, |c| c.bytes),
-        outcome,
+        totals: P::totals(&outcome.operators),
     })
 }
 
@@ -117,12 +196,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.checkpoint_every,
         args.parallelism
     );
-    let runs = [
-        run("no checkpoints", log.path(), &args, None, false)?,
-        run("synchronous", log.path(), &args, Some(false), false)?,
-        run("asynchronous", log.path(), &args, Some(true), false)?,
-        run("incremental", log.path(), &args, Some(true), true)?,
+    let modes = [
+        ("no checkpoints", None, false),
+        ("synchronous", Some(false), false),
+        ("asynchronous", Some(true), false),
+        ("incremental", Some(true), true),
     ];
+    let mut runs = Vec::new();
+    for (name, checkpoints, incremental) in modes {
+        runs.push(if args.note_bytes == 0 {
+            run::<RunningSum>(name, log.path(), &args, checkpoints, incremental)?
+        } else {
+            run::<NotedSum>(name, log.path(), &args, checkpoints, incremental)?
+        });
+    }
     let base = runs[0].max_gap;
     println!(
         "{:<16} {:>9} {:>12} {:>10} {:>12} {:>12} {:>11} {:>12}",
@@ -136,7 +223,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "written"
     );
     for r in &runs {
-        compare_totals(&totals_of(&r.outcome.operators), &expected)?;
+        compare_totals(&r.totals, &expected)?;
         let pause = r.checkpoints.iter().map(|c| c.max_snapshot).max();
         let write = r.checkpoints.iter().map(|c| c.max_async).max();
         let written: u64 = r.checkpoints.iter().map(|c| c.bytes).sum();

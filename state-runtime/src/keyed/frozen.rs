@@ -22,7 +22,7 @@
 //! bytes. (A key group's pages split only when no snapshot shares them, and
 //! clearing, retaining or rebinding a state first releases every page.)
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, TryLockError, Weak};
 
 use serde::Serialize;
 
@@ -51,6 +51,25 @@ impl<K, T> Clone for Encoders<K, T> {
 }
 
 impl<K, T> Copy for Encoders<K, T> {}
+
+/// How a container decodes one value (or key): the value and the bytes it
+/// took.
+pub(crate) type DecodeValue<T> = fn(&[u8], &str) -> Result<(T, usize), StateError>;
+
+/// How a state's keys and values decode, as [`Encoders`] wrote them: what
+/// the live state copies a page with when a writer holds it.
+pub(crate) struct Decoders<K, T> {
+    pub(crate) key: DecodeValue<K>,
+    pub(crate) value: DecodeValue<T>,
+}
+
+impl<K, T> Clone for Decoders<K, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, T> Copy for Decoders<K, T> {}
 
 /// The encoder of keys: the crate's codec.
 pub(crate) fn encode_key<K: Serialize>(
@@ -137,6 +156,7 @@ pub(crate) struct Frozen<K, T> {
     groups: Vec<FrozenGroup>,
     pages: Vec<Mutex<FrozenPage<K, T>>>,
     encode: Encoders<K, T>,
+    decode: Decoders<K, T>,
     position: SnapshotPosition,
     knows_changes: bool,
 }
@@ -167,6 +187,7 @@ impl<K, T> Frozen<K, T> {
         range: KeyGroupRange,
         groups: &[Group<K, T>],
         encode: Encoders<K, T>,
+        decode: Decoders<K, T>,
         changes: FrozenChanges,
     ) -> Self {
         let knows_changes = changes.hashes.is_some();
@@ -196,6 +217,7 @@ impl<K, T> Frozen<K, T> {
             groups,
             pages,
             encode,
+            decode,
             position: changes.position,
             knows_changes,
         }
@@ -210,9 +232,13 @@ impl<K, T> Frozen<K, T> {
 }
 
 /// Before the live state changes page `page` of its `group`-th key group:
-/// makes it the page's only holder, first encoding the page for every
-/// snapshot in flight that has not written it yet. Waits only while a
-/// writer encodes the page or a snapshot is being dropped.
+/// makes it the page's only holder. For every snapshot in flight that has
+/// not written the page yet, it first encodes the page for that snapshot.
+/// If a writer is encoding the page just then (its lock is held), it does
+/// not wait for that thread, which may have been descheduled: it copies the
+/// page instead (encoding and decoding each entry) and changes the copy,
+/// leaving the writer the original. It waits only if the copy fails, or
+/// while a snapshot is being dropped.
 #[cold]
 #[inline(never)]
 pub(crate) fn release<K, T>(
@@ -230,11 +256,16 @@ pub(crate) fn release<K, T>(
         let list = in_flight.lock().unwrap_or_else(|e| e.into_inner());
         list.iter().filter_map(Weak::upgrade).collect()
     };
-    for frozen in snapshots {
+    for frozen in &snapshots {
         let Some(i) = frozen.page_index(group, page) else {
             continue;
         };
-        let mut slot = frozen.pages[i].lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = match frozen.pages[i].try_lock() {
+            Ok(slot) => slot,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            // A writer holds the page: copied below.
+            Err(TryLockError::WouldBlock) => continue,
+        };
         if let FrozenPage::Shared(shared) = &*slot {
             // A snapshot taken before the key group's pages last changed
             // holds another table at this position.
@@ -253,10 +284,42 @@ pub(crate) fn release<K, T>(
             }
         }
     }
-    // What still holds the page is a snapshot being dropped.
+    if Arc::get_mut(live).is_some() {
+        return;
+    }
+    // Still shared: with a writer encoding it, or with a snapshot being
+    // dropped. The original stays theirs, unchanged.
+    if let Some(frozen) = snapshots.first() {
+        if let Ok(copy) = copy_page(live, frozen.encode, frozen.decode, &frozen.name) {
+            *live = Arc::new(copy);
+            return;
+        }
+    }
     while Arc::get_mut(live).is_none() {
         std::thread::yield_now();
     }
+}
+
+/// A copy of `page` with the same entries, each encoded and decoded again
+/// (values need not be `Clone`).
+fn copy_page<K, T>(
+    page: &OrderedTable<K, T>,
+    encode: Encoders<K, T>,
+    decode: Decoders<K, T>,
+    name: &str,
+) -> Result<OrderedTable<K, T>, StateError> {
+    let mut copy = page.empty_like();
+    copy.reserve(page.len());
+    let mut bytes = Vec::new();
+    for (hash, key, value) in page.iter() {
+        bytes.clear();
+        (encode.key)(key, &mut bytes, name)?;
+        (encode.value)(value, &mut bytes, name)?;
+        let (key, used) = (decode.key)(&bytes, name)?;
+        let (value, _) = (decode.value)(&bytes[used..], name)?;
+        copy.insert_unique(hash, key, value);
+    }
+    Ok(copy)
 }
 
 impl<K, T> FrozenKeyGroups for Frozen<K, T>

@@ -4,11 +4,12 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Encoders, encode_key};
+use super::{Decoders, Encoders, encode_key};
 use crate::codec;
 use crate::error::StateError;
 use crate::keyed::group::PAGE_SPLIT;
@@ -23,6 +24,17 @@ fn encoders() -> Encoders<u64, i64> {
     Encoders {
         key: encode_key::<u64>,
         value: write_value,
+    }
+}
+
+fn read_value(b: &[u8], name: &str) -> Result<(i64, usize), StateError> {
+    codec::decode_prefix(b, name)
+}
+
+fn decoders() -> Decoders<u64, i64> {
+    Decoders {
+        key: codec::decode_prefix::<u64>,
+        value: read_value,
     }
 }
 
@@ -98,7 +110,7 @@ proptest! {
             apply(&mut t, o);
         }
         let expected = live_sections(&t, 4);
-        let frozen = t.freeze(encoders(), false);
+        let frozen = t.freeze(encoders(), decoders(), false);
         let writer = std::thread::spawn(move || {
             (0..4)
                 .map(|kg| {
@@ -153,7 +165,13 @@ fn capture_encodes_nothing_and_a_write_encodes_only_its_page() {
     let here = || ON_THIS_THREAD.with(Cell::get);
     ENCODED.store(0, Ordering::Relaxed);
     let start = here();
-    let frozen = t.freeze(encoders, false);
+    let decoders = Decoders {
+        key: codec::decode_prefix::<u64>,
+        value: |b: &[u8], n: &str| {
+            codec::decode_prefix::<i64>(b, n).map(|(v, used)| (Counted(v), used))
+        },
+    };
+    let frozen = t.freeze(encoders, decoders, false);
     assert_eq!(here() - start, 0, "capture encoded entries");
 
     // Changing one key encodes its page for the snapshot, and no more.
@@ -188,7 +206,7 @@ fn a_dropped_capture_releases_its_pages_without_encoding() {
     for k in 0..50_000u64 {
         t.insert(k, 1).unwrap();
     }
-    let frozen = t.freeze(encoders(), false);
+    let frozen = t.freeze(encoders(), decoders(), false);
     drop(frozen);
     // Every page is the live state's own again, so inserts split pages as
     // they grow (splitting needs unshared pages).
@@ -199,4 +217,91 @@ fn a_dropped_capture_releases_its_pages_without_encoding() {
     let sections = live_sections(&t, 2);
     let entries: usize = sections.iter().map(Vec::len).sum();
     assert!(entries > 200_000);
+}
+
+/// The value of the key whose encoding the writer thread holds up, and the
+/// gate: `(entered, released)`.
+static GATE: (Mutex<(bool, bool)>, Condvar) = (Mutex::new((false, false)), Condvar::new());
+const GATED: i64 = 4_242;
+
+thread_local! {
+    static IS_WRITER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Encodes an `i64`; on the writer thread, the value [`GATED`] waits at the
+/// gate until it is released, as a writer descheduled mid-page would.
+fn write_gated(v: &i64, out: &mut Vec<u8>, name: &str) -> Result<(), StateError> {
+    if *v == GATED && IS_WRITER.with(Cell::get) {
+        let (lock, cv) = &GATE;
+        let mut g = lock.lock().unwrap();
+        g.0 = true;
+        cv.notify_all();
+        while !g.1 {
+            g = cv.wait(g).unwrap();
+        }
+    }
+    codec::encode_into(v, out, name)
+}
+
+/// A write to the page a writer is encoding just then does not wait for
+/// the writer: it changes a copy, and the snapshot still holds the entries
+/// at capture.
+#[test]
+fn a_write_does_not_wait_for_a_writer_holding_its_page() {
+    let mut t = table(1);
+    for k in 0..2_000u64 {
+        t.insert(k, k as i64).unwrap();
+    }
+    t.insert(GATED as u64, GATED).unwrap();
+    let expected = live_sections(&t, 1);
+    let gated = Encoders {
+        key: encode_key::<u64>,
+        value: write_gated,
+    };
+    let frozen = t.freeze(gated, decoders(), false);
+    let writer = std::thread::spawn(move || {
+        IS_WRITER.with(|w| w.set(true));
+        let mut out = Vec::new();
+        frozen.write_key_group(0, &mut out).unwrap();
+        out
+    });
+    let (lock, cv) = &GATE;
+    {
+        let mut g = lock.lock().unwrap();
+        while !g.0 {
+            g = cv.wait(g).unwrap();
+        }
+    }
+    // The writer is inside the page of GATED, holding its lock. Should this
+    // write wait for it, the watchdog opens the gate after 20 s.
+    let watchdog = std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(20));
+        let (lock, cv) = &GATE;
+        let mut g = lock.lock().unwrap();
+        let opened = !g.1;
+        g.1 = true;
+        cv.notify_all();
+        opened
+    });
+    *t.get_mut(GATED as u64).unwrap().unwrap() = -1;
+    t.insert(5_000u64, 5).unwrap();
+    let waited = lock.lock().unwrap().1;
+    {
+        let mut g = lock.lock().unwrap();
+        g.1 = true;
+        cv.notify_all();
+    }
+    let written = writer.join().unwrap();
+    assert!(!waited, "the write waited for the writer holding its page");
+    assert_eq!(written, expected[0], "the snapshot changed");
+    assert_eq!(t.get(GATED as u64).unwrap(), Some(&-1));
+    assert_eq!(t.get(5_000u64).unwrap(), Some(&5));
+    assert_eq!(t.len(), 2_002);
+    // The live state owns its pages: writing it again is the changed state.
+    let mut again = table(1);
+    for (k, v) in t.iter() {
+        again.insert(*k, *v).unwrap();
+    }
+    assert_eq!(live_sections(&t, 1), live_sections(&again, 1));
+    drop(watchdog);
 }

@@ -567,7 +567,18 @@ macro_rules! keyed_common {
                     key: $crate::keyed::frozen::encode_key::<K>,
                     value,
                 };
-                Some(self.tables.freeze(encode, track_changes))
+                // Values as this build encodes them: the current type.
+                let read: fn(&[u8], &str) -> Result<($val, usize), $crate::StateError> =
+                    |b, n| {
+                        let elem =
+                            |b: &[u8], n: &str| $crate::codec::decode_prefix::<$elem>(b, n);
+                        $read(b, n, &elem)
+                    };
+                let decode = $crate::keyed::frozen::Decoders {
+                    key: $crate::codec::decode_prefix::<K>,
+                    value: read,
+                };
+                Some(self.tables.freeze(encode, decode, track_changes))
             }
 
             fn value_type(&self) -> Result<$crate::schema::StateType, $crate::StateError> {

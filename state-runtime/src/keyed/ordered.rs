@@ -183,6 +183,11 @@ impl<K, T> OrderedTable<K, T> {
         }
     }
 
+    /// An empty table over the same span.
+    pub(crate) fn empty_like(&self) -> Self {
+        Self::new(self.span)
+    }
+
     #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len

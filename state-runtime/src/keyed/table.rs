@@ -29,7 +29,9 @@ use crate::keygroup::{
 };
 
 use super::changes::Changes;
-use super::frozen::{Encoders, Frozen, FrozenKeyGroups, InFlight, encode_entries, release};
+use super::frozen::{
+    Decoders, Encoders, Frozen, FrozenKeyGroups, InFlight, encode_entries, release,
+};
 use super::group::{Group, PAGE_SPLIT};
 use super::ordered::{HashSpan, OrderedTable};
 use crate::key::KeyQuery;
@@ -437,7 +439,12 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     /// thread, while this state changes: see [`Frozen`]. Copies no entry.
     /// With `track`, the keys changed from now on are recorded for the next
     /// snapshot (see [`Changes`]).
-    pub(crate) fn freeze(&self, encode: Encoders<K, T>, track: bool) -> Arc<dyn FrozenKeyGroups>
+    pub(crate) fn freeze(
+        &self,
+        encode: Encoders<K, T>,
+        decode: Decoders<K, T>,
+        track: bool,
+    ) -> Arc<dyn FrozenKeyGroups>
     where
         K: Send + Sync + 'static,
         T: Send + Sync + 'static,
@@ -452,6 +459,7 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
             self.range,
             &self.groups,
             encode,
+            decode,
             changes,
         ));
         super::frozen::track(&self.in_flight, &frozen);
