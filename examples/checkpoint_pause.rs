@@ -29,10 +29,10 @@ use rescale::{LogSpec, Purchase, RunningSum, Total, compare_totals, reference_to
 use serde_bytes::ByteBuf;
 use state_runtime::checkpoint::durable::IncrementalPolicy;
 use state_runtime::prelude::*;
-use state_runtime::runner::{CheckpointStats, DurableCheckpointStore, Job, KeyedProcessor};
+use state_runtime::runner::{DurableCheckpointStore, Job, KeyedProcessor};
 use state_runtime::storage::LocalStorage;
 
-#[derive(Parser, Debug, Clone, Copy)]
+#[derive(Parser, Debug, Clone)]
 #[command(about = "Longest sink gap with synchronous vs asynchronous checkpoints")]
 struct Args {
     /// Purchases in the log.
@@ -51,6 +51,47 @@ struct Args {
     /// every purchase (0: the demo's running sum alone).
     #[arg(long, default_value_t = 0)]
     note_bytes: usize,
+    /// (Internal) run once in this mode, over the log in `--log`.
+    #[arg(long, hide = true)]
+    mode: Option<Mode>,
+    /// (Internal) the log of a `--mode` run.
+    #[arg(long, hide = true)]
+    log: Option<std::path::PathBuf>,
+}
+
+/// How a run checkpoints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Mode {
+    None,
+    Synchronous,
+    Asynchronous,
+    Incremental,
+}
+
+impl Mode {
+    const ALL: [Mode; 4] = [
+        Mode::None,
+        Mode::Synchronous,
+        Mode::Asynchronous,
+        Mode::Incremental,
+    ];
+
+    /// How the table names the run.
+    fn label(self) -> &'static str {
+        match self {
+            Mode::None => "no checkpoints",
+            m => m.name(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Synchronous => "synchronous",
+            Mode::Asynchronous => "asynchronous",
+            Mode::Incremental => "incremental",
+        }
+    }
 }
 
 /// The running sum with a note of `note_bytes` per customer: the same job
@@ -119,24 +160,66 @@ impl Operator for NotedSum {
     }
 }
 
-/// What one run showed.
+/// What one run showed, as its process prints it on one line.
 struct Run {
-    name: &'static str,
     elapsed: Duration,
     max_gap: Duration,
-    checkpoints: Vec<CheckpointStats>,
+    checkpoints: usize,
+    max_pause: Duration,
+    max_write: Duration,
+    /// Bytes the periodic checkpoints wrote.
+    written: u64,
     /// Bytes of the final checkpoint (the whole input).
     final_bytes: u64,
-    totals: HashMap<u32, Total>,
 }
 
+impl Run {
+    fn line(&self) -> String {
+        format!(
+            "RUN {} {} {} {} {} {} {}",
+            self.elapsed.as_nanos(),
+            self.max_gap.as_nanos(),
+            self.checkpoints,
+            self.max_pause.as_nanos(),
+            self.max_write.as_nanos(),
+            self.written,
+            self.final_bytes
+        )
+    }
+
+    fn parse(out: &str) -> Option<Self> {
+        let line = out.lines().find_map(|l| l.strip_prefix("RUN "))?;
+        let f: Vec<u128> = line
+            .split(' ')
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        let ns = |i: usize| Duration::from_nanos(f[i] as u64);
+        (f.len() == 7).then(|| Run {
+            elapsed: ns(0),
+            max_gap: ns(1),
+            checkpoints: f[2] as usize,
+            max_pause: ns(3),
+            max_write: ns(4),
+            written: f[5] as u64,
+            final_bytes: f[6] as u64,
+        })
+    }
+}
+
+/// Runs the job over the log in `log` once, in `mode`, and checks its
+/// totals against `expected`.
 fn run<P: Operator>(
-    name: &'static str,
     log: &std::path::Path,
     args: &Args,
-    checkpoints: Option<bool>,
-    incremental: bool,
+    mode: Mode,
+    expected: &HashMap<u32, Total>,
 ) -> Result<Run, Box<dyn std::error::Error>> {
+    let (checkpoints, incremental) = match mode {
+        Mode::None => (None, false),
+        Mode::Synchronous => (Some(false), false),
+        Mode::Asynchronous => (Some(true), false),
+        Mode::Incremental => (Some(true), true),
+    };
     let dir = tempfile::tempdir()?;
     let mut store = DurableCheckpointStore::new(Arc::new(LocalStorage::open(dir.path())?), 2);
     if incremental {
@@ -144,7 +227,7 @@ fn run<P: Operator>(
     }
     let gap = Arc::new(Mutex::new((None::<Instant>, Duration::ZERO)));
     let sink_gap = Arc::clone(&gap);
-    let built = *args;
+    let built = args.clone();
     let mut job = Job::new(log, store, move |_| P::build(&built))
         .parallelism(args.parallelism, args.parallelism)
         .sink(move |_| {
@@ -168,13 +251,23 @@ fn run<P: Operator>(
     // outputs: leave it out.
     let mut checkpoints = outcome.report.checkpoints.clone();
     let last = checkpoints.pop();
+    compare_totals(&P::totals(&outcome.operators), expected)?;
     Ok(Run {
-        name,
         elapsed,
         max_gap,
-        checkpoints,
+        checkpoints: checkpoints.len(),
+        max_pause: checkpoints
+            .iter()
+            .map(|c| c.max_snapshot)
+            .max()
+            .unwrap_or_default(),
+        max_write: checkpoints
+            .iter()
+            .map(|c| c.max_async)
+            .max()
+            .unwrap_or_default(),
+        written: checkpoints.iter().map(|c| c.bytes).sum(),
         final_bytes: last.map_or(0, |c| c.bytes),
-        totals: P::totals(&outcome.operators),
     })
 }
 
@@ -186,31 +279,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         customers: args.customers,
         seed: 3,
     };
+    if let (Some(mode), Some(log)) = (args.mode, &args.log) {
+        // One run, in this process: its result on one line.
+        let expected = reference_totals(&spec);
+        let r = if args.note_bytes == 0 {
+            run::<RunningSum>(log, &args, mode, &expected)?
+        } else {
+            run::<NotedSum>(log, &args, mode, &expected)?
+        };
+        println!("{}", r.line());
+        return Ok(());
+    }
     let log = tempfile::tempdir()?;
     spec.write_log(log.path())?;
-    let expected = reference_totals(&spec);
     println!(
-        "{} events, {} customers, checkpoint every {} events, parallelism {}",
+        "{} events, {} customers, checkpoint every {} events, parallelism {}, {}-byte notes",
         args.events,
-        expected.len(),
+        reference_totals(&spec).len(),
         args.checkpoint_every,
-        args.parallelism
+        args.parallelism,
+        args.note_bytes
     );
-    let modes = [
-        ("no checkpoints", None, false),
-        ("synchronous", Some(false), false),
-        ("asynchronous", Some(true), false),
-        ("incremental", Some(true), true),
-    ];
+    // Each run in a process of its own, so that none starts on the heap
+    // another left behind.
     let mut runs = Vec::new();
-    for (name, checkpoints, incremental) in modes {
-        runs.push(if args.note_bytes == 0 {
-            run::<RunningSum>(name, log.path(), &args, checkpoints, incremental)?
-        } else {
-            run::<NotedSum>(name, log.path(), &args, checkpoints, incremental)?
-        });
+    for mode in Mode::ALL {
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .args(std::env::args().skip(1))
+            .arg("--mode")
+            .arg(mode.name())
+            .arg("--log")
+            .arg(log.path())
+            .stderr(std::process::Stdio::inherit())
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!("the {} run failed: {stdout}", mode.name()).into());
+        }
+        let run = Run::parse(&stdout).ok_or("a run printed no result")?;
+        runs.push((mode, run));
     }
-    let base = runs[0].max_gap;
+    let base = runs[0].1.max_gap;
     println!(
         "{:<16} {:>9} {:>12} {:>10} {:>12} {:>12} {:>11} {:>12}",
         "run",
@@ -222,29 +331,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "max write",
         "written"
     );
-    for r in &runs {
-        compare_totals(&r.totals, &expected)?;
-        let pause = r.checkpoints.iter().map(|c| c.max_snapshot).max();
-        let write = r.checkpoints.iter().map(|c| c.max_async).max();
-        let written: u64 = r.checkpoints.iter().map(|c| c.bytes).sum();
+    for (mode, r) in &runs {
         println!(
             "{:<16} {:>8.2}s {:>10.1}ms {:>9.1}x {:>12} {:>10.1}ms {:>9.1}ms {:>9.1} MB",
-            r.name,
+            mode.label(),
             r.elapsed.as_secs_f64(),
             r.max_gap.as_secs_f64() * 1e3,
             r.max_gap.as_secs_f64() / base.as_secs_f64().max(1e-9),
-            r.checkpoints.len(),
-            pause.unwrap_or_default().as_secs_f64() * 1e3,
-            write.unwrap_or_default().as_secs_f64() * 1e3,
-            written as f64 / 1e6,
+            r.checkpoints,
+            r.max_pause.as_secs_f64() * 1e3,
+            r.max_write.as_secs_f64() * 1e3,
+            r.written as f64 / 1e6,
         );
     }
     println!(
         "final checkpoint: synchronous {} bytes, asynchronous {} bytes; every run's totals equal the \
          single-threaded sum",
-        runs[1].final_bytes, runs[2].final_bytes
+        runs[1].1.final_bytes, runs[2].1.final_bytes
     );
-    if runs[1].final_bytes != runs[2].final_bytes {
+    if runs[1].1.final_bytes != runs[2].1.final_bytes {
         return Err("the final checkpoints of the same input differ in size".into());
     }
     Ok(())

@@ -132,9 +132,11 @@ struct EncodedPage {
     starts: Vec<(u64, usize)>,
 }
 
+/// What a snapshot holds of one page. Boxed when encoded, so that a
+/// capture, which makes one of these per page, writes little memory.
 enum FrozenPage<K, T> {
     Shared(Arc<OrderedTable<K, T>>),
-    Encoded(Result<EncodedPage, StateError>),
+    Encoded(Box<Result<EncodedPage, StateError>>),
     Written,
 }
 
@@ -280,7 +282,7 @@ pub(crate) fn release<K, T>(
                     frozen.knows_changes.then_some(&mut starts),
                 )
                 .map(|()| EncodedPage { bytes, starts });
-                *slot = FrozenPage::Encoded(encoded);
+                *slot = FrozenPage::Encoded(Box::new(encoded));
             }
         }
     }
@@ -343,7 +345,7 @@ where
                     // that waited for it finds itself the only holder.
                     drop(table);
                 }
-                FrozenPage::Encoded(page) => out.extend_from_slice(&page?.bytes),
+                FrozenPage::Encoded(page) => out.extend_from_slice(&(*page)?.bytes),
                 FrozenPage::Written => {
                     return Err(StateError::Encode {
                         state: self.name.clone(),
@@ -403,7 +405,16 @@ where
                         sort_equal_hash_run(&mut entries, &run);
                     }
                 }
-                FrozenPage::Encoded(Ok(page)) => {
+                FrozenPage::Encoded(encoded) => {
+                    let page = match &**encoded {
+                        Ok(page) => page,
+                        Err(e) => {
+                            return Err(StateError::Encode {
+                                state: self.name.clone(),
+                                message: format!("key group {key_group}: {e}"),
+                            });
+                        }
+                    };
                     let first = page.starts.partition_point(|&(h, _)| h < hash);
                     let end = page.starts.partition_point(|&(h, _)| h <= hash);
                     if end > first {
@@ -411,12 +422,6 @@ where
                         entries.extend_from_slice(&page.bytes[page.starts[first].1..to]);
                         count += (end - first) as u64;
                     }
-                }
-                FrozenPage::Encoded(Err(e)) => {
-                    return Err(StateError::Encode {
-                        state: self.name.clone(),
-                        message: format!("key group {key_group}: {e}"),
-                    });
                 }
                 FrozenPage::Written => {
                     return Err(StateError::Encode {

@@ -33,6 +33,11 @@ pub(super) struct KeyedTask<P: KeyedProcessor> {
     pub(super) asynchronous: bool,
 }
 
+/// Within a batch of records, outputs held this long go to the sink before
+/// the batch ends (checked every [`FLUSH_CHECK_EVERY`] records).
+const FLUSH_AFTER: Duration = Duration::from_millis(1);
+const FLUSH_CHECK_EVERY: usize = 64;
+
 /// A keyed instance's result: the operator after a stop, and its stats.
 pub(super) struct KeyedExit<P> {
     pub(super) op: Option<P>,
@@ -182,12 +187,27 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                 let n = batch.len() as u64;
                 let t = Instant::now();
                 let keep = self.out.is_some();
-                for e in batch {
+                let mut handed_on = t;
+                for (i, e) in batch.into_iter().enumerate() {
                     op.process(e, &mut |o| {
                         if keep {
                             outputs.push(o)
                         }
                     })?;
+                    // A slow batch (the first writes after a capture each
+                    // encode a page for the snapshot) hands on its outputs as
+                    // it goes, rather than holding them all until its end.
+                    if i % FLUSH_CHECK_EVERY == FLUSH_CHECK_EVERY - 1 && !outputs.is_empty() {
+                        if let Some(out) = &self.out {
+                            let now = Instant::now();
+                            if now - handed_on >= FLUSH_AFTER {
+                                if out.send(std::mem::take(outputs)).is_err() {
+                                    return Ok(Flow::Disconnected);
+                                }
+                                handed_on = now;
+                            }
+                        }
+                    }
                 }
                 stats.busy += t.elapsed();
                 stats.events += n;
