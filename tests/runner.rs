@@ -4,15 +4,15 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 mod common;
 
 use common::{TempLog, assert_owned_keys, assigner, run_until, spec, start};
-use rescale::{Purchase, RunningSum, Total, compare_totals, reference_totals, totals_of};
+use rescale::{LogSpec, Purchase, RunningSum, Total, compare_totals, reference_totals, totals_of};
 use serde::{Deserialize, Serialize};
 use state_runtime::prelude::*;
 use state_runtime::runner::log::{LogReader, LogWriter};
@@ -745,4 +745,95 @@ fn a_source_ahead_of_the_alignment_waits_instead_of_filling_memory() {
         held <= 2 + CHANNEL,
         "an instance held {held} messages of one source"
     );
+}
+
+/// Counts its events; at the 300th (in the first batch of 1,024), waits up
+/// to 10 s for the sink to have received an output. The 11th takes 2 ms,
+/// as if it had encoded pages for a snapshot.
+#[derive(Checkpointed, Default)]
+struct SlowBatch {
+    #[state(keyed)]
+    sums: KeyedValue<u32, i64>,
+    #[state(skip)]
+    processed: u64,
+    #[state(skip)]
+    sink_received: Arc<AtomicU64>,
+    #[state(skip)]
+    waited: Arc<Mutex<Option<Duration>>>,
+}
+
+impl KeyedProcessor for SlowBatch {
+    type Event = Purchase;
+    type Output = i64;
+
+    fn process(&mut self, e: Purchase, out: &mut impl FnMut(i64)) -> Result<(), StateError> {
+        self.processed += 1;
+        if self.processed == 11 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if self.processed == 300 {
+            let t = Instant::now();
+            while self.sink_received.load(Ordering::SeqCst) == 0
+                && t.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            *self.waited.lock().unwrap() = Some(t.elapsed());
+        }
+        let s = self.sums.get_or_insert_with(e.key(), || 0)?;
+        *s += e.cents;
+        out(*s);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_slow_batch_hands_its_outputs_to_the_sink_before_it_ends() {
+    // One partition: the source's first batch is 1,024 records.
+    let spec = LogSpec {
+        partitions: 1,
+        events: 3_000,
+        customers: 100,
+        seed: 5,
+    };
+    let log = TempLog::new("slow-batch", &spec);
+    let received = Arc::new(AtomicU64::new(0));
+    let waited = Arc::new(Mutex::new(None));
+    let (r, w) = (Arc::clone(&received), Arc::clone(&waited));
+    let sink_received = Arc::clone(&received);
+    let job = Job::new(
+        &log.0,
+        MemoryCheckpointStore::new(),
+        move |_: &InstanceInfo| SlowBatch {
+            sink_received: Arc::clone(&r),
+            waited: Arc::clone(&w),
+            ..SlowBatch::default()
+        },
+    )
+    .batch_size(1_024)
+    .sink(move |_| {
+        sink_received.fetch_add(1, Ordering::SeqCst);
+    })
+    .start()
+    .unwrap();
+    let outcome = wait_bounded(job).unwrap();
+    let waited = waited
+        .lock()
+        .unwrap()
+        .expect("the 300th record was processed");
+    assert!(
+        waited < Duration::from_secs(10),
+        "the sink received nothing of the batch before it ended"
+    );
+    assert_eq!(received.load(Ordering::SeqCst), 3_000);
+    let cents: HashMap<u32, i64> = outcome.operators[0]
+        .sums
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    let expected: HashMap<u32, i64> = reference_totals(&spec)
+        .into_iter()
+        .map(|(k, t)| (k, t.cents))
+        .collect();
+    assert_eq!(cents, expected);
 }
