@@ -36,7 +36,7 @@ pub(super) struct KeyedTask<P: KeyedProcessor> {
 /// Within a batch of records, outputs held this long go to the sink before
 /// the batch ends (checked every [`FLUSH_CHECK_EVERY`] records).
 const FLUSH_AFTER: Duration = Duration::from_millis(1);
-const FLUSH_CHECK_EVERY: usize = 64;
+const FLUSH_CHECK_EVERY: usize = 16;
 
 /// A keyed instance's result: the operator after a stop, and its stats.
 pub(super) struct KeyedExit<P> {
