@@ -173,6 +173,15 @@ impl<P: KeyedProcessor> KeyedTask<P> {
         }
     }
 
+    /// Sends the outputs held so far to the sink, if there is one and they
+    /// are not empty; false if the sink is gone.
+    fn hand_on(&self, outputs: &mut Vec<P::Output>) -> bool {
+        match &self.out {
+            Some(out) if !outputs.is_empty() => out.send(std::mem::take(outputs)).is_ok(),
+            _ => true,
+        }
+    }
+
     pub(super) fn apply(
         &self,
         op: &mut P,
@@ -197,25 +206,21 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                     // A slow batch (the first writes after a capture each
                     // encode a page for the snapshot) hands on its outputs as
                     // it goes, rather than holding them all until its end.
-                    if i % FLUSH_CHECK_EVERY == FLUSH_CHECK_EVERY - 1 && !outputs.is_empty() {
-                        if let Some(out) = &self.out {
-                            let now = Instant::now();
-                            if now - handed_on >= FLUSH_AFTER {
-                                if out.send(std::mem::take(outputs)).is_err() {
-                                    return Ok(Flow::Disconnected);
-                                }
-                                handed_on = now;
+                    if keep && i % FLUSH_CHECK_EVERY == FLUSH_CHECK_EVERY - 1 {
+                        let now = Instant::now();
+                        if now - handed_on >= FLUSH_AFTER {
+                            if !self.hand_on(outputs) {
+                                return Ok(Flow::Disconnected);
                             }
+                            handed_on = now;
                         }
                     }
                 }
                 stats.busy += t.elapsed();
                 stats.events += n;
                 self.shared.processed.fetch_add(n, Ordering::Relaxed);
-                if let Some(out) = &self.out {
-                    if !outputs.is_empty() && out.send(std::mem::take(outputs)).is_err() {
-                        return Ok(Flow::Disconnected);
-                    }
+                if !self.hand_on(outputs) {
+                    return Ok(Flow::Disconnected);
                 }
                 Ok(Flow::Continue)
             }
