@@ -47,6 +47,7 @@ struct Job {
     model: Model,
     step: u64,
     keys: u64,
+    policy: IncrementalPolicy,
 }
 
 impl Job {
@@ -71,6 +72,7 @@ impl Job {
             model: Model::default(),
             step: 0,
             keys,
+            policy: IncrementalPolicy::default(),
         }
     }
 
@@ -119,6 +121,13 @@ impl Job {
         }
     }
 
+    /// The keyed bytes of a full checkpoint of the state now.
+    fn full_keyed_bytes(&self) -> u64 {
+        (self.ops.iter())
+            .map(|op| op.snapshot().unwrap().keyed().unwrap().total_bytes())
+            .sum()
+    }
+
     /// Captures every instance and writes checkpoint `id` incrementally;
     /// returns whether every keyed section is a delta.
     fn checkpoint(&mut self, storage: &dyn CheckpointStorage, id: u64) -> Vec<SubtaskFile> {
@@ -132,6 +141,7 @@ impl Job {
                 i,
                 &captured,
                 &mut self.previous[i],
+                &self.policy,
             ));
         }
         commit_checkpoint(storage, id, &[("op", &files)]).unwrap();
@@ -140,15 +150,15 @@ impl Job {
 }
 
 /// Writes captured subtask `subtask` of checkpoint `id` incrementally on
-/// top of `previous`, which becomes the file written.
+/// top of `previous` under `policy`; the file written becomes `previous`.
 fn write_incremental(
     storage: &dyn CheckpointStorage,
     id: u64,
     subtask: usize,
     captured: &CapturedSnapshot,
     previous: &mut Option<SubtaskFile>,
+    policy: &IncrementalPolicy,
 ) -> SubtaskFile {
-    let policy = IncrementalPolicy::default();
     let file = write_subtask_incremental(
         storage,
         id,
@@ -157,7 +167,7 @@ fn write_incremental(
         subtask,
         captured,
         previous.as_ref(),
-        &policy,
+        policy,
     )
     .unwrap();
     *previous = Some(file.clone());
@@ -263,40 +273,115 @@ fn deltas_restore_exactly(storage: &dyn CheckpointStorage) {
 }
 
 #[test]
-fn a_chain_starts_over_with_a_full_file_under_the_policy() {
+fn key_groups_are_rewritten_on_a_rolling_schedule_and_old_files_leave_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let storage = LocalStorage::open(dir.path()).unwrap();
+    let policy = IncrementalPolicy::default();
+    let every = policy.rewrite_every;
     let mut job = Job::new(1);
     job.change(100);
-    let mut kinds = Vec::new();
-    for id in 1..=40 {
+    let mut first_full = 0;
+    let mut rewritten = 0;
+    for id in 1..=3 * every {
         if id > 1 {
             job.change(5);
         }
-        job.checkpoint(&storage, id);
-        kinds.push(is_delta(&storage, id)[0]);
+        let files = job.checkpoint(&storage, id);
         let stored = StoredCheckpoint::open(&storage, id).unwrap();
-        let sub = &stored.operator("op").unwrap().subtasks()[0];
-        let keyed = sub.keyed().unwrap();
+        let keyed = stored.operator("op").unwrap().subtasks()[0]
+            .keyed()
+            .unwrap()
+            .clone();
+        let key_groups = keyed.key_groups().len() as usize;
         let layers = keyed.earlier_layers();
-        assert!(layers.len() <= IncrementalPolicy::default().max_deltas);
-        if let Some(base) = layers.first() {
-            // Checked before this delta was written: the earlier deltas.
-            let deltas: u64 = layers[1..].iter().map(|l| l.bytes()).sum();
+        if id == 1 {
+            assert!(!keyed.is_delta(), "the first checkpoint is full");
+            first_full = keyed.total_bytes();
+            continue;
+        }
+        let full_bytes = job.full_keyed_bytes();
+        // No checkpoint after the first rewrites the whole state: each
+        // writes a rolling share of the key groups whole.
+        assert!(keyed.is_delta(), "checkpoint {id} is partly deltas");
+        let whole = keyed.whole_key_groups();
+        assert!(
+            whole <= key_groups / 4,
+            "checkpoint {id}: {whole} of {key_groups} key groups whole"
+        );
+        rewritten += whole;
+        // The chain holds only files some key group still reads: at most
+        // `every` of them, and once the full file has aged out, the first
+        // is partly deltas too.
+        assert!(
+            layers.len() < every as usize,
+            "checkpoint {id}: {} earlier files",
+            layers.len()
+        );
+        if id > every {
+            assert!(layers[0].is_delta(), "checkpoint {id}: the full file left");
             assert!(
-                deltas as f64 <= 0.5 * base.bytes() as f64,
-                "checkpoint {id}: {deltas} delta bytes on a base of {}",
-                base.bytes()
+                files[0].payload_len() < full_bytes / 4,
+                "checkpoint {id} wrote {} bytes, a full one {full_bytes}",
+                files[0].payload_len()
             );
+            // Sections a later whole one replaced are not read.
+            let chain: u64 = layers.iter().map(|l| l.bytes()).sum::<u64>() + keyed.total_bytes();
+            assert!(keyed.restore_bytes() < chain);
+            assert!(first_full > 0);
+        }
+        // A restore reads each key group's last whole section and the
+        // deltas after it: within the policy's bound of a full checkpoint.
+        let read = keyed.restore_bytes() as f64 / full_bytes as f64;
+        assert!(
+            read <= 1.0 + policy.max_delta_ratio + 0.1,
+            "checkpoint {id}: a restore reads {read:.2} of a full checkpoint"
+        );
+        if id % 7 == 0 || id == 3 * every {
+            assert_eq!(restored(&storage, id, 3), job.model, "checkpoint {id}");
         }
     }
-    let fulls = kinds.iter().filter(|d| !**d).count();
+    // About one key group in `every` per checkpoint (32 / 20), a few more
+    // where the bound on restore reads asks for them.
+    let per_checkpoint = rewritten as f64 / (3 * every - 1) as f64;
     assert!(
-        fulls >= 2,
-        "the chain started over at least once: {kinds:?}"
+        (1.4..3.5).contains(&per_checkpoint),
+        "{per_checkpoint:.2} key groups whole per checkpoint"
     );
-    assert!(fulls <= 10, "most checkpoints are deltas: {kinds:?}");
-    assert_eq!(restored(&storage, 40, 3), job.model);
+}
+
+#[test]
+fn many_changes_make_more_key_groups_whole_to_bound_restore_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::open(dir.path()).unwrap();
+    let policy = IncrementalPolicy::default();
+    let mut job = Job::new(1);
+    job.change(100);
+    let mut whole = Vec::new();
+    for id in 1..=12 {
+        if id > 1 {
+            job.change(40);
+        }
+        job.checkpoint(&storage, id);
+        let stored = StoredCheckpoint::open(&storage, id).unwrap();
+        let keyed = stored.operator("op").unwrap().subtasks()[0]
+            .keyed()
+            .unwrap()
+            .clone();
+        if id == 1 {
+            continue;
+        }
+        let read = keyed.restore_bytes() as f64 / job.full_keyed_bytes() as f64;
+        assert!(
+            read <= 1.0 + policy.max_delta_ratio + 0.15,
+            "checkpoint {id}: a restore reads {read:.2} of a full checkpoint"
+        );
+        whole.push(keyed.whole_key_groups());
+    }
+    // The rolling share alone would be 16 in 10 checkpoints (2 of 32 key
+    // groups, or 1).
+    let rewritten: usize = whole.iter().sum();
+    assert!(rewritten > 60, "key groups whole: {whole:?}");
+    assert_eq!(restored(&storage, 12, 2), job.model);
 }
 
 #[test]
@@ -366,6 +451,9 @@ fn every_damaged_byte_of_a_delta_or_an_earlier_file_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let storage = LocalStorage::open(dir.path()).unwrap();
     let mut job = Job::with_keys(1, 150);
+    // No key group rewritten whole: a restore reads every byte of the
+    // chain's keyed sections.
+    job.policy.rewrite_every = 1000;
     job.change(100);
     for id in 1..=3 {
         if id > 1 {
@@ -460,7 +548,14 @@ fn a_snapshot_that_does_not_continue_the_chain_is_written_full() {
     assert_eq!(is_delta(&storage, 3), [true]);
     let untracked = job.ops[0].capture().unwrap();
     storage.begin(4).unwrap();
-    let file = write_incremental(&storage, 4, 0, &untracked, &mut job.previous[0]);
+    let file = write_incremental(
+        &storage,
+        4,
+        0,
+        &untracked,
+        &mut job.previous[0],
+        &job.policy,
+    );
     commit_checkpoint(&storage, 4, &[("op", &[file])]).unwrap();
     assert_eq!(is_delta(&storage, 4), [true], "it knows its own changes");
     job.change(5);
@@ -581,7 +676,14 @@ fn deltas_restore_at_another_max_parallelism_and_under_the_flink_assigner() {
         let id = id as u64;
         storage.begin(id).unwrap();
         let captured = op.capture_tracking_changes().unwrap();
-        let file = write_incremental(&storage, id, 0, &captured, &mut previous);
+        let file = write_incremental(
+            &storage,
+            id,
+            0,
+            &captured,
+            &mut previous,
+            &IncrementalPolicy::default(),
+        );
         commit_checkpoint(&storage, id, &[("op", &[file])]).unwrap();
     }
     assert_eq!(is_delta(&storage, 4), [true]);
@@ -618,8 +720,51 @@ fn a_delta_written_while_the_state_changes_holds_the_state_at_capture() {
         job.change(30);
     }
     storage.begin(2).unwrap();
-    let file = write_incremental(&storage, 2, 0, &captured, &mut job.previous[0]);
+    let file = write_incremental(&storage, 2, 0, &captured, &mut job.previous[0], &job.policy);
     commit_checkpoint(&storage, 2, &[("op", &[file])]).unwrap();
     assert_eq!(is_delta(&storage, 2), [true]);
     assert_eq!(restored(&storage, 2, 2), at_capture);
+}
+
+/// The job of `tests/data/format-v3-incremental/README.md`.
+#[derive(Checkpointed, Default)]
+struct V3Job {
+    #[state(keyed)]
+    totals: KeyedValue<u64, i64>,
+}
+
+#[test]
+fn a_format_v3_incremental_checkpoint_still_restores() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format-v3-incremental");
+    let storage = LocalStorage::open(&dir).unwrap();
+    let stored = StoredCheckpoint::latest(&storage).unwrap().unwrap();
+    assert_eq!(stored.format_version(), 3);
+    let op = stored.operator("job").unwrap();
+    for sub in op.subtasks() {
+        let keyed = sub.keyed().unwrap();
+        assert!(keyed.is_delta());
+        let kinds: Vec<bool> = keyed
+            .earlier_layers()
+            .iter()
+            .map(|l| l.is_delta())
+            .collect();
+        assert_eq!(kinds, [false, true], "a full file, then a delta");
+    }
+    // The values the fixture's program wrote.
+    let mut want: BTreeMap<u64, i64> = (0..200).map(|k| (k, k as i64 * 10)).collect();
+    (0..20).for_each(|k| *want.get_mut(&k).unwrap() += 1);
+    want.remove(&199);
+    (10..30).for_each(|k| *want.get_mut(&k).unwrap() += 2);
+    want.extend((300..305).map(|k| (k, -(k as i64))));
+    for parallelism in [1, 3] {
+        let mut got = BTreeMap::new();
+        for j in 0..parallelism {
+            let mut job = V3Job::default();
+            op.restore_into(&mut job, j, parallelism).unwrap();
+            got.extend(job.totals.iter().map(|(k, v)| (*k, *v)));
+        }
+        assert_eq!(got, want, "restored at parallelism {parallelism}");
+    }
+    stored.verify().unwrap();
 }

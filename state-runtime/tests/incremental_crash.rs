@@ -74,7 +74,7 @@ fn child(dir: &Path) -> ! {
     let mut ops: Option<Vec<Sum>> = None;
     let mut previous: Vec<Option<SubtaskFile>> = vec![None; PARALLELISM];
     let policy = IncrementalPolicy {
-        max_deltas: 4,
+        rewrite_every: 4,
         max_delta_ratio: 0.5,
     };
     write_until_killed(dir, |storage, start, id| {

@@ -101,7 +101,7 @@ fn inspect_shows_operators_states_and_histograms() {
     let text = stdout(&out);
     println!("{text}");
     assert!(
-        text.starts_with("checkpoint 2 (format v3, created 2023-11-14T22:13:20.002Z)"),
+        text.starts_with("checkpoint 2 (format v4, created 2023-11-14T22:13:20.002Z)"),
         "{text}"
     );
     assert!(

@@ -387,11 +387,14 @@ fn inspect(dir: &Path, checkpoint: Option<u64>, buckets: usize, json: bool) -> R
                     let layers = k.earlier_layers();
                     let shared: u64 = layers.iter().map(|l| l.bytes()).sum();
                     print!(
-                        ", a delta adding {} bytes to {} bytes in {} earlier files (chain of {} deltas)",
+                        ", a delta adding {} bytes ({} of {} key groups whole) to {} bytes in {} earlier files (a chain of {} files; a restore reads {} bytes)",
                         k.total_bytes(),
+                        k.whole_key_groups(),
+                        k.key_groups().len(),
                         shared,
                         layers.len(),
-                        layers.len()
+                        layers.len() + 1,
+                        k.restore_bytes()
                     );
                 }
             }
@@ -399,11 +402,12 @@ fn inspect(dir: &Path, checkpoint: Option<u64>, buckets: usize, json: bool) -> R
             if let Some(k) = t.keyed() {
                 for l in k.earlier_layers() {
                     println!(
-                        "    builds on chk-{}/{} ({} bytes keyed, {})",
+                        "    builds on chk-{}/{} ({} bytes keyed, {} of {} key groups whole)",
                         l.checkpoint_id(),
                         l.file(),
                         l.bytes(),
-                        if l.is_delta() { "delta" } else { "full" }
+                        l.whole_key_groups(),
+                        k.key_groups().len()
                     );
                 }
             }
@@ -501,11 +505,14 @@ fn operator_json(op: &StoredOperator<'_>, buckets: usize) -> Value {
                     "key_groups": [k.key_groups().start(), k.key_groups().end_exclusive()],
                     "bytes": k.total_bytes(),
                     "delta": k.is_delta(),
+                    "whole_key_groups": k.whole_key_groups(),
+                    "restore_bytes": k.restore_bytes(),
                     "builds_on": k.earlier_layers().iter().map(|l| json!({
                         "checkpoint": l.checkpoint_id(),
                         "file": l.file(),
                         "bytes": l.bytes(),
                         "delta": l.is_delta(),
+                        "whole_key_groups": l.whole_key_groups(),
                     })).collect::<Vec<_>>(),
                     "histogram": histogram(k, buckets)
                         .into_iter()

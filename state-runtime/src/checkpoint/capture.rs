@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Checkpointed, SnapshotWriter, SubtaskSnapshot};
+use super::{Checkpointed, Parts, SnapshotWriter, SubtaskSnapshot};
 use crate::error::StateError;
 use crate::keyed::{FrozenKeyGroups, SnapshotPosition};
 
@@ -85,10 +85,14 @@ impl CapturedSnapshot {
         self.keyed.iter().all(|k| k.knows_changes())
     }
 
-    /// Writes the keyed states as delta sections (see
-    /// [`SnapshotWriter::write_captured`]).
-    pub(crate) fn write_delta_to(&self, writer: &mut SnapshotWriter<'_>) -> Result<(), StateError> {
-        writer.write_captured(&self.snapshot, &self.keyed, true)
+    /// Writes the keyed states' key groups whole or as deltas, as `parts`
+    /// says (see [`SnapshotWriter::write_captured`]).
+    pub(crate) fn write_parts_to(
+        &self,
+        writer: &mut SnapshotWriter<'_>,
+        parts: &Parts,
+    ) -> Result<(), StateError> {
+        writer.write_captured(&self.snapshot, &self.keyed, parts)
     }
 
     /// Writes the snapshot into memory.
@@ -121,7 +125,7 @@ impl<T: Checkpointed + ?Sized> WriteSnapshot for T {
 
 impl WriteSnapshot for CapturedSnapshot {
     fn write_to(&self, writer: &mut SnapshotWriter<'_>) -> Result<(), StateError> {
-        writer.write_captured(&self.snapshot, &self.keyed, false)
+        writer.write_captured(&self.snapshot, &self.keyed, &Parts::Whole)
     }
 
     fn as_captured(&self) -> Option<&CapturedSnapshot> {

@@ -59,7 +59,7 @@ pub use capture::{CapturedSnapshot, WriteSnapshot};
 pub use checkpointed::derive_support;
 pub use checkpointed::{Checkpointed, RestoreContext};
 pub use layers::KeyedLayer;
-pub(crate) use layers::{Layers, check_layers};
+pub(crate) use layers::{Layers, Parts, check_layers};
 pub use restore::{RestoreOptions, RestoreReport, RestoredState};
 pub use source::Restore;
 /// The derive of [`Checkpointed`] (the trait and the derive share the name).
@@ -252,7 +252,8 @@ pub struct KeyedSection {
     /// section of state `s` in the `g`-th owned key group is
     /// `bounds[g * S + s]..bounds[g * S + s + 1]`.
     bounds: Vec<u64>,
-    /// Whether the sections are deltas, and the layers they build on.
+    /// Which key groups are whole (the others deltas), and the layers they
+    /// build on.
     layers: Layers,
 }
 

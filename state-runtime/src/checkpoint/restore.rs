@@ -476,8 +476,8 @@ impl RestoredState<'_> {
                     let part = view.state_range(kg, index).expect("key group in the chunk");
                     let at = |p: u64| (p - chunk.bytes.start) as usize;
                     let slice = &bytes[at(part.start)..at(part.end)];
-                    entries +=
-                        plan.decode_key_group(read, kg, slice, &mut **state, view.delta)? as u64;
+                    let delta = !view.is_whole(kg);
+                    entries += plan.decode_key_group(read, kg, slice, &mut **state, delta)? as u64;
                 }
             }
             Ok(entries)
@@ -602,8 +602,8 @@ struct KeyedChunk {
 }
 
 /// The chunks of `plan`'s reads, in order: per read, every layer of the old
-/// subtask's keyed section in the order they apply (a full one, then the
-/// deltas).
+/// subtask's keyed section in the order they apply, each with the key
+/// groups it contributes (see [`KeyedSection::layer_runs`]).
 fn keyed_chunks(
     sections: &[&KeyedSection],
     plan: &SubtaskRestore,
@@ -625,12 +625,12 @@ fn keyed_chunks(
         section
             .key_groups_bytes(read.key_groups)
             .ok_or_else(missing)?;
-        for view in section.views() {
+        for (view, run) in section.layer_runs(read.key_groups) {
             let mut first: Option<(KeyGroup, u64)> = None;
-            for kg in read.key_groups {
+            for kg in run {
                 let bytes = view.key_group_range(kg).ok_or_else(missing)?;
                 let (start_kg, start) = *first.get_or_insert((kg, bytes.start));
-                let last = kg == read.key_groups.last().expect("a non-empty read");
+                let last = kg == run.last().expect("a non-empty run");
                 if bytes.end - start >= KEYED_CHUNK || last {
                     chunks.push(KeyedChunk {
                         read: r,

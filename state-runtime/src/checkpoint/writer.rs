@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{KeyedSection, KeyedStateMeta, Layers, StateMeta, SubtaskSnapshot};
+use super::{KeyedSection, KeyedStateMeta, Layers, Parts, StateMeta, SubtaskSnapshot};
 use crate::codec;
 use crate::error::StateError;
 use crate::keyed::{FrozenKeyGroups, KeyedState};
@@ -218,7 +218,7 @@ impl<'a> SnapshotWriter<'a> {
         &mut self,
         captured: &SubtaskSnapshot,
         frozen: &[Arc<dyn FrozenKeyGroups>],
-        delta: bool,
+        parts: &Parts,
     ) -> Result<(), StateError> {
         for meta in &captured.states {
             self.guarded(&meta.name, |w| w.copy_state(meta, &captured.data))?;
@@ -227,14 +227,14 @@ impl<'a> SnapshotWriter<'a> {
             let name = keyed.states.first().map_or("<keyed>", |s| s.name.as_str());
             self.guarded(name, |w| {
                 w.check_keyed_absent(name)?;
-                let bounds = w.write_sections(keyed.key_groups, frozen, delta)?;
+                let bounds = w.write_sections(keyed.key_groups, frozen, parts)?;
                 w.snapshot.keyed = Some(KeyedSection {
                     assigner: keyed.assigner,
                     key_groups: keyed.key_groups,
                     states: keyed.states.clone(),
                     bounds,
                     layers: Layers {
-                        delta,
+                        parts: parts.clone(),
                         earlier: Vec::new(),
                     },
                 });
@@ -428,7 +428,7 @@ impl<'a> SnapshotWriter<'a> {
             }
             None => {
                 let live: Vec<&dyn KeyedState> = states.iter().map(|&(_, s)| s).collect();
-                self.write_sections(key_groups, &live, false)?
+                self.write_sections(key_groups, &live, &Parts::Whole)?
             }
         };
         self.snapshot.keyed = Some(KeyedSection {
@@ -441,13 +441,13 @@ impl<'a> SnapshotWriter<'a> {
         Ok(())
     }
 
-    /// Writes the sections of `states`, key group by key group; returns
-    /// their bounds.
+    /// Writes the sections of `states`, key group by key group, each whole
+    /// or as a delta as `parts` says; returns their bounds.
     fn write_sections<S: Sections>(
         &mut self,
         key_groups: KeyGroupRange,
         states: &[S],
-        delta: bool,
+        parts: &Parts,
     ) -> Result<Vec<u64>, StateError> {
         // In memory, the whole snapshot is reserved once, not grown by
         // doubling. A hint, so never an abort: a reservation that cannot be
@@ -463,8 +463,9 @@ impl<'a> SnapshotWriter<'a> {
         let data_start = self.snapshot.data.len();
         let mut bounds = Vec::with_capacity(key_groups.len() as usize * states.len() + 1);
         bounds.push(self.position());
-        for kg in key_groups {
+        for (g, kg) in key_groups.iter().enumerate() {
             let start = self.position();
+            let delta = !parts.is_whole(g);
             for s in states {
                 if delta {
                     // Also for an empty key group: its keys may be removed.

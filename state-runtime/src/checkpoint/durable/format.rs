@@ -1,21 +1,22 @@
-//! Formats v1 to v3: byte-level encoding and decoding of the manifest and
+//! Formats v1 to v4: byte-level encoding and decoding of the manifest and
 //! of the data files' header (see `state-runtime/FORMAT.md`). Version 2 adds
 //! each state's recorded type, version 3 the layers of incremental keyed
-//! sections; older manifests still decode (their states have no recorded
+//! sections, version 4 layers whose key groups are partly whole and partly
+//! deltas; older manifests still decode (their states have no recorded
 //! type, their keyed sections are full).
 //!
 //! Decoding never trusts a count or a length: each is checked against the
 //! bytes that remain before anything is allocated or sliced, so a corrupt or
 //! hostile manifest gives an error, never a panic or a large allocation.
 
-use crate::checkpoint::{KeyedLayer, Layers};
+use crate::checkpoint::{KeyedLayer, Layers, Parts};
 use crate::error::StateError;
 use crate::keygroup::{AssignerKind, KeyGroupAssigner, KeyGroupRange, MaxParallelism};
 use crate::operator::StateMode;
 use crate::schema::StateType;
 
 /// The format version this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -95,6 +96,26 @@ fn assigner_code(kind: AssignerKind) -> u8 {
 struct Writer(Vec<u8>);
 
 impl Writer {
+    /// A layer's kinds: 0 (every key group whole), 1 (every one a delta),
+    /// or 2 and one bit per key group, set when whole (least significant
+    /// first).
+    fn parts(&mut self, parts: &Parts) {
+        match parts {
+            Parts::Whole => self.u8(0),
+            Parts::Delta => self.u8(1),
+            Parts::Mixed(whole) => {
+                self.u8(2);
+                for chunk in whole.chunks(8) {
+                    let byte = chunk
+                        .iter()
+                        .enumerate()
+                        .fold(0u8, |b, (i, &w)| b | (u8::from(w) << i));
+                    self.u8(byte);
+                }
+            }
+        }
+    }
+
     fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
@@ -185,13 +206,13 @@ impl Manifest {
                     w.u64(bounds[0]);
                     let s = op.keyed_states.len();
                     w.key_groups(bounds, crcs, s);
-                    w.u8(u8::from(sub.layers.delta));
+                    w.parts(&sub.layers.parts);
                     w.len(sub.layers.earlier.len());
                     for layer in &sub.layers.earlier {
                         w.u64(layer.checkpoint_id);
                         w.str(&layer.file);
                         w.u64(layer.file_len);
-                        w.u8(u8::from(layer.delta));
+                        w.parts(&layer.parts);
                         w.u64(layer.bounds[0]);
                         w.key_groups(&layer.bounds, &layer.crcs, s);
                     }
@@ -565,37 +586,49 @@ impl Reader<'_> {
 
     /// Version 3: the keyed sections' kind and earlier layers.
     fn layers(&mut self, key_groups: u32, n_keyed: usize) -> Result<Layers, StateError> {
-        let delta = self.flag("a section kind")?;
+        let parts = self.parts(key_groups, "the section's kinds")?;
         let n = self.count(8 + 4 + 8 + 1 + 8, "earlier layers")?;
         let mut earlier = Vec::with_capacity(n);
         for _ in 0..n {
             let checkpoint_id = self.u64()?;
             let file = self.str("a layer's file name")?;
             let file_len = self.u64()?;
-            let layer_delta = self.flag("a layer's kind")?;
+            let layer_parts = self.parts(key_groups, "a layer's kinds")?;
             let at = self.pos;
             let (bounds, crcs) = self.key_groups(at, key_groups, n_keyed)?;
             earlier.push(KeyedLayer {
                 checkpoint_id,
                 file,
                 file_len,
-                delta: layer_delta,
+                parts: layer_parts,
                 bounds,
                 crcs,
             });
         }
-        Ok(Layers { delta, earlier })
+        Ok(Layers { parts, earlier })
     }
 
-    /// A byte that is 0 (false) or 1 (true).
-    fn flag(&mut self, what: &str) -> Result<bool, StateError> {
+    /// A layer's kinds (see the writer's `parts`); mixed kinds only from
+    /// version 4.
+    fn parts(&mut self, key_groups: u32, what: &str) -> Result<Parts, StateError> {
         let at = self.pos;
         match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
+            0 => Ok(Parts::Whole),
+            1 => Ok(Parts::Delta),
+            2 if self.version >= 4 => {
+                let n = key_groups as usize;
+                let bits = self.take(n.div_ceil(8), what)?;
+                let whole = (0..n).map(|g| bits[g / 8] >> (g % 8) & 1 == 1).collect();
+                Ok(Parts::Mixed(whole))
+            }
             other => {
                 self.pos = at;
-                Err(self.err(format!("{what}: 0 or 1"), other.to_string()))
+                let kinds = if self.version >= 4 {
+                    "0, 1 or 2"
+                } else {
+                    "0 or 1"
+                };
+                Err(self.err(format!("{what}: {kinds}"), other.to_string()))
             }
         }
     }

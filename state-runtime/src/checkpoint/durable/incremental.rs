@@ -1,65 +1,76 @@
 //! Incremental checkpoints: a subtask's keyed state written as the changes
 //! since its previous checkpoint, on top of that checkpoint's layers.
 //!
-//! Each subtask's chain is a full data file followed by delta files, one per
-//! checkpoint, each listing (in the manifest) the earlier files it builds
-//! on. A delta is written only when it continues the chain exactly: the
-//! previous data file of the subtask was written from the previous frozen
-//! snapshot of every keyed state. Otherwise, and when the chain has grown
-//! past the [`IncrementalPolicy`], the subtask writes a full file and starts
-//! a new chain.
+//! Each subtask's chain starts with a full data file; every later file
+//! holds a rolling share of the key groups whole (each key group once every
+//! [`IncrementalPolicy::rewrite_every`] checkpoints, at its own phase) and
+//! the rest as deltas, and lists (in the manifest) the earlier files it
+//! builds on: for each key group, the last file holding it whole and the
+//! deltas after it. Files no key group needs any more leave the chain, so
+//! a chain settles at `rewrite_every` files and no checkpoint after the
+//! first rewrites the whole state. A delta is written only when it
+//! continues the chain exactly: the previous data file of the subtask was
+//! written from the previous frozen snapshot of every keyed state.
+//! Otherwise the subtask writes a full file and starts a new chain.
 
 use super::write::{SubtaskFile, Target};
-use crate::checkpoint::{CapturedSnapshot, KeyedLayer, Layers};
+use crate::checkpoint::{CapturedSnapshot, KeyedLayer, Layers, Parts};
 use crate::error::StateError;
 use crate::storage::CheckpointStorage;
 
 use super::DATA_HEADER_LEN;
 
-/// When an incremental checkpoint writes a full data file instead of a
-/// delta: the chain of a subtask's keyed state (one full file, then deltas)
-/// is bounded in length and in the bytes its deltas add to the full file:
-/// a delta is written only if the deltas so far, plus one more the size of
-/// the last, stay within `max_delta_ratio` of the full file's keyed bytes,
-/// so that a restore reads about `1 + max_delta_ratio` times a full
-/// checkpoint's keyed bytes (more only if a delta outgrows the one before).
+/// Which key groups an incremental checkpoint writes whole.
+///
+/// * **Rolling rewrites**: key group `g` of a subtask's `n` is written
+///   whole when the snapshot's sequence number is `g * rewrite_every / n`
+///   modulo `rewrite_every`, so about `n / rewrite_every` key groups per
+///   checkpoint, and each one at least once every `rewrite_every`
+///   checkpoints.
+/// * **A bound on restore reads**: if the deltas a restore would read on
+///   top of the whole sections (this checkpoint's estimated as the size of
+///   each key group's last) exceed `max_delta_ratio` of those sections'
+///   bytes, the key groups with the most delta bytes are written whole too,
+///   until they do not. A restore then reads about `1 + max_delta_ratio`
+///   times a full checkpoint's keyed bytes.
+///
+/// With changes spread over all keys, a fraction `d` of the keyed bytes per
+/// checkpoint, a checkpoint writes about `1 / rewrite_every + d` of a full
+/// one, a restore reads about `1 + (rewrite_every - 1) d / 2`, and `W`
+/// retained checkpoints hold about `(1 / rewrite_every + d) (W +
+/// rewrite_every - 1)` full checkpoints' bytes.
 ///
 /// ```
 /// use state_runtime::checkpoint::durable::IncrementalPolicy;
 /// let policy = IncrementalPolicy::default();
-/// assert_eq!((policy.max_deltas, policy.max_delta_ratio), (16, 0.5));
+/// assert_eq!((policy.rewrite_every, policy.max_delta_ratio), (20, 0.5));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct IncrementalPolicy {
-    /// The most delta files after a full one.
-    pub max_deltas: usize,
-    /// The most bytes of delta sections in a chain, as a fraction of its
-    /// full file's keyed bytes: a chain past it starts over with a full
-    /// file.
+    /// Every key group is written whole at least once in this many
+    /// checkpoints (1: every checkpoint is full).
+    pub rewrite_every: u64,
+    /// The most delta bytes a restore reads, as a fraction of the whole
+    /// sections' bytes it reads.
     pub max_delta_ratio: f64,
 }
 
 impl Default for IncrementalPolicy {
     fn default() -> Self {
         Self {
-            max_deltas: 16,
+            rewrite_every: 20,
             max_delta_ratio: 0.5,
         }
     }
 }
 
-/// Whether `snapshot` can be written as a delta on top of `previous` (the
-/// subtask's data file of the previous checkpoint) under `policy`.
-fn continues_chain(
-    previous: &SubtaskFile,
-    snapshot: &CapturedSnapshot,
-    policy: &IncrementalPolicy,
-) -> bool {
-    let Some(prev) = previous.keyed.as_ref() else {
-        return false;
-    };
+/// Whether `snapshot` continues the chain of `previous` (the subtask's data
+/// file of the previous checkpoint): every keyed state's snapshot follows
+/// the one `previous` was written from, and knows what changed since.
+fn continues_chain(previous: &SubtaskFile, snapshot: &CapturedSnapshot) -> bool {
     let positions = snapshot.positions();
-    let follows = positions.len() == previous.positions.len()
+    previous.keyed.is_some()
+        && positions.len() == previous.positions.len()
         && positions
             .iter()
             .zip(&previous.positions)
@@ -68,34 +79,94 @@ fn continues_chain(
                     now.lineage == before.lineage && now.seq == before.seq + 1
                 }
                 _ => false,
-            });
-    if !follows || !snapshot.knows_changes() {
-        return false;
+            })
+        && snapshot.knows_changes()
+}
+
+/// One key group in a chain: the bytes of its last whole section, of the
+/// deltas after it, and of the last of those (0 if it was whole last), and
+/// how many deltas there are.
+#[derive(Debug, Clone, Copy, Default)]
+struct KeyGroupChain {
+    whole: u64,
+    deltas: u64,
+    last: u64,
+    age: u64,
+}
+
+/// Each key group's place in the chain of `previous`.
+fn key_group_chains(previous: &SubtaskFile) -> Option<Vec<KeyGroupChain>> {
+    let keyed = previous.keyed.as_ref()?;
+    let key_groups = keyed.key_groups();
+    let starts = keyed.layers.starts(key_groups.len() as usize)?;
+    let views: Vec<_> = keyed.views().collect();
+    let own = views.len() - 1;
+    key_groups
+        .iter()
+        .zip(starts)
+        .map(|(kg, start)| {
+            let start = start.unwrap_or(own);
+            let size = |i: usize| views[i].key_group_range(kg).map(|r| r.end - r.start);
+            let mut chain = KeyGroupChain {
+                whole: size(start)?,
+                ..KeyGroupChain::default()
+            };
+            for i in start + 1..=own {
+                chain.deltas += size(i)?;
+                chain.age += 1;
+            }
+            if start < own {
+                chain.last = size(own)?;
+            }
+            Some(chain)
+        })
+        .collect()
+}
+
+/// Which key groups of `snapshot`, the next of `previous`'s chain with
+/// sequence number `seq`, to write whole under `policy`; `None` if all of
+/// them (a full file).
+fn plan_parts(previous: &SubtaskFile, seq: u64, policy: &IncrementalPolicy) -> Option<Parts> {
+    let chains = key_group_chains(previous)?;
+    let n = chains.len() as u64;
+    let every = policy.rewrite_every.max(1);
+    let mut whole: Vec<bool> = (0..n)
+        .zip(&chains)
+        .map(|(g, c)| seq % every == g * every / n.max(1) || c.age + 1 >= every)
+        .collect();
+    // The bound on restore reads: the delta key groups with the most delta
+    // bytes become whole until the rest fit.
+    let whole_bytes: u64 = chains.iter().map(|c| c.whole).sum();
+    let next = |c: &KeyGroupChain| c.deltas + c.last;
+    let mut excess: u64 = (chains.iter().zip(&whole))
+        .filter(|(_, w)| !**w)
+        .map(|(c, _)| next(c))
+        .sum();
+    let mut candidates: Vec<usize> = (0..chains.len()).filter(|&g| !whole[g]).collect();
+    candidates.sort_by_key(|&g| std::cmp::Reverse(next(&chains[g])));
+    for g in candidates {
+        if excess as f64 <= policy.max_delta_ratio * whole_bytes as f64 {
+            break;
+        }
+        whole[g] = true;
+        excess -= next(&chains[g]);
     }
-    // The deltas so far, and this one estimated as the size of the last.
-    let (deltas, base_bytes, delta_bytes) = if prev.layers.delta {
-        let base = &prev.layers.earlier[0];
-        let earlier: u64 = prev.layers.earlier[1..].iter().map(KeyedLayer::bytes).sum();
-        (
-            prev.layers.earlier.len(),
-            base.bytes(),
-            earlier + 2 * prev.total_bytes(),
-        )
-    } else {
-        (0, prev.total_bytes(), 0)
-    };
-    deltas < policy.max_deltas && (delta_bytes as f64) <= policy.max_delta_ratio * base_bytes as f64
+    match Parts::from_flags(whole) {
+        Parts::Whole => None,
+        parts => Some(parts),
+    }
 }
 
 /// [`write_subtask`](super::write_subtask) for an incremental checkpoint:
 /// writes `snapshot`'s keyed states (captured with
 /// [`capture_tracking_changes`](crate::checkpoint::Checkpointed::capture_tracking_changes),
-/// as was the snapshot `previous` was written from) as delta sections on
-/// top of `previous`
+/// as was the snapshot `previous` was written from) on top of `previous`
 /// (the same subtask's data file of the previous checkpoint, which must be
-/// committed before this one) when that continues its chain under
-/// `policy`, and as a full file otherwise. The file's manifest entry lists
-/// the earlier files it builds on, so retention keeps them.
+/// committed before this one) when it continues that file's chain: the key
+/// groups `policy` picks whole, the others as delta sections. Otherwise,
+/// or when `policy` picks every key group, it writes a full file. The
+/// file's manifest entry lists the earlier files some key group still
+/// reads, so retention keeps them.
 #[allow(clippy::too_many_arguments)]
 pub fn write_subtask_incremental(
     storage: &dyn CheckpointStorage,
@@ -107,12 +178,16 @@ pub fn write_subtask_incremental(
     previous: Option<&SubtaskFile>,
     policy: &IncrementalPolicy,
 ) -> Result<SubtaskFile, StateError> {
-    let previous = previous.filter(|p| {
-        p.checkpoint_id < checkpoint_id
-            && p.operator == operator
-            && p.subtask == subtask
-            && continues_chain(p, snapshot, policy)
-    });
+    let seq = snapshot.positions().iter().flatten().next().map(|p| p.seq);
+    let plan = previous
+        .filter(|p| {
+            p.checkpoint_id < checkpoint_id
+                && p.operator == operator
+                && p.subtask == subtask
+                && continues_chain(p, snapshot)
+        })
+        .zip(seq)
+        .and_then(|(p, seq)| Some((p, plan_parts(p, seq, policy)?)));
     let target = Target {
         checkpoint_id,
         operator_index,
@@ -120,26 +195,31 @@ pub fn write_subtask_incremental(
         subtask,
         staged: None,
     };
-    let mut file = target.write_states(storage, |writer| match previous {
-        Some(_) => snapshot.write_delta_to(writer),
+    let mut file = target.write_states(storage, |writer| match &plan {
+        Some((_, parts)) => snapshot.write_parts_to(writer, parts),
         None => crate::checkpoint::WriteSnapshot::write_to(snapshot, writer),
     })?;
     file.positions = snapshot.positions();
-    if let (Some(prev), Some(keyed)) = (previous, file.keyed.as_mut()) {
+    if let (Some((prev, parts)), Some(keyed)) = (plan, file.keyed.as_mut()) {
         let prev_keyed = prev.keyed.as_ref().expect("checked by continues_chain");
         let mut earlier = prev_keyed.layers.earlier.clone();
         earlier.push(KeyedLayer {
             checkpoint_id: prev.checkpoint_id,
             file: prev.name.clone(),
             file_len: DATA_HEADER_LEN + prev.payload_len,
-            delta: prev_keyed.layers.delta,
+            parts: prev_keyed.layers.parts.clone(),
             bounds: prev_keyed.bounds().to_vec(),
             crcs: prev.key_group_crcs.clone(),
         });
-        keyed.layers = Layers {
-            delta: true,
-            earlier,
-        };
+        let mut layers = Layers { parts, earlier };
+        // The files no key group reads any more leave the chain.
+        let needed = layers
+            .starts(keyed.key_groups().len() as usize)
+            .and_then(|starts| starts.iter().map(|s| s.unwrap_or(usize::MAX)).min())
+            .unwrap_or(0)
+            .min(layers.earlier.len());
+        layers.earlier.drain(..needed);
+        keyed.layers = layers;
     }
     Ok(file)
 }

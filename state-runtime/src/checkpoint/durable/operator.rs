@@ -341,9 +341,10 @@ impl<'a> StoredOperator<'a> {
                     let old = read.old_subtask;
                     let sub = &self.subtasks[old];
                     let k = sub.keyed.as_ref().expect("every subtask has keyed state");
-                    // Every layer, in the order a restore applies them.
-                    for view in k.views() {
-                        let Some(r) = view.key_groups_bytes(read.key_groups) else {
+                    // Every layer, in the order a restore applies them, for
+                    // the key groups a restore reads from it.
+                    for (view, run) in k.layer_runs(read.key_groups) {
+                        let Some(r) = view.key_groups_bytes(run) else {
                             continue;
                         };
                         if r.is_empty() {
@@ -361,7 +362,7 @@ impl<'a> StoredOperator<'a> {
                             checkpoint_id,
                             file,
                             range: r.start + DATA_HEADER_LEN..r.end + DATA_HEADER_LEN,
-                            what: ReadKind::KeyGroups(read.key_groups),
+                            what: ReadKind::KeyGroups(run),
                         });
                     }
                 }
