@@ -136,10 +136,13 @@ fn stop_kill_and_restart_from_disk_at_other_parallelisms() {
 
 /// A durable store whose keyed instances cannot write their files (the disk
 /// is full, say): a store that fails each keyed snapshot after writing
-/// part of it, and records what the job asks of it.
+/// part of it, and records what the job asks of it. With `busy_first_abort`
+/// its first abort fails, deleting nothing, as when another instance's
+/// writer adds a file to the folder being deleted.
 struct FailingStore {
     inner: DurableCheckpointStore,
     aborted: std::sync::Mutex<Vec<u64>>,
+    busy_first_abort: bool,
 }
 
 impl JobCheckpointStore for FailingStore {
@@ -178,7 +181,13 @@ impl JobCheckpointStore for FailingStore {
         self.inner.complete(id, sources, keyed, assigner, events)
     }
     fn abort(&self, id: u64) -> Result<(), StateError> {
-        self.aborted.lock().unwrap().push(id);
+        let mut aborted = self.aborted.lock().unwrap();
+        aborted.push(id);
+        if self.busy_first_abort && aborted.len() == 1 {
+            return Err(StateError::InvalidOperators {
+                reason: "directory not empty".into(),
+            });
+        }
         self.inner.abort(id)
     }
 }
@@ -187,13 +196,37 @@ impl JobCheckpointStore for FailingStore {
 /// instances had written are deleted, and nothing becomes visible.
 #[test]
 fn a_job_that_fails_mid_checkpoint_gives_the_checkpoint_up() {
-    let dir = TempDir::new("failing");
+    let (aborted, deleted) = fail_mid_checkpoint(false);
+    assert_eq!(aborted, [1]);
+    assert!(deleted, "its files are deleted");
+}
+
+/// If giving the checkpoint up fails while other instances still write
+/// (a file added to the folder being deleted), the job deletes it again
+/// once every instance has ended.
+#[test]
+fn a_checkpoint_given_up_while_instances_write_is_deleted_when_they_end() {
+    let (aborted, deleted) = fail_mid_checkpoint(true);
+    assert_eq!(aborted, [1, 1], "given up, then deleted again at the end");
+    assert!(deleted, "its files are deleted");
+}
+
+/// Runs a job whose keyed snapshots fail (see [`FailingStore`]): the ids
+/// the store was asked to give up, and whether checkpoint 1's folder is
+/// gone at the end.
+fn fail_mid_checkpoint(busy_first_abort: bool) -> (Vec<u64>, bool) {
+    let dir = TempDir::new(if busy_first_abort {
+        "failing-busy"
+    } else {
+        "failing"
+    });
     let log = dir.0.join("log");
     spec().write_log(&log).unwrap();
     let storage = Arc::new(LocalStorage::open(dir.0.join("checkpoints")).unwrap());
     let store = Arc::new(FailingStore {
         inner: DurableCheckpointStore::new(storage.clone(), 3),
         aborted: std::sync::Mutex::new(Vec::new()),
+        busy_first_abort,
     });
     let job = Job::new(&log, store.clone(), |_: &InstanceInfo| {
         RunningSum::default()
@@ -206,18 +239,11 @@ fn a_job_that_fails_mid_checkpoint_gives_the_checkpoint_up() {
     .unwrap();
     let err = job.wait().map(|_| ()).unwrap_err();
     assert!(err.to_string().contains("no space left on device"), "{err}");
-    assert_eq!(*store.aborted.lock().unwrap(), [1]);
     assert_eq!(storage.list().unwrap(), Vec::<u64>::new());
-    assert!(
-        !dir.0.join("checkpoints/chk-1").exists(),
-        "its files are deleted"
-    );
+    let aborted = store.aborted.lock().unwrap().clone();
+    (aborted, !dir.0.join("checkpoints/chk-1").exists())
 }
 
-/// Incremental checkpoints through a stop, a kill and two rescales: every
-/// retained checkpoint verifies (its files and the earlier files its deltas
-/// build on), some are deltas, and the final state is the single-threaded
-/// computation's.
 #[test]
 fn incremental_checkpoints_survive_kills_and_rescales() {
     use state_runtime::checkpoint::durable::{IncrementalPolicy, referenced_files};

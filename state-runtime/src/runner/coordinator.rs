@@ -45,6 +45,10 @@ pub(super) struct Coordinator {
     pub(super) aborting: bool,
     pub(super) failure: Option<JobError>,
     pub(super) killed: bool,
+    /// Checkpoints given up whose files could not all be deleted (a writer
+    /// of another instance may have been adding one): deleted again once
+    /// every instance has ended.
+    pub(super) abort_again: Vec<u64>,
 }
 
 impl Coordinator {
@@ -77,6 +81,13 @@ impl Coordinator {
                 last_trigger_events = read;
                 last_trigger_time = Instant::now();
                 self.trigger(false);
+            }
+        }
+        // Every instance and its snapshot writer has ended: nothing adds a
+        // file any more.
+        for id in std::mem::take(&mut self.abort_again) {
+            if let Err(e) = self.store.abort(id) {
+                tracing::warn!(id, error = %e, "could not give up a begun checkpoint");
             }
         }
         if let Some(e) = self.failure {
@@ -208,7 +219,8 @@ impl Coordinator {
                 continue;
             }
             if let Err(e) = self.store.abort(id) {
-                tracing::warn!(id, error = %e, "could not give up a begun checkpoint");
+                tracing::debug!(id, error = %e, "a begun checkpoint is deleted again at the end");
+                self.abort_again.push(id);
             }
         }
         // Sources waiting for a command see their channel close.

@@ -408,6 +408,7 @@ impl<P: KeyedProcessor> Job<P> {
             aborting: false,
             failure: None,
             killed: false,
+            abort_again: Vec::new(),
         };
         let report_base = JobReport {
             end: JobEnd::Killed,
