@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 mod common;
 
-use state_runtime::checkpoint::CapturedSnapshot;
 use state_runtime::checkpoint::durable::{
     IncrementalPolicy, StoredCheckpoint, SubtaskFile, commit_checkpoint, referenced_files,
     write_subtask_incremental,
 };
+use state_runtime::checkpoint::{CapturedSnapshot, KeyedSection};
 use state_runtime::prelude::*;
 use state_runtime::storage::{CheckpointStorage, LocalStorage};
 
@@ -206,6 +206,13 @@ fn restored_with(
     model
 }
 
+/// The keyed section of subtask 0 in checkpoint `id`.
+fn first_keyed_section(storage: &dyn CheckpointStorage, id: u64) -> KeyedSection {
+    let stored = StoredCheckpoint::open(storage, id).unwrap();
+    let op = stored.operator("op").unwrap();
+    op.subtasks()[0].keyed().unwrap().clone()
+}
+
 fn is_delta(storage: &dyn CheckpointStorage, id: u64) -> Vec<bool> {
     let stored = StoredCheckpoint::open(storage, id).unwrap();
     let op = stored.operator("op").unwrap();
@@ -287,11 +294,7 @@ fn key_groups_are_rewritten_on_a_rolling_schedule_and_old_files_leave_the_chain(
             job.change(5);
         }
         let files = job.checkpoint(&storage, id);
-        let stored = StoredCheckpoint::open(&storage, id).unwrap();
-        let keyed = stored.operator("op").unwrap().subtasks()[0]
-            .keyed()
-            .unwrap()
-            .clone();
+        let keyed = first_keyed_section(&storage, id);
         let key_groups = keyed.key_groups().len() as usize;
         let layers = keyed.earlier_layers();
         if id == 1 {
@@ -362,11 +365,7 @@ fn many_changes_make_more_key_groups_whole_to_bound_restore_reads() {
             job.change(40);
         }
         job.checkpoint(&storage, id);
-        let stored = StoredCheckpoint::open(&storage, id).unwrap();
-        let keyed = stored.operator("op").unwrap().subtasks()[0]
-            .keyed()
-            .unwrap()
-            .clone();
+        let keyed = first_keyed_section(&storage, id);
         if id == 1 {
             continue;
         }
