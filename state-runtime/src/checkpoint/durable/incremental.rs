@@ -86,7 +86,7 @@ fn continues_chain(previous: &SubtaskFile, snapshot: &CapturedSnapshot) -> bool 
 /// One key group in a chain: the bytes of its last whole section, of the
 /// deltas after it, and of the last of those (0 if it was whole last), and
 /// how many deltas there are.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct KeyGroupChain {
     whole: u64,
     deltas: u64,
@@ -107,18 +107,13 @@ fn key_group_chains(previous: &SubtaskFile) -> Option<Vec<KeyGroupChain>> {
         .map(|(kg, start)| {
             let start = start.unwrap_or(own);
             let size = |i: usize| views[i].key_group_range(kg).map(|r| r.end - r.start);
-            let mut chain = KeyGroupChain {
+            let deltas = (start + 1..=own).map(size).sum::<Option<u64>>()?;
+            Some(KeyGroupChain {
                 whole: size(start)?,
-                ..KeyGroupChain::default()
-            };
-            for i in start + 1..=own {
-                chain.deltas += size(i)?;
-                chain.age += 1;
-            }
-            if start < own {
-                chain.last = size(own)?;
-            }
-            Some(chain)
+                deltas,
+                last: if start < own { size(own)? } else { 0 },
+                age: (own - start) as u64,
+            })
         })
         .collect()
 }
