@@ -121,6 +121,20 @@ impl Job {
         }
     }
 
+    /// Checkpoint `id` after changing `percent`% of the keys (the first,
+    /// `id` 1, after the changes made so far).
+    fn checkpoint_after_change(
+        &mut self,
+        id: u64,
+        percent: u64,
+        storage: &dyn CheckpointStorage,
+    ) -> Vec<SubtaskFile> {
+        if id > 1 {
+            self.change(percent);
+        }
+        self.checkpoint(storage, id)
+    }
+
     /// The keyed bytes of a full checkpoint of the state now.
     fn full_keyed_bytes(&self) -> u64 {
         (self.ops.iter())
@@ -237,10 +251,7 @@ fn deltas_restore_exactly(storage: &dyn CheckpointStorage) {
     let mut delta_count = 0;
     job.change(100);
     for id in 1..=12 {
-        if id > 1 {
-            job.change(5);
-        }
-        let files = job.checkpoint(storage, id);
+        let files = job.checkpoint_after_change(id, 5, storage);
         let bytes: u64 = files.iter().map(|f| f.payload_len()).sum();
         let deltas = is_delta(storage, id);
         match id {
@@ -290,10 +301,7 @@ fn key_groups_are_rewritten_on_a_rolling_schedule_and_old_files_leave_the_chain(
     let mut first_full = 0;
     let mut rewritten = 0;
     for id in 1..=3 * every {
-        if id > 1 {
-            job.change(5);
-        }
-        let files = job.checkpoint(&storage, id);
+        let files = job.checkpoint_after_change(id, 5, &storage);
         let keyed = first_keyed_section(&storage, id);
         let key_groups = keyed.key_groups().len() as usize;
         let layers = keyed.earlier_layers();
@@ -361,10 +369,7 @@ fn many_changes_make_more_key_groups_whole_to_bound_restore_reads() {
     job.change(100);
     let mut whole = Vec::new();
     for id in 1..=12 {
-        if id > 1 {
-            job.change(40);
-        }
-        job.checkpoint(&storage, id);
+        job.checkpoint_after_change(id, 40, &storage);
         let keyed = first_keyed_section(&storage, id);
         if id == 1 {
             continue;
@@ -418,10 +423,7 @@ fn retention_keeps_what_is_referenced(storage: &dyn CheckpointStorage) {
     job.change(100);
     let mut models = BTreeMap::new();
     for id in 1..=45 {
-        if id > 1 {
-            job.change(5);
-        }
-        job.checkpoint(storage, id);
+        job.checkpoint_after_change(id, 5, storage);
         models.insert(id, job.model.clone());
         storage.retain_last(3, &referenced_files).unwrap();
         let listed = storage.list().unwrap();
@@ -455,10 +457,7 @@ fn every_damaged_byte_of_a_delta_or_an_earlier_file_is_found() {
     job.policy.rewrite_every = 1000;
     job.change(100);
     for id in 1..=3 {
-        if id > 1 {
-            job.change(5);
-        }
-        job.checkpoint(&storage, id);
+        job.checkpoint_after_change(id, 5, &storage);
     }
     let stored = StoredCheckpoint::open(&storage, 3).unwrap();
     let sub = stored.operator("op").unwrap().subtasks()[0].clone();
@@ -628,10 +627,7 @@ fn deltas_restore_at_another_max_parallelism_and_under_the_flink_assigner() {
     let mut job = Job::new(2);
     job.change(100);
     for id in 1..=4 {
-        if id > 1 {
-            job.change(5);
-        }
-        job.checkpoint(&storage, id);
+        job.checkpoint_after_change(id, 5, &storage);
     }
     assert_eq!(is_delta(&storage, 4), [true, true]);
     // Native: 32 key groups re-bucketed into 48 and into 7 (boundary key
