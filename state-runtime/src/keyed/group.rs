@@ -45,6 +45,10 @@ pub(crate) struct Group<K, T> {
     /// `span.scale(pages.len())`.
     scale: u64,
     pub(crate) pages: Vec<Arc<OrderedTable<K, T>>>,
+    /// Inserts to come before a full page checks again whether the pages
+    /// are half full on average: counting the entries costs a pass over
+    /// the pages, and at most one entry comes with each insert.
+    pub(crate) inserts_before_split_check: usize,
 }
 
 impl<K: Clone, T: Clone> Clone for Group<K, T> {
@@ -53,6 +57,7 @@ impl<K: Clone, T: Clone> Clone for Group<K, T> {
         Self {
             span: self.span,
             scale: self.scale,
+            inserts_before_split_check: self.inserts_before_split_check,
             pages: self
                 .pages
                 .iter()
@@ -69,6 +74,7 @@ impl<K, T> Group<K, T> {
         Self {
             span,
             scale: span.scale(n),
+            inserts_before_split_check: 0,
             pages: (0..n)
                 .map(|i| Arc::new(OrderedTable::new(span.part(i, n))))
                 .collect(),
@@ -98,6 +104,7 @@ impl<K, T> Group<K, T> {
     }
 
     pub(crate) fn len(&self) -> usize {
+        super::ordered::count_steps(self.pages.len());
         self.pages.iter().map(|p| p.len()).sum()
     }
 

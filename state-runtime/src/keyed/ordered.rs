@@ -156,7 +156,8 @@ pub(crate) struct OrderedTable<K, T> {
     last: Option<usize>,
 }
 
-// Slots visited by searches, shifts and rebuilds on this thread: tests bound
+// Slots visited by searches, shifts and rebuilds on this thread, and pages
+// visited to count a key group's entries: tests bound
 // the work of an operation with it, without timing anything.
 #[cfg(test)]
 thread_local! {
@@ -164,7 +165,7 @@ thread_local! {
 }
 
 #[inline]
-fn count_steps(n: usize) {
+pub(crate) fn count_steps(n: usize) {
     #[cfg(test)]
     STEPS.with(|s| s.set(s.get() + n as u64));
     let _ = n;

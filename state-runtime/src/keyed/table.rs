@@ -205,7 +205,9 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
     fn page_to_insert(&mut self, g: usize, hash: u64) -> &mut OrderedTable<K, T> {
         let group = &mut self.groups[g];
         let mut p = group.page_of(hash);
-        if group.pages[p].len() >= PAGE_SPLIT && split(&self.in_flight, group) {
+        if group.inserts_before_split_check > 0 {
+            group.inserts_before_split_check -= 1;
+        } else if group.pages[p].len() >= PAGE_SPLIT && split(&self.in_flight, group) {
             p = group.page_of(hash);
         }
         exclusive(&self.in_flight, g, p, &mut group.pages[p])
@@ -496,12 +498,25 @@ fn exclusive<'a, K: StateKey, T>(
 /// average and no snapshot in flight may share them; whether it did. A page
 /// full of keys whose hashes collide stays one page: splitting would not
 /// spread them.
+///
+/// Counting the entries is a pass over the pages, so when they are not
+/// half full the next check waits for as many inserts as the count lacks
+/// (each brings at most one entry), and for at least one per page: an
+/// insert's share of the count stays constant whatever the key group's
+/// size.
 #[cold]
 #[inline(never)]
 fn split<K, T>(in_flight: &InFlight<K, T>, group: &mut Group<K, T>) -> bool {
-    group.len() >= group.pages.len() * (PAGE_SPLIT / 2)
-        && !super::frozen::any_in_flight(in_flight)
-        && group.split()
+    if super::frozen::any_in_flight(in_flight) {
+        return false;
+    }
+    let half_full = group.pages.len() * (PAGE_SPLIT / 2);
+    let entries = group.len();
+    if entries < half_full {
+        group.inserts_before_split_check = (half_full - entries).max(group.pages.len());
+        return false;
+    }
+    group.split()
 }
 
 /// The key group of a stored key whose stable hash is `hash`.

@@ -248,9 +248,11 @@ fn a_panicking_retain_leaves_counts_in_step() {
 /// key group: one section of a million entries, restored into its own
 /// key group and re-bucketed (max parallelism 1 -> 4: each entry into
 /// one of four tables that grow as entries come), within a few slot
-/// steps per entry (searches, shifts, rebuilds). Entries arrive in hash
-/// order; inserted one by one with a search each, they pile into one
-/// cluster and every insert walks it.
+/// steps per entry (searches, shifts, rebuilds, pages visited to count a
+/// key group's entries). Entries arrive in hash order; inserted one by one
+/// with a search each, they pile into one cluster and every insert walks
+/// it. Re-bucketed, the growing key groups' full pages would count the
+/// entries over all pages at every insert.
 #[test]
 fn restoring_a_million_entry_key_group_takes_linear_steps() {
     let n = 1_000_000u64;
