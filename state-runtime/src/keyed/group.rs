@@ -1,6 +1,5 @@
 //! One key group's entries, in pages: the key group's hash interval cut
-//! into a power of two of equal parts, each an [`OrderedTable`] behind an
-//! `Arc`.
+//! into parts, each an [`OrderedTable`] behind an `Arc`.
 //!
 //! A page is the unit a snapshot in flight shares with the live state
 //! (see [`frozen`](super::frozen)): taking a snapshot clones the page
@@ -8,13 +7,20 @@
 //! encodes that page for it first. Pages are small, so that write costs
 //! little; concatenated in order they are the key group in stable-hash
 //! order, the order of its snapshot section.
+//!
+//! A key group grows one page at a time, in the manner of linear hashing:
+//! in a round that starts with `n` pages (a power of two), each of the
+//! `n` equal parts of the interval is cut in two in turn, left to right,
+//! until there are `2n`. Splitting a page moves only its own entries, so no
+//! insert pays for the whole key group, and key groups that grow alike do
+//! not all stop for a rebuild at once.
 
 use std::sync::Arc;
 
 use super::ordered::{HashSpan, OrderedTable};
 
-/// A page with this many entries doubles its key group's pages (when no
-/// snapshot shares them): pages then hold about half as many.
+/// A page with this many entries has the next page of its key group split
+/// (when no snapshot shares the pages and they are half full on average).
 pub(crate) const PAGE_SPLIT: usize = 512;
 
 /// How the hashes of a key group map to its pages: kept by a frozen
@@ -22,28 +28,55 @@ pub(crate) const PAGE_SPLIT: usize = 512;
 #[derive(Clone, Copy)]
 pub(crate) struct PageLayout {
     span: HashSpan,
-    scale: u64,
-    pages: usize,
+    /// `span.unit()`.
+    unit: u64,
+    /// Pages when this round started: a power of two.
+    round: usize,
+    /// Pages of this round cut in two so far: the first `2 * split` pages
+    /// are halves, the rest whole parts of the round.
+    split: usize,
+    /// `64 - log2(2 * round)`: a hash's half-part is the top bits of its
+    /// fraction of the span.
+    half_shift: u32,
 }
 
 impl PageLayout {
+    fn new(span: HashSpan, round: usize) -> Self {
+        debug_assert!(round.is_power_of_two());
+        Self {
+            span,
+            unit: span.unit(),
+            round,
+            split: 0,
+            half_shift: 64 - (2 * round).trailing_zeros(),
+        }
+    }
+
+    fn pages(&self) -> usize {
+        self.round + self.split
+    }
+
     /// The page of a key whose stable hash is `hash`.
     #[inline]
     pub(crate) fn page_of(&self, hash: u64) -> usize {
-        if self.pages == 1 {
+        if self.round == 1 && self.split == 0 {
             return 0;
         }
         // By the hash as tables keep it (lowest bit set), so that hashes a
         // table orders as equal share a page.
-        self.span.position(hash | 1, self.scale, self.pages)
+        let half = (self.span.fraction(hash | 1, self.unit) >> self.half_shift) as usize;
+        let part = half / 2;
+        if part < self.split {
+            half
+        } else {
+            self.split + part
+        }
     }
 }
 
 /// The pages of one key group.
 pub(crate) struct Group<K, T> {
-    span: HashSpan,
-    /// `span.scale(pages.len())`.
-    scale: u64,
+    layout: PageLayout,
     pub(crate) pages: Vec<Arc<OrderedTable<K, T>>>,
     /// Inserts to come before a full page checks again whether the pages
     /// are half full on average: counting the entries costs a pass over
@@ -55,8 +88,7 @@ impl<K: Clone, T: Clone> Clone for Group<K, T> {
     /// A deep copy: the clone shares no page.
     fn clone(&self) -> Self {
         Self {
-            span: self.span,
-            scale: self.scale,
+            layout: self.layout,
             inserts_before_split_check: self.inserts_before_split_check,
             pages: self
                 .pages
@@ -72,8 +104,7 @@ impl<K, T> Group<K, T> {
     pub(crate) fn new(span: HashSpan, pages: usize) -> Self {
         let n = pages.max(1).next_power_of_two();
         Self {
-            span,
-            scale: span.scale(n),
+            layout: PageLayout::new(span, n),
             inserts_before_split_check: 0,
             pages: (0..n)
                 .map(|i| Arc::new(OrderedTable::new(span.part(i, n))))
@@ -96,11 +127,7 @@ impl<K, T> Group<K, T> {
     /// How hashes map to the pages as they are now.
     #[inline]
     pub(crate) fn layout(&self) -> PageLayout {
-        PageLayout {
-            span: self.span,
-            scale: self.scale,
-            pages: self.pages.len(),
-        }
+        self.layout
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -120,27 +147,37 @@ impl<K, T> Group<K, T> {
         self.pages.iter().flat_map(|p| p.iter())
     }
 
-    /// Doubles the pages, moving every entry; the pages must not be shared.
-    /// Returns false, changing nothing, if one is.
-    pub(crate) fn split(&mut self) -> bool {
-        if self.pages.iter().any(|p| Arc::strong_count(p) > 1) {
+    /// Cuts the next page of the round in two, moving its entries; it must
+    /// not be shared. Returns false, changing nothing, if it is.
+    pub(crate) fn split_next_page(&mut self) -> bool {
+        let at = 2 * self.layout.split;
+        if Arc::strong_count(&self.pages[at]) > 1 {
             return false;
         }
-        let n = self.pages.len() * 2;
-        let old = std::mem::replace(self, Self::new(self.span, n));
-        let mut next = 0;
-        for page in old.pages {
-            let Ok(table) = Arc::try_unwrap(page) else {
-                unreachable!("checked unshared above");
-            };
-            for (hash, key, value) in table.into_entries() {
-                // In hash order: pages fill in order, each appended to.
-                next = next.max(self.page_of(hash));
-                Arc::get_mut(&mut self.pages[next])
-                    .expect("a new page")
-                    .insert_unique(hash, key, value);
-            }
+        let halves = 2 * self.layout.round;
+        let span = self.layout.span;
+        let low = Arc::new(OrderedTable::new(span.part(at, halves)));
+        let high = Arc::new(OrderedTable::new(span.part(at + 1, halves)));
+        let old = std::mem::replace(&mut self.pages[at], low);
+        self.pages.insert(at + 1, high);
+        self.layout.split += 1;
+        let Ok(table) = Arc::try_unwrap(old) else {
+            unreachable!("checked unshared above");
+        };
+        super::ordered::count_steps(table.len());
+        for (hash, key, value) in table.into_entries() {
+            let p = self.layout.page_of(hash);
+            debug_assert!(p == at || p == at + 1, "an entry of the page split");
+            Arc::get_mut(&mut self.pages[p])
+                .expect("a new page")
+                .insert_unique(hash, key, value);
         }
+        if self.layout.split == self.layout.round {
+            // Every part is halved: the halves are the next round's parts
+            // (the same pages under the same fractions' top bits).
+            self.layout = PageLayout::new(span, halves);
+        }
+        debug_assert_eq!(self.layout.pages(), self.pages.len());
         true
     }
 

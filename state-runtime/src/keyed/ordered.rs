@@ -46,21 +46,21 @@ impl HashSpan {
         })
     }
 
-    /// The factor that maps the span onto `0..parts`: see
-    /// [`position`](Self::position).
-    pub(crate) fn scale(&self, parts: usize) -> u64 {
+    /// The factor that maps the span onto 64-bit fractions of it: see
+    /// [`fraction`](Self::fraction).
+    pub(crate) fn unit(&self) -> u64 {
         let width = u128::from(self.width_minus_1) + 1;
-        (((parts as u128) << 64) / width).min(u128::from(u64::MAX)) as u64
+        ((1u128 << 64) / width).min(u128::from(u64::MAX)) as u64
     }
 
-    /// Which of `parts` equal parts of the span `hash` falls in, with
-    /// `scale = self.scale(parts)`: monotone in the hash, below `parts`
-    /// (hashes outside the span go to the first or last part).
+    /// Where `hash` lies in the span, as a fraction of 2^64, with
+    /// `unit = self.unit()`: monotone in the hash (hashes outside the span
+    /// go to its ends). Its top `k` bits are its part of `2^k` equal parts,
+    /// so the parts of `2^(k+1)` halve those of `2^k` exactly.
     #[inline]
-    pub(crate) fn position(&self, hash: u64, scale: u64, parts: usize) -> usize {
-        let offset = hash.saturating_sub(self.lo);
-        let p = ((u128::from(offset) * u128::from(scale)) >> 64) as usize;
-        p.min(parts.saturating_sub(1))
+    pub(crate) fn fraction(&self, hash: u64, unit: u64) -> u64 {
+        // offset <= width - 1 and unit <= 2^64 / width: no overflow.
+        hash.saturating_sub(self.lo).min(self.width_minus_1) * unit
     }
 
     /// About the `i`-th of `parts` equal parts of the span (a table of
@@ -156,8 +156,9 @@ pub(crate) struct OrderedTable<K, T> {
     last: Option<usize>,
 }
 
-// Slots visited by searches, shifts and rebuilds on this thread, and pages
-// visited to count a key group's entries: tests bound
+// Slots visited by searches, shifts and rebuilds on this thread, pages
+// visited to count a key group's entries, and entries moved by page splits:
+// tests bound
 // the work of an operation with it, without timing anything.
 #[cfg(test)]
 thread_local! {

@@ -198,9 +198,9 @@ impl<K: StateKey + Eq, T> Tables<K, T> {
         exclusive(&self.in_flight, g, p, &mut self.groups[g].pages[p])
     }
 
-    /// The page of `hash` in the `g`-th key group, to insert into: the key
-    /// group's pages double first if that page is full and no snapshot
-    /// shares them.
+    /// The page of `hash` in the `g`-th key group, to insert into: if that
+    /// page is full and no snapshot shares the pages, the key group's next
+    /// page is split first.
     #[inline]
     fn page_to_insert(&mut self, g: usize, hash: u64) -> &mut OrderedTable<K, T> {
         let group = &mut self.groups[g];
@@ -494,10 +494,10 @@ fn exclusive<'a, K: StateKey, T>(
     unsafe { &mut *Arc::as_ptr(page).cast_mut() }
 }
 
-/// Doubles `group`'s pages (one of which is full) if they are half full on
-/// average and no snapshot in flight may share them; whether it did. A page
-/// full of keys whose hashes collide stays one page: splitting would not
-/// spread them.
+/// Splits the next page of `group` (one of whose pages is full) if its
+/// pages are half full on average and no snapshot in flight may share
+/// them; whether it did. A page full of keys whose hashes collide does not
+/// multiply the pages: splitting would not spread them.
 ///
 /// Counting the entries is a pass over the pages, so when they are not
 /// half full the next check waits for as many inserts as the count lacks
@@ -516,7 +516,7 @@ fn split<K, T>(in_flight: &InFlight<K, T>, group: &mut Group<K, T>) -> bool {
         group.inserts_before_split_check = (half_full - entries).max(group.pages.len());
         return false;
     }
-    group.split()
+    group.split_next_page()
 }
 
 /// The key group of a stored key whose stable hash is `hash`.

@@ -392,3 +392,38 @@ fn colliding_hashes_do_not_multiply_pages() {
         "{pages} pages for 5 distinct hashes (at most {bound})"
     );
 }
+
+/// A growing key group splits one page at a time: no single insert moves
+/// more than a few pages' worth of entries, also at 300,000 entries in one
+/// key group (a rebuild of the whole key group at once stalled the job for
+/// several milliseconds, and key groups that grow alike rebuilt together).
+/// Lookups find every entry across the splits, and the pages stay within
+/// twice a full page on average.
+#[test]
+fn a_growing_key_group_splits_one_page_at_a_time() {
+    use super::super::group::PAGE_SPLIT;
+    use super::super::ordered::STEPS;
+    let n = 300_000u64;
+    let one = KeyGroupAssigner::native(MaxParallelism::new(1).unwrap());
+    let mut t = Tables::<u64, i64>::new(one, KeyGroupRange::new(0, 0)).unwrap();
+    let mut worst = 0;
+    for i in 0..n {
+        let before = STEPS.with(|s| s.get());
+        t.insert(wide(i), i as i64).unwrap();
+        worst = worst.max(STEPS.with(|s| s.get()) - before);
+    }
+    assert!(
+        worst <= 8 * PAGE_SPLIT as u64,
+        "an insert took {worst} steps (at most {})",
+        8 * PAGE_SPLIT
+    );
+    let pages = t.groups[0].pages.len();
+    assert!(
+        pages >= n as usize / PAGE_SPLIT && pages <= 4 * n as usize / PAGE_SPLIT,
+        "{pages} pages for {n} entries"
+    );
+    assert_eq!(t.len() as u64, n);
+    for i in (0..n).step_by(7) {
+        assert_eq!(t.get(wide(i)).unwrap(), Some(&(i as i64)), "key {i}");
+    }
+}
