@@ -158,8 +158,7 @@ pub(crate) struct OrderedTable<K, T> {
 
 // Slots visited by searches, shifts and rebuilds on this thread, pages
 // visited to count a key group's entries, and entries moved by page splits:
-// tests bound
-// the work of an operation with it, without timing anything.
+// tests bound the work of an operation with it, without timing anything.
 #[cfg(test)]
 thread_local! {
     pub(crate) static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };

@@ -397,8 +397,8 @@ fn colliding_hashes_do_not_multiply_pages() {
 /// more than a few pages' worth of entries, also at 300,000 entries in one
 /// key group (a rebuild of the whole key group at once stalled the job for
 /// several milliseconds, and key groups that grow alike rebuilt together).
-/// Lookups find every entry across the splits, and the pages stay within
-/// twice a full page on average.
+/// Lookups find every entry across the splits, and the pages hold between
+/// a quarter of a full page and a full page on average.
 #[test]
 fn a_growing_key_group_splits_one_page_at_a_time() {
     use super::super::group::PAGE_SPLIT;
