@@ -142,6 +142,31 @@ impl<K, T> Group<K, T> {
         self.pages.iter().map(|p| p.slot_count()).sum()
     }
 
+    /// Whether the key group is as bound: one empty page.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.pages.len() == 1 && self.pages[0].len() == 0
+    }
+
+    /// Lays the key group out anew in `pages` pages (rounded up to a power
+    /// of two), each with room for `per_page` entries, and moves its
+    /// entries there. Pages that hold entries must not be shared.
+    pub(crate) fn relayout(&mut self, pages: usize, per_page: usize) {
+        let old = std::mem::replace(self, Group::new(self.layout.span, pages));
+        for page in &mut self.pages {
+            Arc::get_mut(page).expect("a new page").reserve(per_page);
+        }
+        for page in old.pages.into_iter().filter(|p| p.len() > 0) {
+            let table = Arc::try_unwrap(page).ok().expect("an unshared page");
+            super::ordered::count_steps(table.len());
+            for (hash, key, value) in table.into_entries() {
+                let p = self.layout.page_of(hash);
+                Arc::get_mut(&mut self.pages[p])
+                    .expect("a new page")
+                    .insert_unique(hash, key, value);
+            }
+        }
+    }
+
     /// Every entry with its hash as kept, in hash order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &K, &T)> + '_ {
         self.pages.iter().flat_map(|p| p.iter())

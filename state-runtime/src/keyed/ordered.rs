@@ -46,6 +46,11 @@ impl HashSpan {
         })
     }
 
+    /// The highest hash of the span.
+    pub(crate) fn hi(&self) -> u64 {
+        self.lo + self.width_minus_1
+    }
+
     /// The factor that maps the span onto 64-bit fractions of it: see
     /// [`fraction`](Self::fraction).
     pub(crate) fn unit(&self) -> u64 {

@@ -77,6 +77,56 @@ fn span_of(assigner: &KeyGroupAssigner, key_group: KeyGroup) -> HashSpan {
     }
 }
 
+/// Entries a restore reads into a key group before it sizes the key group's
+/// pages for the rest (see [`expected_entries`]).
+const FILL_SAMPLE: usize = PAGE_SPLIT / 2;
+
+/// The key group a section being read fills, and the sample taken of it.
+struct Fill {
+    /// The key group's index in the owned range (`usize::MAX`: none yet).
+    idx: usize,
+    /// The hash of its first entry in the section, while it is sampled:
+    /// only a key group that was empty when the section reached it.
+    first_hash: Option<u64>,
+    /// Its entries read so far from the section.
+    seen: usize,
+}
+
+impl Default for Fill {
+    fn default() -> Self {
+        Self {
+            idx: usize::MAX,
+            first_hash: None,
+            seen: 0,
+        }
+    }
+}
+
+/// The entries a key group of `span` will hold after a restore, whose
+/// section gave it `seen` entries of hashes `first ..= last` so far, with
+/// `left` entries still to come in the section. Stable hashes are uniform,
+/// so the density of the sample holds over the rest of the span; when that
+/// predicts nearly all of the rest (the section is this key group's own),
+/// it is all of it. A section in hash order reaches a key group's entries
+/// in one run, so this sizes a key group once whether its section is its
+/// own or split among several key groups (max parallelism changed).
+fn expected_entries(span: HashSpan, first: u64, last: u64, seen: usize, left: usize) -> usize {
+    let covered = last.saturating_sub(first);
+    let ahead = span.hi().saturating_sub(last);
+    let predicted = if covered == 0 {
+        left
+    } else {
+        let rate = seen.saturating_sub(1) as f64 / covered as f64;
+        (rate * ahead as f64).min(left as f64) as usize
+    };
+    let rest = if predicted >= left - left / 8 {
+        left
+    } else {
+        predicted
+    };
+    seen + rest
+}
+
 /// Entries of one keyed state, partitioned by key group, each key group in
 /// pages ([`Group`]).
 pub(crate) struct Tables<K, T> {
@@ -622,6 +672,12 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                 format!("entry count {count} exceeds the {left} bytes left"),
             ));
         }
+        // Pages for the entries to come, but for no more than 8 bytes of
+        // slots per byte of the section, so that a corrupt count allocates
+        // little more than what was read (pages that need more grow).
+        let slot = std::mem::size_of::<(u64, K, T)>().max(1);
+        let by_bytes = bytes.len().saturating_mul(8) / slot;
+        let mut fill = Fill::default();
         let mut inserted_count = 0;
         for i in 0..count {
             let entry_pos = pos;
@@ -636,16 +692,15 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
             let Some(idx) = self.range.index_of(kg) else {
                 return Err(self.outside(kg));
             };
-            if i == 0 && kg == key_group {
-                // Read into the key group it was written from (max
-                // parallelism unchanged): pages for the count, but for no
-                // more than 8 bytes of slots per byte of the section, so
-                // that a corrupt count allocates little more than what was
-                // read (pages that need more grow).
-                let rest = usize::try_from(count).unwrap_or(usize::MAX);
-                let slot = std::mem::size_of::<(u64, K, T)>().max(1);
-                let by_bytes = bytes.len().saturating_mul(8) / slot;
-                self.presize(idx, rest.min(by_bytes.max(1)));
+            if idx != fill.idx {
+                // The first entry of this section for the key group: sample
+                // it if it is still empty.
+                let sampling = self.groups[idx].is_fresh();
+                fill = Fill {
+                    idx,
+                    first_hash: sampling.then_some(hash),
+                    seen: 0,
+                };
             }
             // Entries come in hash order, so each is appended (no search):
             // linear in the section, also when key groups are re-bucketed.
@@ -660,22 +715,32 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
                 ));
             }
             inserted_count += 1;
+            if let Some(first_hash) = fill.first_hash {
+                fill.seen += 1;
+                if fill.seen == FILL_SAMPLE {
+                    fill.first_hash = None;
+                    let left = usize::try_from(count - i - 1).unwrap_or(usize::MAX);
+                    let span = span_of(&self.assigner, kg);
+                    let expected = expected_entries(span, first_hash, hash, FILL_SAMPLE, left);
+                    self.presize(idx, expected.min(by_bytes.max(1)));
+                }
+            }
         }
         self.check_consumed(key_group, bytes, pos)?;
         Ok(inserted_count)
     }
 
-    /// Lays an empty key group out for `entries` entries: pages for them,
-    /// each with room for its share.
+    /// Lays key group `g`, which holds only the entries of the section being
+    /// read, out for `entries` entries: pages for them, each with room for
+    /// its share. Unchanged while a snapshot in flight may share its pages.
     fn presize(&mut self, g: usize, entries: usize) {
-        if self.groups[g].len() > 0 {
+        if super::frozen::any_in_flight(&self.in_flight) {
             return;
         }
-        let span = span_of(&self.assigner, self.range.start() + g as u32);
         let pages = Group::<K, T>::pages_for(entries);
-        self.groups[g] = Group::new(span, pages);
-        for p in 0..pages {
-            self.page_mut(g, p).reserve(entries.div_ceil(pages));
+        let group = &mut self.groups[g];
+        if pages > group.pages.len() {
+            group.relayout(pages, entries.div_ceil(pages));
         }
     }
 

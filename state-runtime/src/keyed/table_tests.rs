@@ -299,10 +299,22 @@ fn restoring_a_million_entry_key_group_takes_linear_steps() {
 fn a_corrupt_count_reserves_in_proportion_to_the_bytes() {
     let one = KeyGroupAssigner::native(MaxParallelism::new(1).unwrap());
     let mut t = Tables::<u64, i64>::new(one, KeyGroupRange::new(0, 0)).unwrap();
-    // A count of 99,000 (within the bytes, so it passes the count
-    // check), then 100 kB of one repeated two-byte entry.
+    // A count of 99,000 (within the bytes, so it passes the count check),
+    // then 300 valid entries as dense in hashes as 100,000 would be (so the
+    // restore sizes the key group for the whole count), then zeros up to
+    // 100 kB: one two-byte entry repeated.
+    let mut keys: Vec<u64> = (1..=100_000).map(wide).collect();
+    keys.sort_by_key(|k| k.stable_hash());
+    let mut valid = Tables::<u64, i64>::new(one, KeyGroupRange::new(0, 0)).unwrap();
+    for &k in &keys[..300] {
+        valid.insert(k, 1).unwrap();
+    }
+    let mut entries = Vec::new();
+    valid.write_key_group(0, &mut entries, write_value).unwrap();
+    let (_, at) = codec::decode_prefix::<u64>(&entries, "t").unwrap();
     let mut section = Vec::new();
     codec::encode_into(&99_000u64, &mut section, "t").unwrap();
+    section.extend_from_slice(&entries[at..]);
     section.resize(100_000, 0);
     let err = t
         .read_key_group(0, &section, None, |b, name| {
@@ -310,6 +322,15 @@ fn a_corrupt_count_reserves_in_proportion_to_the_bytes() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("duplicate key"), "{err}");
+    assert_eq!(
+        t.groups[0].len(),
+        301,
+        "the valid entries and one zero entry"
+    );
+    assert!(
+        t.groups[0].pages.len() >= 64,
+        "the key group was sized for the entries to come"
+    );
     let slot_bytes = std::mem::size_of::<Option<(u64, u64, i64)>>();
     let reserved = t.groups[0].slot_count() * slot_bytes;
     assert!(
@@ -425,5 +446,45 @@ fn a_growing_key_group_splits_one_page_at_a_time() {
     assert_eq!(t.len() as u64, n);
     for i in (0..n).step_by(7) {
         assert_eq!(t.get(wide(i)).unwrap(), Some(&(i as i64)), "key {i}");
+    }
+}
+
+/// A key group of a million entries restored into 4 and 16 key groups (max
+/// parallelism changed) is laid out once for what it receives: no page
+/// splits while the entries arrive (nearly no entry moves), and no key group
+/// reserves room for entries that went to the others.
+#[test]
+fn a_rebucketed_restore_sizes_each_key_group_once() {
+    let n = 1_000_000u64;
+    let one = KeyGroupAssigner::native(MaxParallelism::new(1).unwrap());
+    let mut t = Tables::<u64, i64>::new(one, KeyGroupRange::new(0, 0)).unwrap();
+    for i in 0..n {
+        t.insert(wide(i), i as i64).unwrap();
+    }
+    let mut section = Vec::new();
+    t.write_key_group(0, &mut section, write_value).unwrap();
+    for max_p in [4, 16] {
+        let a = KeyGroupAssigner::native(MaxParallelism::new(max_p).unwrap());
+        let mut r = Tables::<u64, i64>::new(a, a.max_parallelism().all_key_groups()).unwrap();
+        let before = super::super::ordered::STEPS.with(|s| s.get());
+        r.read_key_group(0, &section, None, |b, name| {
+            codec::decode_prefix::<i64>(b, name)
+        })
+        .unwrap();
+        let steps = super::super::ordered::STEPS.with(|s| s.get()) - before;
+        assert!(
+            steps <= n / 10,
+            "{steps} slot steps (moves and counts) to restore {n} entries into {max_p} key groups"
+        );
+        for (kg, group) in r.groups.iter().enumerate() {
+            let (slots, entries) = (group.slot_count(), group.len());
+            assert!(
+                slots <= entries * 5 / 2,
+                "key group {kg} of {max_p}: {slots} slots for {entries} entries"
+            );
+        }
+        for i in (0..n).step_by(997) {
+            assert_eq!(r.get(wide(i)).unwrap(), Some(&(i as i64)));
+        }
     }
 }
