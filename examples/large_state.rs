@@ -25,10 +25,13 @@
 //! 5. drops the page cache again and restores at parallelism 3, the three
 //!    new subtasks on their own threads, checks every restored value, and
 //!    reports the throughput and its ratio to the cold read;
-//! 6. restores one key group of 1k to 10M `u64 -> u64` entries, from
+//! 6. writes as many fresh bytes as the restored state holds resident,
+//!    a page at a time on both cores: the kernel's cost of the memory a
+//!    restore fills;
+//! 7. restores one key group of 1k to 10M `u64 -> u64` entries, from
 //!    memory, into the same key group and re-bucketed (max parallelism 1 ->
 //!    4), per entry, beside a `HashMap` filled with the same entries;
-//! 7. encodes and decodes 56-byte values as `Vec<u8>` and as
+//! 8. encodes and decodes 56-byte values as `Vec<u8>` and as
 //!    `serde_bytes::ByteBuf`, per value.
 //!
 //! Not part of the tests: it needs a few gigabytes of memory and disk.
@@ -136,6 +139,69 @@ fn proc_status(field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// The CPU time this process has used so far, user and system (Linux:
+/// `/proc/self/stat`, in clock ticks of 10 ms); zero where unknown.
+fn cpu_times() -> (Duration, Duration) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which ends at the last ')': utime
+    // and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let mut fields = after.split_whitespace().skip(11);
+    let mut tick = || {
+        let ticks: u64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    };
+    (tick(), tick())
+}
+
+/// `cpu_times` since `before`, as "U s user + S s system".
+fn cpu_since(before: (Duration, Duration)) -> String {
+    let (user, system) = cpu_times();
+    format!(
+        "{:.2} s user + {:.2} s system",
+        (user - before.0).as_secs_f64(),
+        (system - before.1).as_secs_f64()
+    )
+}
+
+/// Hands the memory freed so far back to the kernel (glibc's
+/// `malloc_trim`), so that what comes next fills fresh memory, as a restore
+/// in a new process does, instead of reusing the pages of a dropped state.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: glibc's malloc_trim takes a byte count and only returns
+        // free memory of malloc's own heaps to the kernel.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
+/// Writes one byte in every 4 KiB page of `bytes` bytes of fresh memory,
+/// split over `OLD_PARALLELISM` threads: the kernel's page faults for
+/// memory as large as a restored state. The time taken and its CPU time.
+fn touch_fresh_memory(bytes: usize) -> (Duration, String) {
+    let (start, cpu) = (Instant::now(), cpu_times());
+    std::thread::scope(|s| {
+        for _ in 0..OLD_PARALLELISM {
+            s.spawn(|| {
+                // A zeroed allocation this large is mapped, not written:
+                // its pages are faulted in by the writes below.
+                let mut fresh = vec![0u8; bytes / OLD_PARALLELISM];
+                for i in (0..fresh.len()).step_by(4096) {
+                    fresh[i] = 1;
+                }
+                std::hint::black_box(&fresh);
+            });
+        }
+    });
+    (start.elapsed(), cpu_since(cpu))
 }
 
 fn rss() -> u64 {
@@ -332,30 +398,35 @@ fn run<V: Value>(args: &Args, dir: &Path) -> Result<bool, Box<dyn std::error::Er
         println!("  peak resident memory: cannot reset the high-water mark here");
     }
     drop(ops);
+    release_freed_memory();
 
     // 4. A cold read of the checkpoint's files.
     let cold = match drop_page_cache() {
         Ok(()) => "cold (page cache dropped)".to_owned(),
         Err(e) => format!("WARM: could not drop the page cache ({e})"),
     };
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_times());
     let read = read_all(&dir.join("checkpoints").join("chk-1"))?;
     let read_took = start.elapsed();
     let read_rate = mb_per_s(read, read_took);
     println!(
-        "disk read: {cold}, sequential read of the checkpoint's files {:.2} GB in {:.2} s = {read_rate:.0} MB/s",
+        "disk read: {cold}, sequential read of the checkpoint's files {:.2} GB in {:.2} s = {read_rate:.0} MB/s ({})",
         gb(read),
-        read_took.as_secs_f64()
+        read_took.as_secs_f64(),
+        cpu_since(cpu)
     );
 
     // 5. The restore at parallelism 3, each new subtask on its own thread:
     // from a cold page cache, then (to tell the disk from the CPU) warm.
     let _ = drop_page_cache();
+    let (cpu, rss_before_restore) = (cpu_times(), rss());
     let (restored, took) = restore::<V>(&storage)?;
+    let restore_cpu = cpu_since(cpu);
+    let restored_rss = rss().saturating_sub(rss_before_restore);
     let bytes_read: u64 = restored.iter().map(|(_, b)| b).sum();
     let rate = mb_per_s(bytes_read, took);
     println!(
-        "restore {OLD_PARALLELISM} -> {NEW_PARALLELISM}: {:.2} GB read in {:.2} s = {rate:.0} MB/s = {:.2} x the cold read",
+        "restore {OLD_PARALLELISM} -> {NEW_PARALLELISM}: {:.2} GB read in {:.2} s = {rate:.0} MB/s = {:.2} x the cold read ({restore_cpu})",
         gb(bytes_read),
         took.as_secs_f64(),
         rate / read_rate
@@ -376,6 +447,17 @@ fn run<V: Value>(args: &Args, dir: &Path) -> Result<bool, Box<dyn std::error::Er
         if ok { "" } else { "  << MISMATCH" }
     );
     drop(restored);
+    release_freed_memory();
+
+    // 6. The machine's cost of fresh memory: as many bytes as the restored
+    // state holds resident, written a page at a time on both cores.
+    let (touch, touch_cpu) = touch_fresh_memory(restored_rss as usize);
+    println!(
+        "fresh memory: the restored state holds {:.2} GB resident; writing as many fresh bytes a page at a time on {OLD_PARALLELISM} threads takes {:.2} s ({touch_cpu}) = {:.2} x the restore's time",
+        gb(restored_rss),
+        touch.as_secs_f64(),
+        touch.as_secs_f64() / took.as_secs_f64()
+    );
     let (restored, took) = restore::<V>(&storage)?;
     drop(restored);
     println!(
