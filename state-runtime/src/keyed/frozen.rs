@@ -38,10 +38,50 @@ use crate::keygroup::{KeyGroup, KeyGroupRange};
 /// How a container encodes one value (or key).
 pub(crate) type EncodeValue<T> = fn(&T, &mut Vec<u8>, &str) -> Result<(), StateError>;
 
-/// How a state's keys and values encode.
+/// How a container encodes its values: a type per container, so that the
+/// loop over a page's entries is compiled for it and calls no function
+/// through a pointer per entry.
+pub(crate) trait WriteValue<T> {
+    /// Appends the encoding of `value` (of state `state`, for errors).
+    fn write(value: &T, out: &mut Vec<u8>, state: &str) -> Result<(), StateError>;
+}
+
+/// Values as the crate's codec encodes them.
+pub(crate) struct SerdeValue;
+
+impl<T: Serialize> WriteValue<T> for SerdeValue {
+    #[inline]
+    fn write(value: &T, out: &mut Vec<u8>, state: &str) -> Result<(), StateError> {
+        codec::encode_into(value, out, state)
+    }
+}
+
+/// How a state encodes a page's entries: [`encode_entries`] for its
+/// [`WriteValue`].
+pub(crate) type EncodePage<K, T> = fn(
+    &OrderedTable<K, T>,
+    &mut Vec<u8>,
+    &str,
+    Option<&mut Vec<(u64, usize)>>,
+) -> Result<(), StateError>;
+
+/// How a state's keys and values encode: a page at a time, or one entry at
+/// a time.
 pub(crate) struct Encoders<K, T> {
     pub(crate) key: EncodeValue<K>,
     pub(crate) value: EncodeValue<T>,
+    pub(crate) page: EncodePage<K, T>,
+}
+
+impl<K: StateKey + Serialize, T> Encoders<K, T> {
+    /// Keys by the codec, values by `W`.
+    pub(crate) fn of<W: WriteValue<T>>() -> Self {
+        Self {
+            key: encode_key::<K>,
+            value: W::write,
+            page: encode_entries::<K, T, W>,
+        }
+    }
 }
 
 impl<K, T> Clone for Encoders<K, T> {
@@ -274,11 +314,10 @@ pub(crate) fn release<K, T>(
             if Arc::ptr_eq(shared, live) {
                 let mut bytes = Vec::new();
                 let mut starts = Vec::new();
-                let encoded = encode_entries(
+                let encoded = (frozen.encode.page)(
                     shared,
                     &mut bytes,
                     &frozen.name,
-                    frozen.encode,
                     frozen.knows_changes.then_some(&mut starts),
                 )
                 .map(|()| EncodedPage { bytes, starts });
@@ -340,7 +379,7 @@ where
             let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
             match std::mem::replace(&mut *slot, FrozenPage::Written) {
                 FrozenPage::Shared(table) => {
-                    encode_entries(&table, out, &self.name, self.encode, None)?;
+                    (self.encode.page)(&table, out, &self.name, None)?;
                     // Let go while the page is locked, so that a live write
                     // that waited for it finds itself the only holder.
                     drop(table);
@@ -472,15 +511,15 @@ impl<K, T> Frozen<K, T> {
 /// With `starts`, also records where each entry starts in `out`, with its
 /// hash as kept (entries of equal kept hashes are one run: the first start
 /// is the run's).
-pub(crate) fn encode_entries<K, T>(
+pub(crate) fn encode_entries<K, T, W>(
     table: &OrderedTable<K, T>,
     out: &mut Vec<u8>,
     name: &str,
-    encode: Encoders<K, T>,
     mut starts: Option<&mut Vec<(u64, usize)>>,
 ) -> Result<(), StateError>
 where
-    K: StateKey,
+    K: StateKey + Serialize,
+    W: WriteValue<T>,
 {
     // The table keeps hashes with their lowest bit set, and orders entries
     // by that. Each entry of the current run of equal kept hashes (empty
@@ -506,8 +545,8 @@ where
         if let Some(starts) = starts.as_deref_mut() {
             starts.push((hash, at));
         }
-        (encode.key)(key, out, name)?;
-        (encode.value)(value, out, name)?;
+        codec::encode_into(key, out, name)?;
+        W::write(value, out, name)?;
     }
     if !run.is_empty() {
         sort_equal_hash_run(out, &run);

@@ -9,22 +9,15 @@ use std::sync::{Condvar, Mutex};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Decoders, Encoders, encode_key};
+use super::{Decoders, Encoders, SerdeValue, WriteValue};
 use crate::codec;
 use crate::error::StateError;
 use crate::keyed::group::PAGE_SPLIT;
 use crate::keyed::table::Tables;
 use crate::keygroup::{KeyGroupAssigner, MaxParallelism};
 
-fn write_value(v: &i64, out: &mut Vec<u8>, name: &str) -> Result<(), StateError> {
-    codec::encode_into(v, out, name)
-}
-
 fn encoders() -> Encoders<u64, i64> {
-    Encoders {
-        key: encode_key::<u64>,
-        value: write_value,
-    }
+    Encoders::of::<SerdeValue>()
 }
 
 fn read_value(b: &[u8], name: &str) -> Result<(i64, usize), StateError> {
@@ -48,7 +41,7 @@ fn live_sections(t: &Tables<u64, i64>, key_groups: u32) -> Vec<Vec<u8>> {
     (0..key_groups)
         .map(|kg| {
             let mut out = Vec::new();
-            t.write_key_group(kg, &mut out, write_value).unwrap();
+            t.write_key_group(kg, &mut out, encoders()).unwrap();
             out
         })
         .collect()
@@ -144,10 +137,14 @@ thread_local! {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Counted(i64);
 
-fn write_counted(v: &Counted, out: &mut Vec<u8>, name: &str) -> Result<(), StateError> {
-    ENCODED.fetch_add(1, Ordering::Relaxed);
-    ON_THIS_THREAD.with(|c| c.set(c.get() + 1));
-    codec::encode_into(&v.0, out, name)
+struct WriteCounted;
+
+impl WriteValue<Counted> for WriteCounted {
+    fn write(v: &Counted, out: &mut Vec<u8>, name: &str) -> Result<(), StateError> {
+        ENCODED.fetch_add(1, Ordering::Relaxed);
+        ON_THIS_THREAD.with(|c| c.set(c.get() + 1));
+        codec::encode_into(&v.0, out, name)
+    }
 }
 
 #[test]
@@ -158,10 +155,7 @@ fn capture_encodes_nothing_and_a_write_encodes_only_its_page() {
     for k in 0..N {
         t.insert(k, Counted(k as i64)).unwrap();
     }
-    let encoders = Encoders {
-        key: encode_key::<u64>,
-        value: write_counted,
-    };
+    let encoders = Encoders::<u64, Counted>::of::<WriteCounted>();
     let here = || ON_THIS_THREAD.with(Cell::get);
     ENCODED.store(0, Ordering::Relaxed);
     let start = here();
@@ -230,17 +224,21 @@ thread_local! {
 
 /// Encodes an `i64`; on the writer thread, the value [`GATED`] waits at the
 /// gate until it is released, as a writer descheduled mid-page would.
-fn write_gated(v: &i64, out: &mut Vec<u8>, name: &str) -> Result<(), StateError> {
-    if *v == GATED && IS_WRITER.with(Cell::get) {
-        let (lock, cv) = &GATE;
-        let mut g = lock.lock().unwrap();
-        g.0 = true;
-        cv.notify_all();
-        while !g.1 {
-            g = cv.wait(g).unwrap();
+struct WriteGated;
+
+impl WriteValue<i64> for WriteGated {
+    fn write(v: &i64, out: &mut Vec<u8>, name: &str) -> Result<(), StateError> {
+        if *v == GATED && IS_WRITER.with(Cell::get) {
+            let (lock, cv) = &GATE;
+            let mut g = lock.lock().unwrap();
+            g.0 = true;
+            cv.notify_all();
+            while !g.1 {
+                g = cv.wait(g).unwrap();
+            }
         }
+        codec::encode_into(v, out, name)
     }
-    codec::encode_into(v, out, name)
 }
 
 /// A write to the page a writer is encoding just then does not wait for
@@ -254,10 +252,7 @@ fn a_write_does_not_wait_for_a_writer_holding_its_page() {
     }
     t.insert(GATED as u64, GATED).unwrap();
     let expected = live_sections(&t, 1);
-    let gated = Encoders {
-        key: encode_key::<u64>,
-        value: write_gated,
-    };
+    let gated = Encoders::<u64, i64>::of::<WriteGated>();
     let frozen = t.freeze(gated, decoders(), false);
     let writer = std::thread::spawn(move || {
         IS_WRITER.with(|w| w.set(true));

@@ -48,9 +48,19 @@ super::keyed_common!(
     migrates = V,
     key = K,
     state_bounds = { V: Serialize + DeserializeOwned, },
-    write = write_list::<V>,
+    write = WriteList,
     read = read_list
 );
+
+/// How a list encodes: [`write_list`].
+struct WriteList;
+
+impl<V: Serialize> super::frozen::WriteValue<Vec<V>> for WriteList {
+    #[inline]
+    fn write(list: &Vec<V>, out: &mut Vec<u8>, state: &str) -> Result<(), StateError> {
+        write_list(list, out, state)
+    }
+}
 
 /// A list: its length, then each element.
 fn write_list<V: Serialize>(

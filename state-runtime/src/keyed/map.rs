@@ -54,9 +54,18 @@ super::keyed_common!(
         UK: Hash + Eq + Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
     },
-    write = write_map::<UK, V>,
+    write = WriteMap,
     read = read_map::<UK, V, _>
 );
+
+/// How a map encodes: [`write_map`].
+struct WriteMap;
+
+impl<UK: Serialize, V: Serialize> super::frozen::WriteValue<HashMap<UK, V>> for WriteMap {
+    fn write(map: &HashMap<UK, V>, out: &mut Vec<u8>, state: &str) -> Result<(), StateError> {
+        write_map(map, out, state)
+    }
+}
 
 /// A map: its length, then its entries sorted by encoded user key.
 fn write_map<UK: Serialize, V: Serialize>(

@@ -326,7 +326,7 @@ macro_rules! keyed_common {
         $ty:ident < $($p:ident),+ >, value = $val:ty,
         migrates = $elem:ty, key = $key:ty,
         state_bounds = { $($bounds:tt)* },
-        write = $write:expr, read = $read:expr
+        write = $write:ty, read = $read:expr
     ) => {
         impl<$($p),+> Default for $ty<$($p),+> {
             /// An unbound, empty state: the runtime binds it before use.
@@ -533,7 +533,8 @@ macro_rules! keyed_common {
                 key_group: $crate::keygroup::KeyGroup,
                 out: &mut Vec<u8>,
             ) -> Result<(), $crate::StateError> {
-                self.tables.write_key_group(key_group, out, $write)
+                self.tables
+                    .write_key_group(key_group, out, $crate::keyed::frozen::Encoders::of::<$write>())
             }
 
             fn read_key_group(
@@ -562,11 +563,7 @@ macro_rules! keyed_common {
                 &self,
                 track_changes: bool,
             ) -> Option<::std::sync::Arc<dyn $crate::keyed::FrozenKeyGroups>> {
-                let value: fn(&$val, &mut Vec<u8>, &str) -> Result<(), $crate::StateError> = $write;
-                let encode = $crate::keyed::frozen::Encoders {
-                    key: $crate::keyed::frozen::encode_key::<K>,
-                    value,
-                };
+                let encode = $crate::keyed::frozen::Encoders::<K, $val>::of::<$write>();
                 // Values as this build encodes them: the current type.
                 let read: fn(&[u8], &str) -> Result<($val, usize), $crate::StateError> =
                     |b, n| {

@@ -29,9 +29,7 @@ use crate::keygroup::{
 };
 
 use super::changes::Changes;
-use super::frozen::{
-    Decoders, Encoders, Frozen, FrozenKeyGroups, InFlight, encode_entries, release,
-};
+use super::frozen::{Decoders, Encoders, Frozen, FrozenKeyGroups, InFlight, release};
 use super::group::{Group, PAGE_SPLIT};
 use super::ordered::{HashSpan, OrderedTable};
 use crate::key::KeyQuery;
@@ -622,18 +620,14 @@ impl<K: StateKey + Eq + Serialize + DeserializeOwned, T> Tables<K, T> {
         &self,
         key_group: KeyGroup,
         out: &mut Vec<u8>,
-        write_value: super::frozen::EncodeValue<T>,
+        encode: Encoders<K, T>,
     ) -> Result<(), StateError> {
         let group = &self.groups[self.group_index(key_group)?];
         let n = group.len();
         codec::encode_into(&(n as u64), out, &self.name)?;
         let start = out.len();
-        let encode = Encoders {
-            key: super::frozen::encode_key::<K>,
-            value: write_value,
-        };
         for page in &group.pages {
-            encode_entries(page, out, &self.name, encode, None)?;
+            (encode.page)(page, out, &self.name, None)?;
         }
         if let Some(x16) = (out.len() - start).saturating_mul(16).checked_div(n) {
             self.bytes_per_entry_x16

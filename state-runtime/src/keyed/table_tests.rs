@@ -52,8 +52,9 @@ fn new_table<K: StateKey + Eq>() -> Tables<K, i64> {
     Tables::new(a, a.max_parallelism().all_key_groups()).unwrap()
 }
 
-fn write_value(v: &i64, out: &mut Vec<u8>, name: &str) -> Result<(), StateError> {
-    codec::encode_into(v, out, name)
+/// How the tests' `i64` values encode: by the codec.
+fn i64_encoders<K: StateKey + Serialize>() -> Encoders<K, i64> {
+    Encoders::of::<super::super::frozen::SerdeValue>()
 }
 
 /// Every owned key group's section, as `write_key_group` writes it.
@@ -62,7 +63,7 @@ fn sections<K: StateKey + Eq + Serialize + DeserializeOwned>(t: &Tables<K, i64>)
         .iter()
         .map(|kg| {
             let mut out = Vec::new();
-            t.write_key_group(kg, &mut out, write_value).unwrap();
+            t.write_key_group(kg, &mut out, i64_encoders()).unwrap();
             out
         })
         .collect()
@@ -262,7 +263,7 @@ fn restoring_a_million_entry_key_group_takes_linear_steps() {
         t.insert(wide(i), i as i64).unwrap();
     }
     let mut section = Vec::new();
-    t.write_key_group(0, &mut section, write_value).unwrap();
+    t.write_key_group(0, &mut section, i64_encoders()).unwrap();
     for max_p in [1, 4] {
         let a = KeyGroupAssigner::native(MaxParallelism::new(max_p).unwrap());
         let mut r = Tables::<u64, i64>::new(a, a.max_parallelism().all_key_groups()).unwrap();
@@ -283,7 +284,7 @@ fn restoring_a_million_entry_key_group_takes_linear_steps() {
         }
         if max_p == 1 {
             let mut again = Vec::new();
-            r.write_key_group(0, &mut again, write_value).unwrap();
+            r.write_key_group(0, &mut again, i64_encoders()).unwrap();
             assert!(
                 again == section,
                 "the restored key group snapshots as before"
@@ -310,7 +311,9 @@ fn a_corrupt_count_reserves_in_proportion_to_the_bytes() {
         valid.insert(k, 1).unwrap();
     }
     let mut entries = Vec::new();
-    valid.write_key_group(0, &mut entries, write_value).unwrap();
+    valid
+        .write_key_group(0, &mut entries, i64_encoders())
+        .unwrap();
     let (_, at) = codec::decode_prefix::<u64>(&entries, "t").unwrap();
     let mut section = Vec::new();
     codec::encode_into(&99_000u64, &mut section, "t").unwrap();
@@ -462,7 +465,7 @@ fn a_rebucketed_restore_sizes_each_key_group_once() {
         t.insert(wide(i), i as i64).unwrap();
     }
     let mut section = Vec::new();
-    t.write_key_group(0, &mut section, write_value).unwrap();
+    t.write_key_group(0, &mut section, i64_encoders()).unwrap();
     for max_p in [4, 16] {
         let a = KeyGroupAssigner::native(MaxParallelism::new(max_p).unwrap());
         let mut r = Tables::<u64, i64>::new(a, a.max_parallelism().all_key_groups()).unwrap();

@@ -2,7 +2,6 @@
 
 use super::ValueVersions;
 use super::table::Tables;
-use crate::codec;
 use crate::error::StateError;
 use crate::hash::StateKey;
 use crate::key::KeyQuery;
@@ -45,7 +44,7 @@ super::keyed_common!(
     migrates = V,
     key = K,
     state_bounds = { V: ::serde::Serialize + ::serde::de::DeserializeOwned, },
-    write = |v: &V, out: &mut Vec<u8>, name: &str| codec::encode_into(v, out, name),
+    write = super::frozen::SerdeValue,
     read = read_value
 );
 
