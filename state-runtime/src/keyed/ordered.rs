@@ -161,6 +161,47 @@ pub(crate) struct OrderedTable<K, T> {
     last: Option<usize>,
 }
 
+/// The entries of an [`OrderedTable`] in slot order, with their hashes as
+/// kept: [`OrderedTable::iter`]. Found by the tags, eight at a time, so
+/// that empty slots are skipped without a branch on each (a loop over the
+/// entries would mispredict about once per empty slot).
+pub(crate) struct Entries<'a, K, T> {
+    slots: &'a [Option<Slot<K, T>>],
+    tags: &'a [u8],
+    /// The slot of the lowest byte of `occupied`.
+    base: usize,
+    /// The high bit of each occupied slot's tag among the eight at `base`
+    /// not yet returned.
+    occupied: u64,
+}
+
+impl<'a, K, T> Iterator for Entries<'a, K, T> {
+    type Item = (u64, &'a K, &'a T);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.occupied == 0 {
+            self.base = self.base.wrapping_add(8);
+            let tags = self.tags.get(self.base..).filter(|t| !t.is_empty())?;
+            let word = match tags.first_chunk::<8>() {
+                Some(word) => *word,
+                None => {
+                    let mut word = [EMPTY_TAG; 8];
+                    word[..tags.len()].copy_from_slice(tags);
+                    word
+                }
+            };
+            self.occupied = u64::from_le_bytes(word) & HIGH_BITS;
+        }
+        let at = self.base + (self.occupied.trailing_zeros() / 8) as usize;
+        self.occupied &= self.occupied - 1;
+        let s = self.slots[at]
+            .as_ref()
+            .expect("a tagged slot holds an entry");
+        Some((s.hash.get(), &s.key, &s.value))
+    }
+}
+
 // Slots visited by searches, shifts and rebuilds on this thread, pages
 // visited to count a key group's entries, and entries moved by page splits:
 // tests bound the work of an operation with it, without timing anything.
@@ -494,12 +535,15 @@ impl<K, T> OrderedTable<K, T> {
     }
 
     /// The entries with their hashes as kept (lowest bit set), in that
-    /// order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &K, &T)> + '_ {
-        self.slots
-            .iter()
-            .flatten()
-            .map(|s| (s.hash.get(), &s.key, &s.value))
+    /// order (see [`Entries`]).
+    pub(crate) fn iter(&self) -> Entries<'_, K, T> {
+        // The first call to `next` moves to slot 0.
+        Entries {
+            slots: &self.slots,
+            tags: &self.tags,
+            base: 0usize.wrapping_sub(8),
+            occupied: 0,
+        }
     }
 
     /// The entries, in hash order.
