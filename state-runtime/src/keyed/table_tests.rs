@@ -245,17 +245,9 @@ fn a_panicking_retain_leaves_counts_in_step() {
     assert_eq!(r.len(), held);
 }
 
-/// A restore is linear in the entries it reads, whatever the size of a
-/// key group: one section of a million entries, restored into its own
-/// key group and re-bucketed (max parallelism 1 -> 4: each entry into
-/// one of four tables that grow as entries come), within a few slot
-/// steps per entry (searches, shifts, rebuilds, pages visited to count a
-/// key group's entries). Entries arrive in hash order; inserted one by one
-/// with a search each, they pile into one cluster and every insert walks
-/// it. Re-bucketed, the growing key groups' full pages would count the
-/// entries over all pages at every insert.
-#[test]
-fn restoring_a_million_entry_key_group_takes_linear_steps() {
+/// One key group of a million entries (max parallelism 1): the entry
+/// count and its section.
+fn million_entry_section() -> (u64, Vec<u8>) {
     let n = 1_000_000u64;
     let one = KeyGroupAssigner::native(MaxParallelism::new(1).unwrap());
     let mut t = Tables::<u64, i64>::new(one, KeyGroupRange::new(0, 0)).unwrap();
@@ -264,16 +256,37 @@ fn restoring_a_million_entry_key_group_takes_linear_steps() {
     }
     let mut section = Vec::new();
     t.write_key_group(0, &mut section, i64_encoders()).unwrap();
+    (n, section)
+}
+
+/// `section` (of key group 0) restored at max parallelism `max_p`: the
+/// tables, the entries inserted and the slot steps it took.
+fn restore_counting_steps(section: &[u8], max_p: u32) -> (Tables<u64, i64>, usize, u64) {
+    let a = KeyGroupAssigner::native(MaxParallelism::new(max_p).unwrap());
+    let mut r = Tables::<u64, i64>::new(a, a.max_parallelism().all_key_groups()).unwrap();
+    let before = super::super::ordered::STEPS.with(|s| s.get());
+    let inserted = r
+        .read_key_group(0, section, None, |b, name| {
+            codec::decode_prefix::<i64>(b, name)
+        })
+        .unwrap();
+    let steps = super::super::ordered::STEPS.with(|s| s.get()) - before;
+    (r, inserted, steps)
+}
+
+/// A restore is linear in the entries it reads, whatever the size of a
+/// key group: one section of a million entries, restored into its own
+/// key group and re-bucketed (max parallelism 1 -> 4: each entry into
+/// one of four key groups), within a few slot steps per entry (searches,
+/// shifts, rebuilds, pages visited to count a key group's entries). Entries arrive in hash order; inserted one by one
+/// with a search each, they pile into one cluster and every insert walks
+/// it. Re-bucketed, the growing key groups' full pages would count the
+/// entries over all pages at every insert.
+#[test]
+fn restoring_a_million_entry_key_group_takes_linear_steps() {
+    let (n, section) = million_entry_section();
     for max_p in [1, 4] {
-        let a = KeyGroupAssigner::native(MaxParallelism::new(max_p).unwrap());
-        let mut r = Tables::<u64, i64>::new(a, a.max_parallelism().all_key_groups()).unwrap();
-        let before = super::super::ordered::STEPS.with(|s| s.get());
-        let inserted = r
-            .read_key_group(0, &section, None, |b, name| {
-                codec::decode_prefix::<i64>(b, name)
-            })
-            .unwrap();
-        let steps = super::super::ordered::STEPS.with(|s| s.get()) - before;
+        let (r, inserted, steps) = restore_counting_steps(&section, max_p);
         assert_eq!(inserted as u64, n);
         assert!(
             steps <= 6 * n,
@@ -458,23 +471,10 @@ fn a_growing_key_group_splits_one_page_at_a_time() {
 /// reserves room for entries that went to the others.
 #[test]
 fn a_rebucketed_restore_sizes_each_key_group_once() {
-    let n = 1_000_000u64;
-    let one = KeyGroupAssigner::native(MaxParallelism::new(1).unwrap());
-    let mut t = Tables::<u64, i64>::new(one, KeyGroupRange::new(0, 0)).unwrap();
-    for i in 0..n {
-        t.insert(wide(i), i as i64).unwrap();
-    }
-    let mut section = Vec::new();
-    t.write_key_group(0, &mut section, i64_encoders()).unwrap();
+    let (n, section) = million_entry_section();
     for max_p in [4, 16] {
-        let a = KeyGroupAssigner::native(MaxParallelism::new(max_p).unwrap());
-        let mut r = Tables::<u64, i64>::new(a, a.max_parallelism().all_key_groups()).unwrap();
-        let before = super::super::ordered::STEPS.with(|s| s.get());
-        r.read_key_group(0, &section, None, |b, name| {
-            codec::decode_prefix::<i64>(b, name)
-        })
-        .unwrap();
-        let steps = super::super::ordered::STEPS.with(|s| s.get()) - before;
+        let (r, inserted, steps) = restore_counting_steps(&section, max_p);
+        assert_eq!(inserted as u64, n);
         assert!(
             steps <= n / 10,
             "{steps} slot steps (moves and counts) to restore {n} entries into {max_p} key groups"
