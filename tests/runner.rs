@@ -747,15 +747,22 @@ fn a_source_ahead_of_the_alignment_waits_instead_of_filling_memory() {
     );
 }
 
-/// Counts its events; at the 300th (in the first batch of 1,024), waits up
-/// to 10 s for the sink to have received an output. The 11th takes 2 ms,
-/// as if it had encoded pages for a snapshot.
+/// Counts its events. Events `slow.0 ..= slow.1` (of the first batch of
+/// 1,024) take 2 ms each, as the first writes after a capture may; at event
+/// `wait_at` it waits up to 10 s for the sink to have received `wait_for`
+/// outputs.
 #[derive(Checkpointed, Default)]
 struct SlowBatch {
     #[state(keyed)]
     sums: KeyedValue<u32, i64>,
     #[state(skip)]
     processed: u64,
+    #[state(skip)]
+    slow: (u64, u64),
+    #[state(skip)]
+    wait_at: u64,
+    #[state(skip)]
+    wait_for: u64,
     #[state(skip)]
     sink_received: Arc<AtomicU64>,
     #[state(skip)]
@@ -768,12 +775,12 @@ impl KeyedProcessor for SlowBatch {
 
     fn process(&mut self, e: Purchase, out: &mut impl FnMut(i64)) -> Result<(), StateError> {
         self.processed += 1;
-        if self.processed == 11 {
+        if (self.slow.0..=self.slow.1).contains(&self.processed) {
             std::thread::sleep(Duration::from_millis(2));
         }
-        if self.processed == 300 {
+        if self.processed == self.wait_at {
             let t = Instant::now();
-            while self.sink_received.load(Ordering::SeqCst) == 0
+            while self.sink_received.load(Ordering::SeqCst) < self.wait_for
                 && t.elapsed() < Duration::from_secs(10)
             {
                 std::thread::sleep(Duration::from_millis(1));
@@ -787,16 +794,25 @@ impl KeyedProcessor for SlowBatch {
     }
 }
 
-#[test]
-fn a_slow_batch_hands_its_outputs_to_the_sink_before_it_ends() {
+/// Runs `SlowBatch` (as configured by `slow`, `wait_at` and `wait_for`) over
+/// one partition of `events`, checking that the sink received every output
+/// and the sums equal the single-threaded ones: how long it waited for the
+/// sink.
+fn run_slow_batch(
+    name: &str,
+    events: u64,
+    slow: (u64, u64),
+    wait_at: u64,
+    wait_for: u64,
+) -> Duration {
     // One partition: the source's first batch is 1,024 records.
     let spec = LogSpec {
         partitions: 1,
-        events: 3_000,
+        events,
         customers: 100,
         seed: 5,
     };
-    let log = TempLog::new("slow-batch", &spec);
+    let log = TempLog::new(name, &spec);
     let received = Arc::new(AtomicU64::new(0));
     let waited = Arc::new(Mutex::new(None));
     let (r, w) = (Arc::clone(&received), Arc::clone(&waited));
@@ -805,6 +821,9 @@ fn a_slow_batch_hands_its_outputs_to_the_sink_before_it_ends() {
         &log.0,
         MemoryCheckpointStore::new(),
         move |_: &InstanceInfo| SlowBatch {
+            slow,
+            wait_at,
+            wait_for,
             sink_received: Arc::clone(&r),
             waited: Arc::clone(&w),
             ..SlowBatch::default()
@@ -817,15 +836,7 @@ fn a_slow_batch_hands_its_outputs_to_the_sink_before_it_ends() {
     .start()
     .unwrap();
     let outcome = wait_bounded(job).unwrap();
-    let waited = waited
-        .lock()
-        .unwrap()
-        .expect("the 300th record was processed");
-    assert!(
-        waited < Duration::from_secs(10),
-        "the sink received nothing of the batch before it ended"
-    );
-    assert_eq!(received.load(Ordering::SeqCst), 3_000);
+    assert_eq!(received.load(Ordering::SeqCst), events);
     let cents: HashMap<u32, i64> = outcome.operators[0]
         .sums
         .iter()
@@ -836,4 +847,29 @@ fn a_slow_batch_hands_its_outputs_to_the_sink_before_it_ends() {
         .map(|(k, t)| (k, t.cents))
         .collect();
     assert_eq!(cents, expected);
+    let waited = waited.lock().unwrap();
+    waited.expect("the waiting record was processed")
+}
+
+/// The 11th record takes 2 ms: the outputs before the 300th reach the sink
+/// before the batch of 1,024 ends.
+#[test]
+fn a_slow_batch_hands_its_outputs_to_the_sink_before_it_ends() {
+    let waited = run_slow_batch("slow-batch", 3_000, (11, 11), 300, 1);
+    assert!(
+        waited < Duration::from_secs(10),
+        "the sink received nothing of the batch before it ended"
+    );
+}
+
+/// Once a batch is slow, each slow record's output goes to the sink after
+/// it, not after the next 16 records: 16 writes of a few milliseconds each
+/// after a capture would otherwise be one gap at the sink.
+#[test]
+fn slow_records_hand_on_their_outputs_one_by_one() {
+    let waited = run_slow_batch("slow-records", 2_000, (11, 60), 40, 39);
+    assert!(
+        waited < Duration::from_secs(10),
+        "the sink had not received the outputs of the 39 records before the 40th"
+    );
 }

@@ -34,7 +34,9 @@ pub(super) struct KeyedTask<P: KeyedProcessor> {
 }
 
 /// Within a batch of records, outputs held this long go to the sink before
-/// the batch ends (checked every [`FLUSH_CHECK_EVERY`] records).
+/// the batch ends (checked every [`FLUSH_CHECK_EVERY`] records, and after
+/// every record once the batch has been slow: the first writes after a
+/// capture may each take milliseconds).
 const FLUSH_AFTER: Duration = Duration::from_millis(1);
 const FLUSH_CHECK_EVERY: usize = 16;
 
@@ -197,6 +199,9 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                 let t = Instant::now();
                 let keep = self.out.is_some();
                 let mut handed_on = t;
+                // Once the batch has held outputs for `FLUSH_AFTER`, its
+                // records are slow ones: the clock is read after each.
+                let mut slow = false;
                 for (i, e) in batch.into_iter().enumerate() {
                     op.process(e, &mut |o| {
                         if keep {
@@ -206,13 +211,14 @@ impl<P: KeyedProcessor> KeyedTask<P> {
                     // A slow batch (the first writes after a capture each
                     // encode a page for the snapshot) hands on its outputs as
                     // it goes, rather than holding them all until its end.
-                    if keep && i % FLUSH_CHECK_EVERY == FLUSH_CHECK_EVERY - 1 {
+                    if keep && (slow || i % FLUSH_CHECK_EVERY == FLUSH_CHECK_EVERY - 1) {
                         let now = Instant::now();
                         if now - handed_on >= FLUSH_AFTER {
                             if !self.hand_on(outputs) {
                                 return Ok(Flow::Disconnected);
                             }
                             handed_on = now;
+                            slow = true;
                         }
                     }
                 }
