@@ -197,7 +197,14 @@ impl JobCheckpointStore for FailingStore {
 #[test]
 fn a_job_that_fails_mid_checkpoint_gives_the_checkpoint_up() {
     let (aborted, deleted) = fail_mid_checkpoint(false);
-    assert_eq!(aborted, [1]);
+    // The other instance may still be writing its file into the folder
+    // when the first one fails: then giving up finds the folder not empty,
+    // and the job deletes it again once every instance has ended (the next
+    // test makes that happen every time).
+    assert!(
+        aborted == [1] || aborted == [1, 1],
+        "checkpoint 1 given up, at most once more at the end: {aborted:?}"
+    );
     assert!(deleted, "its files are deleted");
 }
 
