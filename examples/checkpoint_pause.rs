@@ -22,6 +22,13 @@
 //! number of outputs the sink had received when its longest gap ended:
 //! with one output per purchase, its place in the checkpoint cycle.
 //!
+//! Last, as the machine's own floor, a bare loop reads the clock on every
+//! core for `--spin-seconds` and prints the longest stall it saw: what any
+//! thread of a job that keeps every core busy (as an asynchronous
+//! checkpoint does) may lose to the machine, with no allocation, lock or
+//! I/O of its own. On a virtual machine whose host is busy it can be tens
+//! of milliseconds.
+//!
 //! Not a test: run it on a quiet machine.
 
 use std::collections::HashMap;
@@ -63,6 +70,9 @@ struct Args {
         default_value = "none,synchronous,asynchronous,incremental"
     )]
     runs: Vec<Mode>,
+    /// Seconds of the bare spin loop on every core after the runs (0: none).
+    #[arg(long, default_value_t = 20)]
+    spin_seconds: u64,
     /// (Internal) run once in this mode, over the log in `--log`.
     #[arg(long, hide = true)]
     mode: Option<Mode>,
@@ -392,5 +402,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         println!("every run's totals equal the single-threaded sum");
     }
+    if args.spin_seconds > 0 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let stall = longest_stall(cores, Duration::from_secs(args.spin_seconds));
+        println!(
+            "machine floor: a bare loop reading the clock on all {cores} cores for {} s stalled at most {:.1} ms",
+            args.spin_seconds,
+            stall.as_secs_f64() * 1e3
+        );
+    }
     Ok(())
+}
+
+/// The longest time between two consecutive clock reads of a loop that does
+/// nothing else, one per core, run for `length`: the time the machine took
+/// from a busy thread (other threads, the kernel, or the host of a virtual
+/// machine).
+fn longest_stall(cores: usize, length: Duration) -> Duration {
+    let spinners: Vec<_> = (0..cores)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let (mut last, mut longest) = (start, Duration::ZERO);
+                while last - start < length {
+                    let now = Instant::now();
+                    longest = longest.max(now - last);
+                    last = now;
+                }
+                longest
+            })
+        })
+        .collect();
+    spinners
+        .into_iter()
+        .map(|s| s.join().expect("a spinner"))
+        .max()
+        .unwrap_or_default()
 }
