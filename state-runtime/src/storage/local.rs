@@ -4,7 +4,6 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{OnceLock, mpsc};
 
 use super::{
     CheckpointStorage, FileSink, FolderListing, MANIFEST_NAME, MANIFEST_TMP_NAME, Pending,
@@ -12,6 +11,10 @@ use super::{
     checkpoint_folder_name, parse_checkpoint_folder_name, plan_retention, validate_file_name,
 };
 use crate::error::StateError;
+
+mod data_file;
+
+use data_file::LocalFile;
 
 /// Checkpoints in a local directory: `<root>/chk-<id>/<files>` plus
 /// `<root>/chk-<id>/_MANIFEST`.
@@ -57,130 +60,6 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let mut file = File::create(path).map_err(io_err(path))?;
     file.write_all(bytes).map_err(io_err(path))?;
     file.sync_all().map_err(io_err(path))
-}
-
-/// A data file written in pieces, fsynced when finished. Every
-/// [`WRITEBACK_BYTES`] it asks the process's writeback thread for an
-/// `fdatasync` of what it has written (one request in flight per file), so
-/// that the disk writes while the snapshot is still being encoded and the
-/// final fsync has little left.
-struct LocalFile {
-    file: File,
-    path: PathBuf,
-    /// Bytes written since the last writeback was requested.
-    unsynced: u64,
-    /// The answer to the writeback request in flight, if any.
-    writeback: Option<mpsc::Receiver<io::Result<()>>>,
-}
-
-/// How much a [`LocalFile`] writes between two background writebacks.
-const WRITEBACK_BYTES: u64 = 64 << 20;
-
-/// One `fdatasync` for the writeback thread: the file (a duplicate of the
-/// writer's descriptor) and where to send the result.
-struct WritebackRequest {
-    file: File,
-    done: mpsc::SyncSender<io::Result<()>>,
-}
-
-/// The process's writeback thread, started by the first file that needs
-/// it and kept for the life of the process: every [`LocalFile`] of every
-/// checkpoint sends it its `fdatasync`s, so writing a checkpoint starts no
-/// thread (starting one per writeback took the address-space lock for the
-/// new stack, which every allocating thread of the job waits on).
-/// `None` if the thread could not be started; files then leave all the
-/// syncing to their final fsync.
-fn writeback_thread() -> Option<&'static mpsc::Sender<WritebackRequest>> {
-    static THREAD: OnceLock<Option<mpsc::Sender<WritebackRequest>>> = OnceLock::new();
-    THREAD
-        .get_or_init(|| {
-            let (requests, inbox) = mpsc::channel::<WritebackRequest>();
-            std::thread::Builder::new()
-                // Linux keeps 15 bytes of a thread name.
-                .name("rescale-fsync".into())
-                .spawn(move || {
-                    for WritebackRequest { file, done } in inbox {
-                        // The file's writer may be gone (an aborted
-                        // checkpoint); its result is then of no use.
-                        let _ = done.send(file.sync_data());
-                    }
-                })
-                .ok()
-                .map(|_| requests)
-        })
-        .as_ref()
-}
-
-impl LocalFile {
-    fn new(file: File, path: PathBuf) -> Self {
-        LocalFile {
-            file,
-            path,
-            unsynced: 0,
-            writeback: None,
-        }
-    }
-
-    /// The result of the writeback in flight: `Some` once it has ended
-    /// (and then none is in flight any more), `None` while it runs. With
-    /// `wait`, waits for it to end.
-    fn poll_writeback(&mut self, wait: bool) -> Option<Result<(), StateError>> {
-        let answer = self.writeback.as_ref()?;
-        let synced = if wait {
-            answer.recv().map_err(|_| ())
-        } else {
-            match answer.try_recv() {
-                Ok(synced) => Ok(synced),
-                Err(mpsc::TryRecvError::Empty) => return None,
-                Err(mpsc::TryRecvError::Disconnected) => Err(()),
-            }
-        };
-        self.writeback = None;
-        Some(match synced {
-            Ok(synced) => synced.map_err(io_err(&self.path)),
-            Err(()) => Err(StateError::Io {
-                path: self.path.clone(),
-                source: io::Error::other("the writeback thread ended"),
-            }),
-        })
-    }
-
-    /// Asks the writeback thread to sync what has been written so far.
-    fn request_writeback(&mut self) -> Result<(), StateError> {
-        let Some(thread) = writeback_thread() else {
-            return Ok(());
-        };
-        let file = self.file.try_clone().map_err(io_err(&self.path))?;
-        let (done, answer) = mpsc::sync_channel(1);
-        if thread.send(WritebackRequest { file, done }).is_ok() {
-            self.writeback = Some(answer);
-        }
-        Ok(())
-    }
-}
-
-impl FileSink for LocalFile {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), StateError> {
-        self.file.write_all(bytes).map_err(io_err(&self.path))?;
-        self.unsynced += bytes.len() as u64;
-        if self.unsynced >= WRITEBACK_BYTES {
-            if let Some(ended) = self.poll_writeback(false) {
-                ended?;
-            }
-            if self.writeback.is_none() {
-                self.request_writeback()?;
-                self.unsynced = 0;
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(mut self: Box<Self>) -> Result<(), StateError> {
-        if let Some(ended) = self.poll_writeback(true) {
-            ended?;
-        }
-        self.file.sync_all().map_err(io_err(&self.path))
-    }
 }
 
 /// Counter that makes the temporary names of create-only commits unique
@@ -616,37 +495,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = LocalStorage::open(dir.path().join("root")).unwrap();
         (dir, storage)
-    }
-
-    /// Files past [`WRITEBACK_BYTES`] are synced in the background while
-    /// they are written, by one thread that every file shares.
-    #[test]
-    fn large_files_sync_in_the_background_on_one_shared_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| i as u8).collect();
-        let chunks = (WRITEBACK_BYTES / chunk.len() as u64) * 2 + 1;
-        for name in ["first", "second"] {
-            let path = dir.path().join(name);
-            let mut file = LocalFile::new(File::create(&path).unwrap(), path.clone());
-            let mut requests = 0;
-            for _ in 0..chunks {
-                file.write(&chunk).unwrap();
-                requests += usize::from(file.unsynced == 0);
-            }
-            assert!(requests >= 1, "{name}: no writeback requested");
-            Box::new(file).finish().unwrap();
-            let written = fs::read(&path).unwrap();
-            assert_eq!(written.len() as u64, chunks * chunk.len() as u64);
-            assert!(written.chunks(chunk.len()).all(|c| c == chunk));
-        }
-        let writeback_threads = fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter(|task| {
-                let comm = fs::read_to_string(task.as_ref().unwrap().path().join("comm"));
-                comm.is_ok_and(|comm| comm.trim() == "rescale-fsync")
-            })
-            .count();
-        assert_eq!(writeback_threads, 1);
     }
 
     #[test]
