@@ -81,6 +81,7 @@ const NEW_PARALLELISM: u32 = 3;
 trait Value: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn of(bytes: Vec<u8>) -> Self;
     fn is(&self, bytes: &[u8]) -> bool;
+    fn bytes(&self) -> &[u8];
 }
 
 impl Value for Vec<u8> {
@@ -90,6 +91,9 @@ impl Value for Vec<u8> {
     fn is(&self, bytes: &[u8]) -> bool {
         self == bytes
     }
+    fn bytes(&self) -> &[u8] {
+        self
+    }
 }
 
 impl Value for serde_bytes::ByteBuf {
@@ -98,6 +102,9 @@ impl Value for serde_bytes::ByteBuf {
     }
     fn is(&self, bytes: &[u8]) -> bool {
         self.as_slice() == bytes
+    }
+    fn bytes(&self) -> &[u8] {
+        self.as_slice()
     }
 }
 
@@ -183,6 +190,31 @@ fn release_freed_memory() {
     }
 }
 
+/// Copies the bytes of every value of every subtask, in the tables' order
+/// (the order a checkpoint reads them), into a reused 8 MiB buffer, one
+/// thread per subtask: what a checkpoint cannot avoid, the reads of values
+/// spread over the heap. The time taken and its CPU time.
+fn read_every_value<V: Value>(ops: &[Store<V>]) -> (Duration, String) {
+    let (start, cpu) = (Instant::now(), cpu_times());
+    std::thread::scope(|s| {
+        for op in ops {
+            s.spawn(move || {
+                let mut buffer = Vec::with_capacity(8 << 20);
+                for (key, value) in op.values.iter() {
+                    if buffer.len() + 8 + VALUE_BYTES > buffer.capacity() {
+                        std::hint::black_box(&buffer);
+                        buffer.clear();
+                    }
+                    buffer.extend_from_slice(&key.to_le_bytes());
+                    buffer.extend_from_slice(value.bytes());
+                }
+                std::hint::black_box(&buffer);
+            });
+        }
+    });
+    (start.elapsed(), cpu_since(cpu))
+}
+
 /// Writes one byte in every 4 KiB page of `bytes` bytes of fresh memory,
 /// split over `OLD_PARALLELISM` threads: the kernel's page faults for
 /// memory as large as a restored state. The time taken and its CPU time.
@@ -235,8 +267,10 @@ fn gb(bytes: u64) -> f64 {
     bytes as f64 / 1e9
 }
 
-/// `dd if=/dev/zero of=<dir>/dd.tmp bs=8M count=<n> conv=fdatasync`, timed.
-fn dd_write(dir: &Path, bytes: u64) -> Result<(u64, Duration), String> {
+/// `dd if=/dev/zero of=<dir>/dd.tmp bs=8M count=<n> conv=fdatasync`, timed,
+/// with `oflag=direct` too if `direct` (past the page cache, as the
+/// checkpoint writes where the file system allows it).
+fn dd_write(dir: &Path, bytes: u64, direct: bool) -> Result<(u64, Duration), String> {
     let file = dir.join("dd.tmp");
     let count = bytes.div_ceil(8 << 20).max(1);
     let start = Instant::now();
@@ -244,6 +278,7 @@ fn dd_write(dir: &Path, bytes: u64) -> Result<(u64, Duration), String> {
         .arg("if=/dev/zero")
         .arg(format!("of={}", file.display()))
         .args(["bs=8M", &format!("count={count}"), "conv=fdatasync"])
+        .args(direct.then_some("oflag=direct"))
         .output()
         .map_err(|e| format!("running dd: {e}"))?;
     let took = start.elapsed();
@@ -321,15 +356,21 @@ fn run<V: Value>(args: &Args, dir: &Path) -> Result<bool, Box<dyn std::error::Er
     println!("  folder {}", dir.display());
 
     // 1. The disk's write limit.
-    let dd = dd_write(dir, payload_target);
-    match &dd {
-        Ok((bytes, took)) => println!(
-            "disk write: dd conv=fdatasync {:.2} GB in {:.2} s = {:.0} MB/s",
-            gb(*bytes),
-            took.as_secs_f64(),
-            mb_per_s(*bytes, *took)
-        ),
-        Err(e) => println!("disk write: {e}"),
+    let dd = dd_write(dir, payload_target, false);
+    let dd_direct = dd_write(dir, payload_target, true);
+    for (dd, how) in [
+        (&dd, "conv=fdatasync"),
+        (&dd_direct, "oflag=direct conv=fdatasync"),
+    ] {
+        match dd {
+            Ok((bytes, took)) => println!(
+                "disk write: dd {how} {:.2} GB in {:.2} s = {:.0} MB/s",
+                gb(*bytes),
+                took.as_secs_f64(),
+                mb_per_s(*bytes, *took)
+            ),
+            Err(e) => println!("disk write ({how}): {e}"),
+        }
     }
 
     // 2. The live state.
@@ -356,7 +397,7 @@ fn run<V: Value>(args: &Args, dir: &Path) -> Result<bool, Box<dyn std::error::Er
     let storage = LocalStorage::open(dir.join("checkpoints"))?;
     let peak_known = reset_peak_rss();
     let rss_before = rss();
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_times());
     storage.begin(1)?;
     let files = std::thread::scope(|s| {
         let handles: Vec<_> = ops
@@ -377,14 +418,23 @@ fn run<V: Value>(args: &Args, dir: &Path) -> Result<bool, Box<dyn std::error::Er
     let payload = report.payload_bytes;
     let cp_rate = mb_per_s(payload, took);
     print!(
-        "checkpoint: {:.2} GB (encode, write, fsync, commit) in {:.2} s = {cp_rate:.0} MB/s",
+        "checkpoint: {:.2} GB (encode, write, fsync, commit) in {:.2} s = {cp_rate:.0} MB/s ({})",
         gb(payload),
-        took.as_secs_f64()
+        took.as_secs_f64(),
+        cpu_since(cpu)
     );
-    match &dd {
-        Ok((bytes, t)) => println!(" = {:.2} x dd", cp_rate / mb_per_s(*bytes, *t)),
-        Err(_) => println!(),
+    for (dd, how) in [(&dd, "dd"), (&dd_direct, "dd oflag=direct")] {
+        if let Ok((bytes, t)) = dd {
+            print!(" = {:.2} x {how}", cp_rate / mb_per_s(*bytes, *t));
+        }
     }
+    println!();
+    let (floor, floor_cpu) = read_every_value(&ops);
+    println!(
+        "  memory floor: copying every value's bytes in the tables' order, one thread per subtask, takes {:.2} s ({floor_cpu}) = {:.2} x the checkpoint's time",
+        floor.as_secs_f64(),
+        floor.as_secs_f64() / took.as_secs_f64()
+    );
     if peak_known {
         let peak = peak_rss();
         println!(
