@@ -197,14 +197,26 @@ fn set_direct(_file: &File, direct: bool) -> io::Result<()> {
 /// size larger than [`ALIGN`]) gets the file back to writes through the
 /// page cache, and the write again.
 fn write_direct(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    match file.write_all_at(bytes, offset) {
+    match write_at(file, bytes, offset) {
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
             set_direct(file, false)?;
-            file.write_all_at(bytes, offset)
+            write_at(file, bytes, offset)
         }
         written => written,
     }
+}
+
+/// Writes all of `bytes` at `offset` of `file`.
+#[cfg(unix)]
+fn write_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+}
+
+#[cfg(not(unix))]
+fn write_at(mut file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(bytes)
 }
 
 impl LocalFile {
@@ -305,11 +317,20 @@ impl LocalFile {
     }
 
     /// Asks the I/O thread to sync what has been written so far (buffered
-    /// mode).
+    /// mode), unless it is syncing this file already, and counts the bytes
+    /// unsynced from zero again.
     fn request_writeback(&mut self) {
-        let Mode::Buffered { writeback, .. } = &mut self.mode else {
+        let Mode::Buffered {
+            unsynced,
+            writeback,
+        } = &mut self.mode
+        else {
             return;
         };
+        if writeback.is_some() {
+            return;
+        }
+        *unsynced = 0;
         let (done, answer) = mpsc::sync_channel(1);
         let file = Arc::clone(&self.file);
         in_background(Box::new(move || {
@@ -329,15 +350,7 @@ impl LocalFile {
             if let Some(ended) = self.poll_writeback(false) {
                 ended?;
             }
-            if let Mode::Buffered {
-                writeback: None, ..
-            } = self.mode
-            {
-                self.request_writeback();
-                if let Mode::Buffered { unsynced, .. } = &mut self.mode {
-                    *unsynced = 0;
-                }
-            }
+            self.request_writeback();
         }
         Ok(())
     }
@@ -356,11 +369,7 @@ impl LocalFile {
         let offset = direct.offset;
         let written = write_direct(&self.file, &bytes[..aligned], offset)
             .and_then(|()| set_direct(&self.file, false))
-            .and_then(|()| {
-                use std::os::unix::fs::FileExt;
-                self.file
-                    .write_all_at(&bytes[aligned..], offset + aligned as u64)
-            });
+            .and_then(|()| write_at(&self.file, &bytes[aligned..], offset + aligned as u64));
         direct.offset += bytes.len() as u64;
         chunk.give_back();
         written.map_err(io_err(&self.path))
