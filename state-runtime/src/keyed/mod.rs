@@ -37,6 +37,7 @@ mod list;
 mod map;
 mod ordered;
 pub mod plan;
+mod prefetch;
 pub(crate) mod table;
 mod value;
 
