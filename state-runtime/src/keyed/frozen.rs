@@ -39,7 +39,7 @@ use crate::keygroup::{KeyGroup, KeyGroupRange};
 /// How many entries ahead of the one being encoded a page's encoding
 /// prefetches the memory entries own: enough to cover a miss to memory
 /// while entries of a few dozen bytes are encoded.
-const PREFETCH_DISTANCE: usize = 12;
+pub(crate) const PREFETCH_DISTANCE: usize = 12;
 
 /// How a container encodes one value (or key).
 pub(crate) type EncodeValue<T> = fn(&T, &mut Vec<u8>, &str) -> Result<(), StateError>;
@@ -532,14 +532,18 @@ where
     // while they differ): its key's hash and where it starts.
     let mut run: Vec<(u64, usize)> = Vec::new();
     let mut prev: Option<(u64, usize, &K)> = None;
-    // The entry `PREFETCH_DISTANCE` places ahead, whose owned memory is
-    // fetched while this one is encoded (only for types that own any).
-    let owns_memory = std::mem::needs_drop::<K>() || std::mem::needs_drop::<T>();
+    // The entry `PREFETCH_DISTANCE` places ahead, whose memory behind a
+    // pointer is fetched while this one is encoded: its key's through
+    // `StableHash::prefetch`, its value's by `prefetch::owned_memory`
+    // (values are serde types only). Only for types that have any.
+    let prefetching = K::INDIRECT || std::mem::needs_drop::<T>();
     let mut ahead = table.iter().skip(PREFETCH_DISTANCE);
     for (hash, key, value) in table.iter() {
-        if owns_memory {
+        if prefetching {
             if let Some((_, key, value)) = ahead.next() {
-                prefetch::owned_memory(key);
+                if K::INDIRECT {
+                    key.prefetch();
+                }
                 prefetch::owned_memory(value);
             }
         }

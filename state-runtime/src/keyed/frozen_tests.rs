@@ -296,3 +296,73 @@ fn a_write_does_not_wait_for_a_writer_holding_its_page() {
     }
     assert_eq!(live_sections(&t, 1), live_sections(&again, 1));
 }
+
+thread_local! {
+    /// What [`Logged`] keys saw: `(prefetched, id)`, in order.
+    static LOG: std::cell::RefCell<Vec<(bool, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A key that logs its prefetches and its encodings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Logged(u64);
+
+impl crate::hash::StableHash for Logged {
+    fn stable_hash_into(&self, h: &mut crate::hash::StableHasher) {
+        h.write_u64(self.0);
+    }
+    const INDIRECT: bool = true;
+    fn prefetch(&self) {
+        LOG.with(|l| l.borrow_mut().push((true, self.0)));
+    }
+}
+
+impl crate::hash::StateKey for Logged {}
+
+impl Serialize for Logged {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        LOG.with(|l| l.borrow_mut().push((false, self.0)));
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Logged {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u64::deserialize(d).map(Logged)
+    }
+}
+
+/// Encoding a page prefetches each key whose hash reads behind a pointer
+/// once, `PREFETCH_DISTANCE` entries before it is encoded; every entry is
+/// encoded once.
+#[test]
+fn encoding_a_page_prefetches_each_key_a_fixed_distance_ahead() {
+    use super::PREFETCH_DISTANCE;
+    for n in [5, PREFETCH_DISTANCE + 1, 300] {
+        let a = KeyGroupAssigner::native(MaxParallelism::new(1).unwrap());
+        let mut t: Tables<Logged, i64> =
+            Tables::new(a, a.max_parallelism().all_key_groups()).unwrap();
+        for k in 0..n as u64 {
+            t.insert(Logged(k), k as i64).unwrap();
+        }
+        LOG.with(|l| l.borrow_mut().clear());
+        let mut out = Vec::new();
+        t.write_key_group(0, &mut out, Encoders::of::<SerdeValue>())
+            .unwrap();
+        let log = LOG.with(|l| std::mem::take(&mut *l.borrow_mut()));
+        let encoded: Vec<u64> = log.iter().filter(|e| !e.0).map(|e| e.1).collect();
+        let mut sorted = encoded.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..n as u64).collect::<Vec<_>>(), "n {n}");
+        let mut done = 0;
+        let mut prefetched = 0;
+        for (is_prefetch, id) in log {
+            if is_prefetch {
+                assert_eq!(id, encoded[done + PREFETCH_DISTANCE], "n {n}");
+                prefetched += 1;
+            } else {
+                done += 1;
+            }
+        }
+        assert_eq!(prefetched, n.saturating_sub(PREFETCH_DISTANCE), "n {n}");
+    }
+}

@@ -1,13 +1,15 @@
-//! Prefetching the heap memory an entry owns, ahead of encoding it.
+//! Prefetching the heap memory a value owns, ahead of encoding it.
 //!
 //! A snapshot reads the entries of a page in hash order, but a value that
 //! owns heap memory (a `Vec`, a `String`, a `Box`) points wherever it was
 //! allocated, in the order the job inserted it: each such read misses the
 //! caches and the TLB. The encoding of one entry depends on nothing read for
 //! the next, so asking for the memory of an entry a few places ahead lets
-//! those misses overlap instead of coming one after another.
+//! those misses overlap instead of coming one after another. (Keys say
+//! where their memory is themselves, with `StableHash::prefetch`; values
+//! are any serde type.)
 //!
-//! A type's owned memory is found without knowing the type: each of its
+//! A value's owned memory is found without knowing its type: each of its
 //! first [`WORDS`] machine words is used as an address to prefetch. Only
 //! types that need dropping are looked at (plain data owns no memory). A
 //! prefetch is a hint: it never faults, whatever the address, and reads
