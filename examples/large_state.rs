@@ -192,8 +192,9 @@ fn release_freed_memory() {
 
 /// Copies the bytes of every value of every subtask, in the tables' order
 /// (the order a checkpoint reads them), into a reused 8 MiB buffer, one
-/// thread per subtask, prefetching ahead as a checkpoint does: what a checkpoint cannot avoid, the reads of values
-/// spread over the heap. The time taken and its CPU time.
+/// thread per subtask, prefetching ahead as a checkpoint does: what a
+/// checkpoint cannot avoid, the reads of values spread over the heap. The
+/// time taken and its CPU time.
 fn read_every_value<V: Value>(ops: &[Store<V>]) -> (Duration, String) {
     let (start, cpu) = (Instant::now(), cpu_times());
     std::thread::scope(|s| {
@@ -446,12 +447,6 @@ fn run<V: Value>(args: &Args, dir: &Path) -> Result<bool, Box<dyn std::error::Er
         }
     }
     println!();
-    let (floor, floor_cpu) = read_every_value(&ops);
-    println!(
-        "  memory floor: copying every value's bytes in the tables' order, one thread per subtask, takes {:.2} s ({floor_cpu}) = {:.2} x the checkpoint's time",
-        floor.as_secs_f64(),
-        floor.as_secs_f64() / took.as_secs_f64()
-    );
     if peak_known {
         let peak = peak_rss();
         println!(
@@ -464,6 +459,12 @@ fn run<V: Value>(args: &Args, dir: &Path) -> Result<bool, Box<dyn std::error::Er
     } else {
         println!("  peak resident memory: cannot reset the high-water mark here");
     }
+    let (floor, floor_cpu) = read_every_value(&ops);
+    println!(
+        "  memory floor: copying every value's bytes in the tables' order, one thread per subtask, takes {:.2} s ({floor_cpu}) = {:.2} x the checkpoint's time",
+        floor.as_secs_f64(),
+        floor.as_secs_f64() / took.as_secs_f64()
+    );
     drop(ops);
     release_freed_memory();
 
