@@ -541,9 +541,7 @@ where
     for (hash, key, value) in table.iter() {
         if prefetching {
             if let Some((_, key, value)) = ahead.next() {
-                if K::INDIRECT {
-                    key.prefetch();
-                }
+                key.prefetch();
                 prefetch::owned_memory(value);
             }
         }

@@ -16,60 +16,55 @@
 //! nothing the program sees, so a word that is not a pointer costs only a
 //! wasted hint.
 
+use crate::hash::prefetch_read;
+
 /// The words of a value looked at: `Vec`, `String` and `Box<[T]>` keep
 /// their pointer in their first three.
 const WORDS: usize = 3;
 
 /// Asks the CPU to fetch the memory that `value`'s first words point to,
-/// if `T` owns any.
+/// if `T` owns any, with [`prefetch_read`] (which prefetches on x86-64
+/// only, so the words are read there only).
 #[inline(always)]
 pub(crate) fn owned_memory<T>(value: &T) {
     if !std::mem::needs_drop::<T>() {
         return;
     }
-    let words = (std::mem::size_of::<T>() / std::mem::size_of::<usize>()).min(WORDS);
-    let base = (value as *const T).cast::<usize>();
-    for w in 0..words {
-        // SAFETY: `base + w` words lies inside `*value` (at most its size),
-        // which is borrowed for this call.
-        unsafe { prefetch_word_target(base.add(w)) };
+    #[cfg(target_arch = "x86_64")]
+    {
+        let words = (std::mem::size_of::<T>() / std::mem::size_of::<usize>()).min(WORDS);
+        let base = (value as *const T).cast::<usize>();
+        for w in 0..words {
+            // SAFETY: `base + w` words lies inside `*value` (at most its
+            // size), which is borrowed for this call.
+            let address = unsafe { word_at(base.add(w)) };
+            prefetch_read(address as *const u8);
+        }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
-/// Reads the word at `word` (possibly unaligned, possibly padding: the
-/// read is the assembly's, not a Rust value) and prefetches the address it
-/// holds.
+/// The word at `word`, read by the assembly: possibly unaligned, possibly
+/// padding, its output is an integer whatever the bytes held.
 ///
 /// # Safety
 /// `word` must point to `size_of::<usize>()` readable bytes.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn prefetch_word_target(word: *const usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: the caller gives readable bytes; `prefetcht0` never faults
-    // and changes no memory or flag.
+unsafe fn word_at(word: *const usize) -> usize {
+    let value: usize;
+    // SAFETY: the caller gives readable bytes; the load changes no memory
+    // or flag.
     unsafe {
         std::arch::asm!(
-            "mov {addr}, qword ptr [{word}]",
-            "prefetcht0 byte ptr [{addr}]",
+            "mov {value}, qword ptr [{word}]",
             word = in(reg) word,
-            addr = out(reg) _,
-            options(nostack, readonly, preserves_flags)
+            value = out(reg) value,
+            options(nostack, readonly, pure, preserves_flags)
         );
     }
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: the caller gives readable bytes; `prfm` never faults and
-    // changes no memory or flag.
-    unsafe {
-        std::arch::asm!(
-            "ldr {addr}, [{word}]",
-            "prfm pldl1keep, [{addr}]",
-            word = in(reg) word,
-            addr = out(reg) _,
-            options(nostack, readonly, preserves_flags)
-        );
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let _ = word;
+    value
 }
 
 #[cfg(test)]
