@@ -20,7 +20,9 @@
 //! `--runs none,asynchronous,asynchronous` makes only those runs, in that
 //! order (a mode repeated shows its spread). The table also gives the
 //! number of outputs the sink had received when its longest gap ended:
-//! with one output per purchase, its place in the checkpoint cycle.
+//! with one output per purchase, its place in the checkpoint cycle. Below
+//! the table, each run's longest gap in every checkpoint cycle: cycle 0
+//! before the first checkpoint, cycle `i` from the `i`-th to the next.
 //!
 //! Last, as the machine's own floor, a bare loop reads the clock on every
 //! core for `--spin-seconds` and prints the longest stall it saw: what any
@@ -181,6 +183,9 @@ struct Run {
     max_gap: Duration,
     /// Outputs the sink had received when the longest gap ended.
     gap_at: u64,
+    /// The longest gap in each checkpoint cycle, the `i`-th ending at one
+    /// of the outputs `i * checkpoint_every + 1 ..= (i + 1) * checkpoint_every`.
+    cycle_gaps: Vec<Duration>,
     checkpoints: usize,
     max_pause: Duration,
     max_write: Duration,
@@ -193,7 +198,7 @@ struct Run {
 impl Run {
     fn line(&self) -> String {
         format!(
-            "RUN {} {} {} {} {} {} {} {}",
+            "RUN {} {} {} {} {} {} {} {} {}",
             self.elapsed.as_nanos(),
             self.max_gap.as_nanos(),
             self.gap_at,
@@ -201,27 +206,73 @@ impl Run {
             self.max_pause.as_nanos(),
             self.max_write.as_nanos(),
             self.written,
-            self.final_bytes
+            self.final_bytes,
+            self.cycle_gaps
+                .iter()
+                .map(|g| g.as_nanos().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         )
     }
 
     fn parse(out: &str) -> Option<Self> {
         let line = out.lines().find_map(|l| l.strip_prefix("RUN "))?;
+        let (line, cycles) = line.rsplit_once(' ')?;
         let f: Vec<u128> = line
             .split(' ')
             .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        let cycle_gaps = cycles
+            .split(',')
+            .filter(|x| !x.is_empty())
+            .map(|x| x.parse().ok().map(Duration::from_nanos))
             .collect::<Option<_>>()?;
         let ns = |i: usize| Duration::from_nanos(f[i] as u64);
         (f.len() == 8).then(|| Run {
             elapsed: ns(0),
             max_gap: ns(1),
             gap_at: f[2] as u64,
+            cycle_gaps,
             checkpoints: f[3] as usize,
             max_pause: ns(4),
             max_write: ns(5),
             written: f[6] as u64,
             final_bytes: f[7] as u64,
         })
+    }
+}
+
+/// The gaps between outputs reaching the sink.
+#[derive(Default)]
+struct SinkGaps {
+    /// When the last output arrived.
+    last: Option<Instant>,
+    /// Outputs so far.
+    outputs: u64,
+    longest: Duration,
+    /// Outputs the sink had received when the longest gap ended.
+    longest_at: u64,
+    /// The longest gap of each checkpoint cycle (see [`Run::cycle_gaps`]).
+    per_cycle: Vec<Duration>,
+}
+
+impl SinkGaps {
+    /// An output arrived at `now`, in a run that checkpoints every `every`
+    /// outputs (one per purchase).
+    fn output(&mut self, now: Instant, every: u64) {
+        self.outputs += 1;
+        if let Some(last) = self.last {
+            let gap = now - last;
+            if gap > self.longest {
+                (self.longest, self.longest_at) = (gap, self.outputs);
+            }
+            let cycle = ((self.outputs - 1) / every) as usize;
+            if self.per_cycle.len() <= cycle {
+                self.per_cycle.resize(cycle + 1, Duration::ZERO);
+            }
+            self.per_cycle[cycle] = self.per_cycle[cycle].max(gap);
+        }
+        self.last = Some(now);
     }
 }
 
@@ -244,23 +295,15 @@ fn run<P: Operator>(
     if incremental {
         store = store.incremental(IncrementalPolicy::default());
     }
-    // The last output's time, the outputs so far, the longest gap and the
-    // outputs when it ended.
-    let gap = Arc::new(Mutex::new((None::<Instant>, 0u64, Duration::ZERO, 0u64)));
+    let gap = Arc::new(Mutex::new(SinkGaps::default()));
+    let every = args.checkpoint_every.max(1);
     let sink_gap = Arc::clone(&gap);
     let built = args.clone();
     let mut job = Job::new(log, store, move |_| P::build(&built))
         .parallelism(args.parallelism, args.parallelism)
         .sink(move |_| {
             let now = Instant::now();
-            let mut g = sink_gap.lock().expect("the sink's lock");
-            g.1 += 1;
-            if let Some(last) = g.0
-                && now - last > g.2
-            {
-                (g.2, g.3) = (now - last, g.1);
-            }
-            g.0 = Some(now);
+            sink_gap.lock().expect("the sink's lock").output(now, every);
         });
     if let Some(asynchronous) = checkpoints {
         job = job
@@ -270,7 +313,12 @@ fn run<P: Operator>(
     let started = Instant::now();
     let outcome = job.start()?.wait()?;
     let elapsed = started.elapsed();
-    let (_, _, max_gap, gap_at) = *gap.lock().expect("the sink's lock");
+    let SinkGaps {
+        longest: max_gap,
+        longest_at: gap_at,
+        per_cycle: cycle_gaps,
+        ..
+    } = std::mem::take(&mut *gap.lock().expect("the sink's lock"));
     // The final checkpoint at the end of the input is not a pause between
     // outputs: leave it out.
     let mut checkpoints = outcome.report.checkpoints.clone();
@@ -280,6 +328,7 @@ fn run<P: Operator>(
         elapsed,
         max_gap,
         gap_at,
+        cycle_gaps,
         checkpoints: checkpoints.len(),
         max_pause: checkpoints
             .iter()
@@ -384,6 +433,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.max_write.as_secs_f64() * 1e3,
             r.written as f64 / 1e6,
         );
+    }
+    println!(
+        "longest gap in each checkpoint cycle, ms (cycle i: from the i-th checkpoint to the next):"
+    );
+    for (mode, r) in &runs {
+        let gaps: Vec<String> = r
+            .cycle_gaps
+            .iter()
+            .map(|g| format!("{:.1}", g.as_secs_f64() * 1e3))
+            .collect();
+        println!("  {:<16} {}", mode.label(), gaps.join("  "));
     }
     // The final checkpoint holds the whole input: the same bytes whatever
     // the mode (incremental ones write it as a delta).
